@@ -1,0 +1,1 @@
+//! vidbatch: turn a manifest of prompts into generated videos.
