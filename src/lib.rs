@@ -1,1 +1,5 @@
-//! vidbatch: turn a manifest of prompts into generated videos.
+//! vidbatch: turn a manifest of prompts into generated videos through the AllToken Videos API.
+//!
+//! # Layout
+//! - [`api`]: typed client of the five endpoints; classifies every failure, no retry loop.
+pub mod api;
