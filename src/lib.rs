@@ -3,3 +3,6 @@
 //! # Layout
 //! - [`api`]: typed client of the five endpoints; classifies every failure, no retry loop.
 pub mod api;
+pub mod events;
+pub mod journal;
+pub mod state;

@@ -29,6 +29,8 @@ pub enum ApiError {
     RateLimited {
         /// The wait the server asked for (`Retry-After`, else `x-ratelimit-reset`).
         retry_after: Option<Duration>,
+        /// The request budget the server announced (`x-ratelimit-limit`), when it did.
+        limit: Option<u32>,
         /// The error body, when there was one.
         detail: Option<ErrorDetail>,
     },
@@ -158,6 +160,10 @@ pub(crate) fn classify_status(
             } else {
                 ApiError::RateLimited {
                     retry_after: server_wait(headers, OffsetDateTime::now_utc()),
+                    limit: headers
+                        .get("x-ratelimit-limit")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.trim().parse().ok()),
                     detail,
                 }
             }

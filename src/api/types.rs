@@ -356,6 +356,9 @@ pub struct Task {
     /// Model id.
     #[serde(default)]
     pub model: Option<String>,
+    /// The prompt, when the server echoes it.
+    #[serde(default)]
+    pub prompt: Option<String>,
     /// `text`, `image`, ...
     #[serde(default)]
     pub input_type: Option<String>,

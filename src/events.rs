@@ -1,0 +1,327 @@
+//! The one contract between the runner and everything that watches it; the main structure here is [`Event`].
+//!
+//! The runner emits events; the journal writes them to `state.jsonl` (so an event is also a
+//! journal record), the display shows them, and the report is folded from them. Records that
+//! cost money (a submit intent, a task id received) are marked durable: they reach the disk
+//! before the runner takes its next step.
+
+use serde::{Deserialize, Serialize};
+
+use crate::api::{CreateRequest, TaskStatus, Timestamp, Usage};
+
+/// Something that happened in a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// A run began (a new one or a resumed one).
+    RunStarted {
+        /// Id of the run's state (kept across resumes).
+        run_id: String,
+        /// When.
+        at: Timestamp,
+        /// vidbatch version.
+        tool_version: String,
+        /// Settings in effect (never the key).
+        settings: serde_json::Value,
+        /// Manifest files and their sha256.
+        manifests: Vec<SourceRecord>,
+        /// Jobs in this run's plan.
+        total_jobs: usize,
+        /// `K/N` when sharded.
+        shard: Option<String>,
+    },
+    /// A job of the plan, as first seen (or seen changed).
+    JobPlanned {
+        /// Job id.
+        job: String,
+        /// File stem of its outputs.
+        name: String,
+        /// sha256 of the canonical request.
+        fingerprint: String,
+        /// The request to send.
+        request: CreateRequest,
+        /// Where the job came from (file:line:col or file row).
+        source: String,
+        /// Estimated tokens, when known.
+        estimated_tokens: Option<u64>,
+    },
+    /// About to send a create for the job (durable).
+    SubmitIntent {
+        /// Job id.
+        job: String,
+        /// Create attempt number, from 1.
+        attempt: u32,
+        /// The `Idempotency-Key` sent.
+        idempotency_key: String,
+        /// When.
+        at: Timestamp,
+    },
+    /// The create was answered and made no task (e.g. 429, 400, 402).
+    SubmitNotCreated {
+        /// Job id.
+        job: String,
+        /// Why.
+        reason: String,
+    },
+    /// The job has a task on the server (durable).
+    Submitted {
+        /// Job id.
+        job: String,
+        /// Task id.
+        task_id: String,
+        /// When.
+        at: Timestamp,
+        /// True when found by listing after a lost answer rather than from the create answer.
+        reconciled: bool,
+    },
+    /// The task changed status on the server (not yet final).
+    TaskProgress {
+        /// Job id.
+        job: String,
+        /// Task id.
+        task_id: String,
+        /// New status.
+        status: TaskStatus,
+        /// When seen.
+        at: Timestamp,
+    },
+    /// The task finished generating and its video can be fetched.
+    TaskCompleted {
+        /// Job id.
+        job: String,
+        /// Task id.
+        task_id: String,
+        /// Tokens billed.
+        usage: Option<Usage>,
+        /// When the server says it finished.
+        completed_at: Option<Timestamp>,
+        /// When the server says it started.
+        created_at: Option<Timestamp>,
+        /// When seen.
+        at: Timestamp,
+    },
+    /// A request or download failed and will be tried again.
+    Retrying {
+        /// Job id, when the failure belongs to one.
+        job: Option<String>,
+        /// What is retried: `create`, `poll`, `download`, `reconcile`, ...
+        what: String,
+        /// Attempt about to start.
+        attempt: u32,
+        /// The error.
+        error: String,
+        /// Wait before the attempt, in milliseconds.
+        wait_ms: u64,
+    },
+    /// The server said slow down; the whole limiter waits.
+    RateLimited {
+        /// How long everything waits, in milliseconds.
+        wait_ms: u64,
+        /// The request rate now aimed at, per minute.
+        rpm_now: f64,
+    },
+    /// A download's URL had expired or was refused; the task is read again for a fresh one.
+    UrlRefreshed {
+        /// Job id.
+        job: String,
+        /// HTTP status of the refused URL (0 when it was past its expiry before use).
+        status: u16,
+    },
+    /// The job's video (and last frame) are on disk and verified (durable).
+    JobDone {
+        /// Job id.
+        job: String,
+        /// Task id.
+        task_id: String,
+        /// Video path, relative to the out dir.
+        path: String,
+        /// File size.
+        bytes: u64,
+        /// File sha256.
+        sha256: String,
+        /// Last frame path, relative to the out dir, when asked for.
+        last_frame: Option<String>,
+        /// When.
+        at: Timestamp,
+    },
+    /// The job failed (durable).
+    JobFailed {
+        /// Job id.
+        job: String,
+        /// Task id, when one existed.
+        task_id: Option<String>,
+        /// Why.
+        failure: Failure,
+        /// When.
+        at: Timestamp,
+    },
+    /// A file recorded as done was missing or corrupt and will be fetched again.
+    FileInvalid {
+        /// Job id.
+        job: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// New submissions stop (fatal API condition, failure limit, budget or interrupt).
+    SubmissionsStopped {
+        /// Why.
+        reason: String,
+    },
+    /// The run ended.
+    RunFinished {
+        /// When.
+        at: Timestamp,
+        /// How it ended.
+        outcome: RunOutcome,
+        /// Counts for the report.
+        counters: Counters,
+    },
+}
+
+impl Event {
+    /// The job the event is about, if any.
+    pub fn job(&self) -> Option<&str> {
+        match self {
+            Event::JobPlanned { job, .. }
+            | Event::SubmitIntent { job, .. }
+            | Event::SubmitNotCreated { job, .. }
+            | Event::Submitted { job, .. }
+            | Event::TaskProgress { job, .. }
+            | Event::TaskCompleted { job, .. }
+            | Event::UrlRefreshed { job, .. }
+            | Event::JobDone { job, .. }
+            | Event::JobFailed { job, .. }
+            | Event::FileInvalid { job, .. } => Some(job),
+            Event::Retrying { job, .. } => job.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// Whether the record must reach the disk before the runner goes on.
+    pub fn is_durable(&self) -> bool {
+        matches!(
+            self,
+            Event::SubmitIntent { .. }
+                | Event::Submitted { .. }
+                | Event::JobDone { .. }
+                | Event::JobFailed { .. }
+                | Event::RunStarted { .. }
+                | Event::RunFinished { .. }
+        )
+    }
+
+    /// Whether the journal keeps the event (display-only events are not kept).
+    pub fn is_journaled(&self) -> bool {
+        !matches!(self, Event::RateLimited { .. })
+    }
+}
+
+/// A manifest file and its hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceRecord {
+    /// Path as given.
+    pub path: String,
+    /// sha256 of its bytes.
+    pub sha256: String,
+}
+
+/// Why a job failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    /// What kind of failure.
+    pub kind: FailureKind,
+    /// HTTP status, when an answer carried it.
+    pub http_status: Option<u16>,
+    /// The API's error code, when it gave one.
+    pub code: Option<String>,
+    /// What happened.
+    pub message: String,
+}
+
+/// The kinds of job failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// The API refused the request (400, 404, ...).
+    Rejected,
+    /// The task ended `failed` on the server.
+    TaskFailed,
+    /// The task or its asset expired.
+    Expired,
+    /// The task was cancelled.
+    Cancelled,
+    /// The job ran past `--job-timeout` and was cancelled.
+    TimedOut,
+    /// Create kept failing.
+    SubmitFailed,
+    /// The task could not be read; it still exists and a later run polls it again.
+    PollFailed,
+    /// The video could not be fetched; it still exists and a later run fetches it again.
+    DownloadFailed,
+}
+
+impl FailureKind {
+    /// Whether a later run picks the job up again by itself (no new generation needed).
+    pub fn resumes_by_itself(self) -> bool {
+        matches!(self, FailureKind::PollFailed | FailureKind::DownloadFailed)
+    }
+
+    /// The name used in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            FailureKind::Rejected => "rejected",
+            FailureKind::TaskFailed => "task_failed",
+            FailureKind::Expired => "expired",
+            FailureKind::Cancelled => "cancelled",
+            FailureKind::TimedOut => "timed_out",
+            FailureKind::SubmitFailed => "submit_failed",
+            FailureKind::PollFailed => "poll_failed",
+            FailureKind::DownloadFailed => "download_failed",
+        }
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunOutcome {
+    /// Every job of the plan is done.
+    Success,
+    /// The run finished but some jobs are not done.
+    SomeFailed,
+    /// A fatal API condition (401, 402) stopped it.
+    Fatal,
+    /// Ctrl-C or SIGTERM.
+    Interrupted,
+}
+
+impl RunOutcome {
+    /// The process exit code SPEC gives for the outcome.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            RunOutcome::Success => 0,
+            RunOutcome::SomeFailed => 1,
+            RunOutcome::Fatal => 3,
+            RunOutcome::Interrupted => 130,
+        }
+    }
+}
+
+/// Counts a run keeps for its report.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    /// API requests sent (downloads excluded).
+    pub api_requests: u64,
+    /// 429 answers.
+    pub rate_limited: u64,
+    /// Requests and downloads tried again.
+    pub retries: u64,
+    /// Creates sent.
+    pub creates: u64,
+    /// Creates whose answer was lost.
+    pub ambiguous_creates: u64,
+    /// Tasks found by listing after a lost answer.
+    pub reconciled: u64,
+    /// Bytes downloaded.
+    pub bytes_downloaded: u64,
+}

@@ -1,0 +1,578 @@
+//! The resume journal `state.jsonl` and the out-dir lock; the main structure here is [`Journal`].
+//!
+//! One writer thread owns the file and appends one JSON event per line. Records that cost
+//! money are fsynced before [`Journal::append`] returns, with group commit so a burst of
+//! them costs one fsync. Loading tolerates a torn last line (a crash mid-write). When the
+//! file has grown well past what its state needs, [`compact`] rewrites it from the state.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::thread;
+
+use tokio::sync::oneshot;
+
+use crate::events::Event;
+use crate::state::{Phase, RunState};
+
+/// The journal's file name inside the out dir.
+pub const STATE_FILE: &str = "state.jsonl";
+/// The lock file's name inside the out dir.
+pub const LOCK_FILE: &str = ".vidbatch.lock";
+
+/// A journal failure: the disk refused a write, or the file is unreadable.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// Reading, writing or syncing failed.
+    #[error("state file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// A line other than the last is not an event.
+    #[error("state file {path}, line {line}: not a vidbatch event ({reason}); the file is damaged")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// Parser message.
+        reason: String,
+    },
+    /// Another run holds the out dir.
+    #[error("out dir {dir} is in use by another vidbatch run (pid {pid}); wait for it or use another --out")]
+    Locked {
+        /// The out dir.
+        dir: PathBuf,
+        /// The holder's pid, as it wrote it.
+        pid: String,
+    },
+    /// The writer thread is gone (after an earlier error).
+    #[error("state file writer stopped after an earlier error")]
+    Closed,
+}
+
+/// What [`load`] found.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// The folded state.
+    pub state: RunState,
+    /// Lines read.
+    pub lines: usize,
+    /// Whether a torn last line was dropped.
+    pub torn_tail: bool,
+}
+
+/// Reads a journal. A missing file is an empty state; a torn last line is dropped.
+pub fn load(path: &Path) -> Result<Loaded, JournalError> {
+    let io_err = |source| JournalError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Loaded::default()),
+        Err(e) => return Err(io_err(e)),
+    };
+    let mut reader = BufReader::with_capacity(1 << 16, file);
+    let mut loaded = Loaded::default();
+    let mut line = Vec::new();
+    let mut pending_error: Option<(usize, String)> = None;
+    loop {
+        line.clear();
+        let n = reader.read_until(b'\n', &mut line).map_err(io_err)?;
+        if n == 0 {
+            break;
+        }
+        loaded.lines += 1;
+        if let Some((at, reason)) = pending_error.take() {
+            // A bad line followed by more lines is damage, not a torn tail.
+            return Err(JournalError::Corrupt {
+                path: path.to_path_buf(),
+                line: at,
+                reason,
+            });
+        }
+        let complete = line.last() == Some(&b'\n');
+        let text = trim_line(&line);
+        if text.is_empty() {
+            continue;
+        }
+        match serde_json::from_slice::<Event>(text) {
+            Ok(event) if complete => loaded.state.apply(&event),
+            Ok(_) => loaded.torn_tail = true,
+            Err(e) => pending_error = Some((loaded.lines, e.to_string())),
+        }
+    }
+    if pending_error.is_some() {
+        loaded.torn_tail = true;
+    }
+    Ok(loaded)
+}
+
+fn trim_line(line: &[u8]) -> &[u8] {
+    let mut end = line.len();
+    while end > 0 && matches!(line[end - 1], b'\n' | b'\r' | b' ') {
+        end -= 1;
+    }
+    &line[..end]
+}
+
+enum Command {
+    Write {
+        line: Vec<u8>,
+        ack: Option<oneshot::Sender<Result<(), String>>>,
+    },
+    Sync(oneshot::Sender<Result<(), String>>),
+}
+
+/// The single writer of a journal file.
+pub struct Journal {
+    path: PathBuf,
+    tx: Option<mpsc::Sender<Command>>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Journal {
+    /// Opens `path` for appending (creating it), dropping a torn last line first.
+    pub fn open(path: &Path) -> Result<Journal, JournalError> {
+        let io_err = |source| JournalError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        drop_torn_tail(path).map_err(io_err)?;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(io_err)?;
+        let (tx, rx) = mpsc::channel::<Command>();
+        let thread = thread::Builder::new()
+            .name("vidbatch-journal".into())
+            .spawn(move || writer_loop(file, rx))
+            .map_err(io_err)?;
+        Ok(Journal {
+            path: path.to_path_buf(),
+            tx: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// The journal's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends an event; a durable one is on disk (fsynced) when this returns.
+    pub async fn append(&self, event: &Event) -> Result<(), JournalError> {
+        let mut line = serde_json::to_vec(event).map_err(|e| JournalError::Io {
+            path: self.path.clone(),
+            source: io::Error::other(e),
+        })?;
+        line.push(b'\n');
+        let tx = self.tx.as_ref().ok_or(JournalError::Closed)?;
+        if event.is_durable() {
+            let (ack, done) = oneshot::channel();
+            tx.send(Command::Write { line, ack: Some(ack) })
+                .map_err(|_| JournalError::Closed)?;
+            self.await_ack(done).await
+        } else {
+            tx.send(Command::Write { line, ack: None })
+                .map_err(|_| JournalError::Closed)
+        }
+    }
+
+    /// Waits until everything appended so far is on disk.
+    pub async fn sync(&self) -> Result<(), JournalError> {
+        let tx = self.tx.as_ref().ok_or(JournalError::Closed)?;
+        let (ack, done) = oneshot::channel();
+        tx.send(Command::Sync(ack)).map_err(|_| JournalError::Closed)?;
+        self.await_ack(done).await
+    }
+
+    async fn await_ack(&self, done: oneshot::Receiver<Result<(), String>>) -> Result<(), JournalError> {
+        match done.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(msg)) => Err(JournalError::Io {
+                path: self.path.clone(),
+                source: io::Error::other(msg),
+            }),
+            Err(_) => Err(JournalError::Closed),
+        }
+    }
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        self.tx.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn writer_loop(file: File, rx: mpsc::Receiver<Command>) {
+    let mut out = BufWriter::with_capacity(1 << 16, file);
+    let mut failed: Option<String> = None;
+    while let Ok(first) = rx.recv() {
+        // Group commit: take everything already waiting, write it, sync once.
+        let mut batch = vec![first];
+        while let Ok(more) = rx.try_recv() {
+            batch.push(more);
+        }
+        let mut acks = Vec::new();
+        let mut needs_sync = false;
+        for cmd in batch {
+            match cmd {
+                Command::Write { line, ack } => {
+                    if failed.is_none()
+                        && let Err(e) = out.write_all(&line)
+                    {
+                        failed = Some(e.to_string());
+                    }
+                    if let Some(ack) = ack {
+                        needs_sync = true;
+                        acks.push(ack);
+                    }
+                }
+                Command::Sync(ack) => {
+                    needs_sync = true;
+                    acks.push(ack);
+                }
+            }
+        }
+        if failed.is_none() {
+            let result = if needs_sync {
+                out.flush().and_then(|_| out.get_ref().sync_data())
+            } else {
+                out.flush()
+            };
+            if let Err(e) = result {
+                failed = Some(e.to_string());
+            }
+        }
+        for ack in acks {
+            let _ = ack.send(match &failed {
+                None => Ok(()),
+                Some(msg) => Err(msg.clone()),
+            });
+        }
+    }
+    let _ = out.flush().and_then(|_| out.get_ref().sync_data());
+}
+
+/// Cuts an unterminated last line off the file, so appends start on a fresh line.
+fn drop_torn_tail(path: &Path) -> io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = match OpenOptions::new().read(true).write(true).open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let len = file.metadata()?.len();
+    if len == 0 {
+        return Ok(());
+    }
+    // Scan back for the last newline, a block at a time.
+    let mut end = len;
+    let mut buf = vec![0u8; 8192];
+    let mut last_newline: Option<u64> = None;
+    while end > 0 && last_newline.is_none() {
+        let start = end.saturating_sub(buf.len() as u64);
+        let n = (end - start) as usize;
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(&mut buf[..n])?;
+        if let Some(pos) = buf[..n].iter().rposition(|&b| b == b'\n') {
+            last_newline = Some(start + pos as u64);
+        }
+        end = start;
+    }
+    let keep = last_newline.map(|p| p + 1).unwrap_or(0);
+    if keep < len {
+        file.set_len(keep)?;
+        file.sync_data()?;
+    }
+    Ok(())
+}
+
+/// Whether the journal holds many more lines than its state needs.
+pub fn needs_compaction(loaded: &Loaded) -> bool {
+    let live = compacted_events(&loaded.state).len();
+    loaded.lines > 1000 && loaded.lines > live * 4
+}
+
+/// Rewrites the journal at `path` as the shortest event sequence that folds to `state`:
+/// written to a temporary file, synced, then renamed over the old one.
+pub fn compact(path: &Path, state: &RunState) -> Result<(), JournalError> {
+    let io_err = |source| JournalError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let tmp = path.with_extension("jsonl.compact");
+    {
+        let mut out = BufWriter::new(File::create(&tmp).map_err(io_err)?);
+        for event in compacted_events(state) {
+            serde_json::to_writer(&mut out, &event).map_err(|e| io_err(io::Error::other(e)))?;
+            out.write_all(b"\n").map_err(io_err)?;
+        }
+        out.flush().map_err(io_err)?;
+        out.get_ref().sync_all().map_err(io_err)?;
+    }
+    std::fs::rename(&tmp, path).map_err(io_err)?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")));
+    Ok(())
+}
+
+/// The events that rebuild `state` (timings and counters kept).
+fn compacted_events(state: &RunState) -> Vec<Event> {
+    use crate::api::Timestamp;
+    let mut events = Vec::new();
+    if let (Some(run_id), Some(at)) = (&state.run_id, state.started_at) {
+        events.push(Event::RunStarted {
+            run_id: run_id.clone(),
+            at,
+            tool_version: env!("CARGO_PKG_VERSION").to_string(),
+            settings: state.settings.clone().unwrap_or_default(),
+            manifests: state.manifests.clone(),
+            total_jobs: state.jobs.len(),
+            shard: state.shard.clone(),
+        });
+    }
+    for j in state.jobs_in_order() {
+        let job = j.id.clone();
+        events.push(Event::JobPlanned {
+            job: job.clone(),
+            name: j.name.clone(),
+            fingerprint: j.fingerprint.clone(),
+            request: j.request.clone(),
+            source: j.source.clone(),
+            estimated_tokens: j.estimated_tokens,
+        });
+        let now = Timestamp::now();
+        for task_id in &j.task_ids {
+            events.push(Event::Submitted {
+                job: job.clone(),
+                task_id: task_id.clone(),
+                at: j.submitted_at.unwrap_or(now),
+                reconciled: false,
+            });
+        }
+        if let Some(at) = j.processing_at {
+            events.push(Event::TaskProgress {
+                job: job.clone(),
+                task_id: j.task_id().unwrap_or_default().to_string(),
+                status: crate::api::TaskStatus::Processing,
+                at,
+            });
+        }
+        if !matches!(j.phase, Phase::Submitting | Phase::Submitted) {
+            if let Some(completed) = j.completed_at {
+                events.push(Event::TaskCompleted {
+                    job: job.clone(),
+                    task_id: j.task_id().unwrap_or_default().to_string(),
+                    usage: j.usage,
+                    completed_at: Some(completed),
+                    created_at: j.submitted_at,
+                    at: completed,
+                });
+            }
+        }
+        if j.phase == Phase::Done {
+            events.push(Event::JobDone {
+                job: job.clone(),
+                task_id: j.task_id().unwrap_or_default().to_string(),
+                path: j.path.clone().unwrap_or_default(),
+                bytes: j.bytes.unwrap_or(0),
+                sha256: j.sha256.clone().unwrap_or_default(),
+                last_frame: j.last_frame.clone(),
+                at: j.finished_at.unwrap_or(now),
+            });
+        } else if let Some(failure) = &j.failure {
+            events.push(Event::JobFailed {
+                job: job.clone(),
+                task_id: j.task_id().map(str::to_string),
+                failure: failure.clone(),
+                at: j.finished_at.unwrap_or(now),
+            });
+        }
+        if j.phase == Phase::Submitting
+            && let Some(key) = &j.idempotency_key
+        {
+            events.push(Event::SubmitIntent {
+                job: job.clone(),
+                attempt: j.attempts,
+                idempotency_key: key.clone(),
+                at: j.intent_at.unwrap_or(now),
+            });
+        }
+    }
+    if let (Some(at), Some(outcome)) = (state.finished_at, state.outcome) {
+        events.push(Event::RunFinished {
+            at,
+            outcome,
+            counters: state.counters.clone(),
+        });
+    }
+    events
+}
+
+/// fsyncs a directory so a rename in it is durable (best effort).
+pub fn sync_dir(dir: &Path) {
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+/// An exclusive lock on an out dir, held for the life of the value.
+#[derive(Debug)]
+pub struct DirLock {
+    _file: File,
+}
+
+/// Takes the out dir's lock, or says who holds it.
+pub fn lock_dir(dir: &Path) -> Result<DirLock, JournalError> {
+    let path = dir.join(LOCK_FILE);
+    let io_err = |source| JournalError::Io {
+        path: path.clone(),
+        source,
+    };
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(io_err)?;
+    match file.try_lock() {
+        Ok(()) => {
+            file.set_len(0).map_err(io_err)?;
+            writeln!(file, "{}", std::process::id()).map_err(io_err)?;
+            Ok(DirLock { _file: file })
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let pid = std::fs::read_to_string(&path)
+                .map(|s| s.trim().to_string())
+                .unwrap_or_else(|_| "unknown".into());
+            Err(JournalError::Locked {
+                dir: dir.to_path_buf(),
+                pid,
+            })
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(io_err(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::Timestamp;
+
+    fn planned(job: &str) -> Event {
+        Event::JobPlanned {
+            job: job.into(),
+            name: job.into(),
+            fingerprint: "f".into(),
+            request: Default::default(),
+            source: "m.yaml:1:1".into(),
+            estimated_tokens: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn appends_load_back_and_torn_tail_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(STATE_FILE);
+        {
+            let j = Journal::open(&path).unwrap();
+            j.append(&planned("a")).await.unwrap();
+            j.append(&Event::Submitted {
+                job: "a".into(),
+                task_id: "vgen_1".into(),
+                at: Timestamp::now(),
+                reconciled: false,
+            })
+            .await
+            .unwrap();
+        }
+        // A crash mid-write leaves half a line.
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(br#"{"event":"job_done","job":"a","#).unwrap();
+        drop(f);
+        let loaded = load(&path).unwrap();
+        assert!(loaded.torn_tail);
+        assert_eq!(loaded.state.jobs["a"].phase, Phase::Submitted);
+        assert!(loaded.state.claimed_tasks.contains("vgen_1"));
+        // Reopening cuts the torn line so new records start cleanly.
+        {
+            let j = Journal::open(&path).unwrap();
+            j.append(&planned("b")).await.unwrap();
+            j.sync().await.unwrap();
+        }
+        let loaded = load(&path).unwrap();
+        assert!(!loaded.torn_tail);
+        assert_eq!(loaded.state.jobs.len(), 2);
+    }
+
+    #[test]
+    fn damage_in_the_middle_is_an_error_with_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(STATE_FILE);
+        let good = serde_json::to_string(&planned("a")).unwrap();
+        std::fs::write(&path, format!("{good}\nnot json\n{good}\n")).unwrap();
+        match load(&path) {
+            Err(JournalError::Corrupt { line, .. }) => assert_eq!(line, 2),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn second_lock_names_the_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let _held = lock_dir(dir.path()).unwrap();
+        match lock_dir(dir.path()) {
+            Err(JournalError::Locked { pid, .. }) => assert_eq!(pid, std::process::id().to_string()),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn compaction_keeps_the_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(STATE_FILE);
+        {
+            let j = Journal::open(&path).unwrap();
+            j.append(&planned("a")).await.unwrap();
+            for i in 0..50 {
+                j.append(&Event::Retrying {
+                    job: None,
+                    what: "poll".into(),
+                    attempt: i,
+                    error: "x".into(),
+                    wait_ms: 1,
+                })
+                .await
+                .unwrap();
+            }
+            j.append(&Event::JobDone {
+                job: "a".into(),
+                task_id: "vgen_1".into(),
+                path: "videos/a.mp4".into(),
+                bytes: 10,
+                sha256: "abc".into(),
+                last_frame: None,
+                at: Timestamp::now(),
+            })
+            .await
+            .unwrap();
+        }
+        let before = load(&path).unwrap();
+        compact(&path, &before.state).unwrap();
+        let after = load(&path).unwrap();
+        assert!(after.lines < before.lines);
+        let (a, b) = (&before.state.jobs["a"], &after.state.jobs["a"]);
+        assert_eq!((a.phase, &a.sha256, a.bytes), (b.phase, &b.sha256, b.bytes));
+    }
+}
