@@ -39,7 +39,7 @@ pub enum Event {
         /// sha256 of the canonical request.
         fingerprint: String,
         /// The request to send.
-        request: CreateRequest,
+        request: Box<CreateRequest>,
         /// Where the job came from (file:line:col or file row).
         source: String,
         /// Estimated tokens, when known.
@@ -162,6 +162,11 @@ pub enum Event {
         /// What was wrong.
         reason: String,
     },
+    /// A failed job is opened again (`--retry-failed`).
+    JobReopened {
+        /// Job id.
+        job: String,
+    },
     /// New submissions stop (fatal API condition, failure limit, budget or interrupt).
     SubmissionsStopped {
         /// Why.
@@ -191,7 +196,8 @@ impl Event {
             | Event::UrlRefreshed { job, .. }
             | Event::JobDone { job, .. }
             | Event::JobFailed { job, .. }
-            | Event::FileInvalid { job, .. } => Some(job),
+            | Event::FileInvalid { job, .. }
+            | Event::JobReopened { job } => Some(job),
             Event::Retrying { job, .. } => job.as_deref(),
             _ => None,
         }

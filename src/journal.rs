@@ -347,7 +347,7 @@ fn compacted_events(state: &RunState) -> Vec<Event> {
             job: job.clone(),
             name: j.name.clone(),
             fingerprint: j.fingerprint.clone(),
-            request: j.request.clone(),
+            request: Box::new(j.request.clone()),
             source: j.source.clone(),
             estimated_tokens: j.estimated_tokens,
         });
@@ -368,8 +368,10 @@ fn compacted_events(state: &RunState) -> Vec<Event> {
                 at,
             });
         }
-        if !matches!(j.phase, Phase::Submitting | Phase::Submitted) {
-            if let Some(completed) = j.completed_at {
+        if !matches!(j.phase, Phase::Submitting | Phase::Submitted)
+            && let Some(completed) = j.completed_at
+        {
+            {
                 events.push(Event::TaskCompleted {
                     job: job.clone(),
                     task_id: j.task_id().unwrap_or_default().to_string(),

@@ -163,7 +163,7 @@ impl RunState {
                 if let Some(existing) = self.jobs.get_mut(job) {
                     existing.name = name.clone();
                     existing.fingerprint = fingerprint.clone();
-                    existing.request = request.clone();
+                    existing.request = (**request).clone();
                     existing.source = source.clone();
                     existing.estimated_tokens = *estimated_tokens;
                 } else {
@@ -174,7 +174,7 @@ impl RunState {
                             id: job.clone(),
                             name: name.clone(),
                             fingerprint: fingerprint.clone(),
-                            request: request.clone(),
+                            request: (**request).clone(),
                             source: source.clone(),
                             estimated_tokens: *estimated_tokens,
                             phase: Phase::Pending,
@@ -281,9 +281,7 @@ impl RunState {
                     j.finished_at = Some(*at);
                 }
             }
-            Event::JobFailed {
-                job, failure, at, ..
-            } => {
+            Event::JobFailed { job, failure, at, .. } => {
                 if let Some(j) = self.jobs.get_mut(job) {
                     // A failure that a later run resumes by itself keeps the job where it was.
                     if !failure.kind.resumes_by_itself() {
@@ -301,7 +299,18 @@ impl RunState {
                     j.phase = Phase::Generated;
                 }
             }
-            Event::RunFinished { at, outcome, counters } => {
+            Event::JobReopened { job } => {
+                if let Some(j) = self.jobs.get_mut(job)
+                    && j.phase == Phase::Failed
+                {
+                    j.phase = Phase::Pending;
+                }
+            }
+            Event::RunFinished {
+                at,
+                outcome,
+                counters,
+            } => {
                 self.finished_at = Some(*at);
                 self.outcome = Some(*outcome);
                 let c = &mut self.counters;

@@ -173,10 +173,10 @@ impl Client {
         })?;
         let mut auth =
             HeaderValue::from_str(&format!("Bearer {}", config.api_key.expose())).map_err(|_| {
-                ApiError::Unauthorized(super::types::ErrorDetail {
+                ApiError::Unauthorized(Box::new(super::types::ErrorDetail {
                     message: "the API key holds characters that cannot be sent in a header".into(),
                     ..Default::default()
-                })
+                }))
             })?;
         auth.set_sensitive(true);
         Ok(Client {
@@ -202,10 +202,10 @@ impl Client {
     pub async fn create(&self, body: &CreateRequest, key: &IdempotencyKey) -> Result<Task, ApiError> {
         let mut idem = HeaderValue::from_str(key.expose()).map_err(|_| ApiError::InvalidRequest {
             status: 400,
-            detail: super::types::ErrorDetail {
+            detail: Box::new(super::types::ErrorDetail {
                 message: "idempotency key is not a valid header value".into(),
                 ..Default::default()
-            },
+            }),
         })?;
         idem.set_sensitive(true);
         let req = self

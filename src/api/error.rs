@@ -32,7 +32,7 @@ pub enum ApiError {
         /// The request budget the server announced (`x-ratelimit-limit`), when it did.
         limit: Option<u32>,
         /// The error body, when there was one.
-        detail: Option<ErrorDetail>,
+        detail: Option<Box<ErrorDetail>>,
     },
     /// 5xx, a timeout or a connection error on a request that is safe to repeat.
     #[error("transient error: {reason}")]
@@ -52,24 +52,24 @@ pub enum ApiError {
     },
     /// 401: the key is missing or wrong.
     #[error("unauthorized: {}", .0.message)]
-    Unauthorized(ErrorDetail),
+    Unauthorized(Box<ErrorDetail>),
     /// 402, or a 429 that says the quota is exhausted: the balance cannot pay.
     #[error("payment required: {}", .0.message)]
-    Payment(ErrorDetail),
+    Payment(Box<ErrorDetail>),
     /// 400 (and other 4xx without a class of their own): the request is wrong.
     #[error("invalid request ({}{}): {}", .detail.code, param_suffix(&.detail.param), .detail.message)]
     InvalidRequest {
         /// HTTP status (400, or another 4xx).
         status: u16,
         /// The error body.
-        detail: ErrorDetail,
+        detail: Box<ErrorDetail>,
     },
     /// 404: no such task (or not this account's).
     #[error("not found: {}", .0.message)]
-    NotFound(ErrorDetail),
+    NotFound(Box<ErrorDetail>),
     /// 409: the task's state does not allow this (e.g. cancelling a finished task).
     #[error("conflict: {}", .0.message)]
-    Conflict(ErrorDetail),
+    Conflict(Box<ErrorDetail>),
 }
 
 fn wait_suffix(wait: Option<Duration>) -> String {
@@ -98,7 +98,7 @@ impl ApiError {
     /// The API's error body, when there was one.
     pub fn detail(&self) -> Option<&ErrorDetail> {
         match self {
-            ApiError::RateLimited { detail, .. } => detail.as_ref(),
+            ApiError::RateLimited { detail, .. } => detail.as_deref(),
             ApiError::Unauthorized(d)
             | ApiError::Payment(d)
             | ApiError::NotFound(d)
@@ -145,10 +145,10 @@ pub(crate) fn classify_status(
         .and_then(|b| b.error);
     let code = status.as_u16();
     let detail_or_text = || {
-        detail.clone().unwrap_or_else(|| ErrorDetail {
+        Box::new(detail.clone().unwrap_or_else(|| ErrorDetail {
             message: body_excerpt(body),
             ..Default::default()
-        })
+        }))
     };
     match code {
         429 => {
@@ -164,7 +164,7 @@ pub(crate) fn classify_status(
                         .get("x-ratelimit-limit")
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.trim().parse().ok()),
-                    detail,
+                    detail: detail.map(Box::new),
                 }
             }
         }
