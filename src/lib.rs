@@ -2,13 +2,20 @@
 //!
 //! # Layout
 //! - [`api`]: typed client of the five endpoints; classifies every failure, no retry loop.
+//! - [`runner`]: the scheduler; owns run state and emits [`events::Event`]s.
+//! - [`events`]: the contract between the runner and its consumers.
+//! - [`state`]: run state folded from events (live, on resume, offline).
+//! - [`journal`]: `state.jsonl`, the crash-safe resume journal, and the out-dir lock.
+//! - [`download`] and [`mp4`]: streamed, resumable, verified downloads.
+//! - [`report`]: `report.json` from the state.
+//! - [`display`]: what a person watching sees.
+//! - [`sim`]: the simulator of the API that every test runs against.
 pub mod api;
+pub mod display;
 pub mod download;
 pub mod events;
 pub mod journal;
 pub mod mp4;
+pub mod report;
 pub mod runner;
 pub mod state;
-
-pub mod display;
-pub mod report;

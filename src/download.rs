@@ -1,0 +1,723 @@
+//! Downloads of finished videos and frames: streamed to a `.part` file beside the destination,
+//! resumed with `Range`, hashed while written, verified, then renamed into place atomically.
+//!
+//! The main entry points are [`download`] and [`verify_file`]. A file only ever appears at its
+//! final path complete, synced and verified; what arrived before a cut stays in `NAME.part`
+//! and the next call resumes from it. Resume never trusts memory: the bytes already in the
+//! `.part` file are re-read and re-hashed.
+//!
+//! Use a client made by [`crate::api::http_client`] *without* a total timeout: a whole-request
+//! timeout would cut large files; [`DownloadRequest::idle_timeout`] guards stalls instead.
+
+use std::io::{self, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use reqwest::header::{ACCEPT_ENCODING, CONTENT_RANGE, RANGE};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncWriteExt, BufWriter};
+
+use crate::api::{describe, is_refused_url};
+use crate::mp4;
+
+/// Default time allowed without a single byte arriving before a download is abandoned.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Size of the buffers used to write, re-hash and verify files.
+const IO_BUF: usize = 256 * 1024;
+
+/// What a downloaded file must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaKind {
+    /// An MP4 video (ISO base media file).
+    Mp4,
+    /// A PNG image (the last frame of a video).
+    Png,
+}
+
+impl MediaKind {
+    /// A sensible size cap for this kind: 4 GiB for videos, 64 MiB for frames.
+    pub fn default_max_bytes(self) -> u64 {
+        match self {
+            MediaKind::Mp4 => 4 << 30,
+            MediaKind::Png => 64 << 20,
+        }
+    }
+
+    /// The file name extension, without the dot.
+    pub fn extension(self) -> &'static str {
+        match self {
+            MediaKind::Mp4 => "mp4",
+            MediaKind::Png => "png",
+        }
+    }
+}
+
+/// One file to fetch.
+#[derive(Debug, Clone)]
+pub struct DownloadRequest<'a> {
+    /// The (presigned) URL. Never shown in errors; logs show it without its query.
+    pub url: &'a str,
+    /// The final path, e.g. `OUT/videos/NAME.mp4`; bytes arrive in `NAME.mp4.part` first.
+    pub dest: &'a Path,
+    /// What the bytes must be.
+    pub kind: MediaKind,
+    /// Largest acceptable file; more is [`DownloadError::Invalid`].
+    pub max_bytes: u64,
+    /// Longest wait for the answer or for the next bytes of the body.
+    pub idle_timeout: Duration,
+}
+
+impl<'a> DownloadRequest<'a> {
+    /// A request with the kind's default size cap and [`DEFAULT_IDLE_TIMEOUT`].
+    pub fn new(url: &'a str, dest: &'a Path, kind: MediaKind) -> DownloadRequest<'a> {
+        DownloadRequest {
+            url,
+            dest,
+            kind,
+            max_bytes: kind.default_max_bytes(),
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+        }
+    }
+}
+
+/// A complete, verified file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Downloaded {
+    /// Length of the file.
+    pub bytes: u64,
+    /// SHA-256 of the whole file, lowercase hex.
+    pub sha256: String,
+    /// How many bytes were already in the `.part` file and kept (0 for a fresh download).
+    pub resumed_from: u64,
+}
+
+/// Why a download or a verification failed. No variant carries the URL.
+#[derive(Debug, thiserror::Error)]
+pub enum DownloadError {
+    /// The URL answered 401/403/404/410: it expired or was revoked. Re-read the task for a
+    /// fresh URL. The `.part` file is kept.
+    #[error("download URL refused with HTTP {status} (expired or revoked: fetch a fresh URL)")]
+    Refused {
+        /// The HTTP status.
+        status: u16,
+    },
+    /// Connection error, timeout, 5xx or other unexpected status, or a body cut short: try
+    /// again later; the `.part` file keeps what arrived.
+    #[error("download interrupted: {reason}")]
+    Transient {
+        /// What happened, without the URL.
+        reason: String,
+    },
+    /// The bytes are not a valid file of the expected kind, or too big, or more than the
+    /// server promised. The `.part` file has been deleted: try again from zero.
+    #[error("downloaded file is invalid: {reason}")]
+    Invalid {
+        /// What is wrong with the bytes.
+        reason: String,
+    },
+    /// A local disk error (full disk, read-only or missing directory, permissions).
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        /// What was being done, e.g. `"write"`.
+        action: &'static str,
+        /// The file or directory concerned.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+}
+
+impl DownloadError {
+    /// Short class name, for logs and reports.
+    pub fn class(&self) -> &'static str {
+        match self {
+            DownloadError::Refused { .. } => "refused",
+            DownloadError::Transient { .. } => "transient",
+            DownloadError::Invalid { .. } => "invalid",
+            DownloadError::Io { .. } => "io",
+        }
+    }
+
+    /// Whether this is a disk error saying the file does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, DownloadError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound)
+    }
+}
+
+fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> DownloadError + 'a {
+    move |source| DownloadError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn transient(reason: impl Into<String>) -> DownloadError {
+    DownloadError::Transient { reason: reason.into() }
+}
+
+fn invalid(reason: impl Into<String>) -> DownloadError {
+    DownloadError::Invalid { reason: reason.into() }
+}
+
+/// The URL without query, fragment or credentials: safe for logs (a presigned URL's signature
+/// lives in its query).
+pub fn redact_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) => {
+            u.set_query(None);
+            u.set_fragment(None);
+            let _ = u.set_password(None);
+            let _ = u.set_username("");
+            u.to_string()
+        }
+        Err(_) => {
+            let end = url.find(['?', '#']).unwrap_or(url.len());
+            let head = &url[..end];
+            // Drop anything that looks like credentials before the host.
+            match (head.find("://"), head.rfind('@')) {
+                (Some(s), Some(at)) if at > s => format!("{}{}", &head[..s + 3], &head[at + 1..]),
+                _ => head.to_string(),
+            }
+        }
+    }
+}
+
+/// The `.part` path of a destination: the same name with `.part` appended, same directory.
+pub fn part_path(dest: &Path) -> PathBuf {
+    let mut name = dest.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".part");
+    dest.with_file_name(name)
+}
+
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// What one HTTP exchange led to.
+enum Step {
+    Done(Downloaded),
+    /// The `.part` cannot be continued (416, or a 206 for another range): start from zero.
+    Restart(&'static str),
+}
+
+/// Downloads `req.url` to `req.dest`, resuming a `.part` file left by an earlier cut.
+///
+/// On success the file at `dest` is complete, synced, of the expected kind and its SHA-256 is
+/// returned. On any error nothing is written at `dest`.
+pub async fn download(http: &reqwest::Client, req: &DownloadRequest<'_>) -> Result<Downloaded, DownloadError> {
+    let part = part_path(req.dest);
+    let dir = parent_dir(req.dest);
+    tokio::fs::create_dir_all(dir)
+        .await
+        .map_err(io_err("create directory", dir))?;
+    let mut from_zero = false;
+    let mut why = "";
+    // A restart happens at most once per call: a server that refuses a range request without
+    // Range either is not one we can talk to.
+    for _ in 0..2 {
+        let result = attempt(http, req, &part, from_zero).await;
+        match result {
+            Ok(Step::Done(d)) => {
+                tracing::debug!(
+                    url = %redact_url(req.url),
+                    dest = %req.dest.display(),
+                    bytes = d.bytes,
+                    resumed_from = d.resumed_from,
+                    "downloaded"
+                );
+                return Ok(d);
+            }
+            Ok(Step::Restart(reason)) => {
+                tracing::debug!(url = %redact_url(req.url), reason, "restarting download from zero");
+                remove_part(&part).await?;
+                from_zero = true;
+                why = reason;
+            }
+            Err(e) => {
+                if matches!(e, DownloadError::Invalid { .. }) {
+                    remove_part(&part).await?;
+                }
+                tracing::debug!(url = %redact_url(req.url), error = %e, "download failed");
+                return Err(e);
+            }
+        }
+    }
+    Err(transient(format!("server cannot serve this file from the start: {why}")))
+}
+
+async fn remove_part(part: &Path) -> Result<(), DownloadError> {
+    match tokio::fs::remove_file(part).await {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err("delete", part)(e)),
+    }
+}
+
+/// Length of the `.part` file, 0 when there is none.
+async fn part_len(part: &Path) -> Result<u64, DownloadError> {
+    match tokio::fs::metadata(part).await {
+        Ok(m) if m.is_file() => Ok(m.len()),
+        Ok(_) => Err(DownloadError::Io {
+            action: "use",
+            path: part.to_path_buf(),
+            source: io::Error::other("exists and is not a regular file"),
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(io_err("inspect", part)(e)),
+    }
+}
+
+/// `Content-Range: bytes START-END/TOTAL` (TOTAL may be `*`), or `bytes */TOTAL` for a 416.
+#[derive(Debug, PartialEq, Eq)]
+struct ContentRange {
+    range: Option<(u64, u64)>,
+    total: Option<u64>,
+}
+
+fn parse_content_range(value: &str) -> Option<ContentRange> {
+    let rest = value.trim().strip_prefix("bytes")?.trim_start();
+    let (range, total) = rest.split_once('/')?;
+    let total = match total.trim() {
+        "*" => None,
+        t => Some(t.parse::<u64>().ok()?),
+    };
+    let range = match range.trim() {
+        "*" => None,
+        r => {
+            let (a, b) = r.split_once('-')?;
+            let (a, b) = (a.trim().parse::<u64>().ok()?, b.trim().parse::<u64>().ok()?);
+            if b < a {
+                return None;
+            }
+            Some((a, b))
+        }
+    };
+    Some(ContentRange { range, total })
+}
+
+fn content_range(resp: &reqwest::Response) -> Option<ContentRange> {
+    resp.headers()
+        .get(CONTENT_RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_content_range)
+}
+
+async fn attempt(
+    http: &reqwest::Client,
+    req: &DownloadRequest<'_>,
+    part: &Path,
+    from_zero: bool,
+) -> Result<Step, DownloadError> {
+    let mut have = if from_zero { 0 } else { part_len(part).await? };
+    if have > req.max_bytes {
+        remove_part(part).await?;
+        have = 0;
+    }
+    let mut builder = http.get(req.url).header(ACCEPT_ENCODING, "identity");
+    if have > 0 {
+        builder = builder.header(RANGE, format!("bytes={have}-"));
+    }
+    let idle = req.idle_timeout;
+    let mut resp = match tokio::time::timeout(idle, builder.send()).await {
+        Err(_) => return Err(transient(format!("no answer within {}", humantime::format_duration(idle)))),
+        Ok(Err(e)) => return Err(transient(describe(&e))),
+        Ok(Ok(r)) => r,
+    };
+    let status = resp.status();
+    if is_refused_url(status) {
+        return Err(DownloadError::Refused {
+            status: status.as_u16(),
+        });
+    }
+    // Where this body starts in the file, and the file's total length when announced.
+    let (offset, total) = match status {
+        StatusCode::OK => (0, resp.content_length()),
+        StatusCode::PARTIAL_CONTENT => match content_range(&resp) {
+            Some(ContentRange {
+                range: Some((start, _)),
+                total,
+            }) if start == have => (have, total),
+            _ => return Ok(Step::Restart("206 answer for another range than asked")),
+        },
+        StatusCode::RANGE_NOT_SATISFIABLE if have > 0 => {
+            // The .part may already hold the whole file (cut right after the last byte).
+            match content_range(&resp) {
+                Some(ContentRange {
+                    range: None,
+                    total: Some(t),
+                }) if t == have => {
+                    let (hasher, kept) = open_part(part, have, false).await?.1;
+                    drop(resp);
+                    return finish(req, part, None, hasher, kept, have).await.map(Step::Done);
+                }
+                _ => return Ok(Step::Restart("416: the .part does not match the file")),
+            }
+        }
+        s => {
+            return Err(transient(format!("unexpected HTTP status {}", s.as_u16())));
+        }
+    };
+    if let Some(t) = total
+        && t > req.max_bytes
+    {
+        return Err(invalid(format!("file of {t} bytes exceeds the {}-byte cap", req.max_bytes)));
+    }
+    let (file, (mut hasher, kept)) = open_part(part, offset, true).await?;
+    if kept != offset {
+        // The .part changed under us (another writer?): do not trust it.
+        return Ok(Step::Restart(".part shorter than expected"));
+    }
+    let mut out = BufWriter::with_capacity(IO_BUF, file);
+    let mut written = offset;
+    loop {
+        let chunk = match tokio::time::timeout(idle, resp.chunk()).await {
+            Ok(Ok(Some(c))) => c,
+            Ok(Ok(None)) => break,
+            Ok(Err(e)) => {
+                keep_part(out, part).await?;
+                return Err(transient(format!(
+                    "body cut after {written} bytes{}: {}",
+                    total.map(|t| format!(" of {t}")).unwrap_or_default(),
+                    describe(&e)
+                )));
+            }
+            Err(_) => {
+                keep_part(out, part).await?;
+                return Err(transient(format!(
+                    "no data for {} after {written} bytes",
+                    humantime::format_duration(idle)
+                )));
+            }
+        };
+        let next = written + chunk.len() as u64;
+        if next > req.max_bytes {
+            return Err(invalid(format!("file exceeds the {}-byte cap", req.max_bytes)));
+        }
+        if let Some(t) = total
+            && next > t
+        {
+            return Err(invalid(format!("server sent more than the {t} bytes it announced")));
+        }
+        hasher.update(&chunk);
+        out.write_all(&chunk).await.map_err(io_err("write", part))?;
+        written = next;
+    }
+    out.flush().await.map_err(io_err("write", part))?;
+    if let Some(t) = total
+        && written < t
+    {
+        keep_part(out, part).await?;
+        return Err(transient(format!("body ended after {written} of {t} bytes")));
+    }
+    let file = out.into_inner();
+    finish(req, part, Some(file), hasher, written, offset)
+        .await
+        .map(Step::Done)
+}
+
+/// Flushes and syncs what arrived so that a later call can resume from it.
+async fn keep_part(mut out: BufWriter<tokio::fs::File>, part: &Path) -> Result<(), DownloadError> {
+    out.flush().await.map_err(io_err("write", part))?;
+    out.get_ref().sync_data().await.map_err(io_err("sync", part))
+}
+
+/// Opens the `.part` for writing at `keep` bytes (truncating anything after), hashing the
+/// bytes kept. Returns the file and (hasher, bytes actually kept). With `write == false` only
+/// hashes.
+async fn open_part(
+    part: &Path,
+    keep: u64,
+    write: bool,
+) -> Result<(tokio::fs::File, (Sha256, u64)), DownloadError> {
+    let path = part.to_path_buf();
+    let joined = tokio::task::spawn_blocking(move || -> Result<_, DownloadError> {
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(write)
+            .create(write)
+            .truncate(false)
+            .open(&path)
+            .map_err(io_err("open", &path))?;
+        let mut hasher = Sha256::new();
+        let mut kept = 0u64;
+        if keep > 0 {
+            let mut buf = vec![0u8; IO_BUF];
+            let mut limited = (&mut file).take(keep);
+            loop {
+                let n = match limited.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(io_err("read", &path)(e)),
+                };
+                hasher.update(&buf[..n]);
+                kept += n as u64;
+            }
+        }
+        if write {
+            file.set_len(kept).map_err(io_err("truncate", &path))?;
+            file.seek(SeekFrom::Start(kept)).map_err(io_err("seek", &path))?;
+        }
+        Ok((tokio::fs::File::from_std(file), (hasher, kept)))
+    })
+    .await;
+    joined.map_err(|e| transient(format!("file task failed: {e}")))?
+}
+
+/// Syncs, verifies and renames the `.part` into place, then syncs the directory.
+async fn finish(
+    req: &DownloadRequest<'_>,
+    part: &Path,
+    file: Option<tokio::fs::File>,
+    hasher: Sha256,
+    bytes: u64,
+    resumed_from: u64,
+) -> Result<Downloaded, DownloadError> {
+    match file {
+        Some(f) => f.sync_all().await.map_err(io_err("sync", part))?,
+        None => tokio::fs::File::open(part)
+            .await
+            .map_err(io_err("open", part))?
+            .sync_all()
+            .await
+            .map_err(io_err("sync", part))?,
+    }
+    let kind = req.kind;
+    let check_path = part.to_path_buf();
+    tokio::task::spawn_blocking(move || check_format(&check_path, kind))
+        .await
+        .map_err(|e| transient(format!("verification task failed: {e}")))??;
+    tokio::fs::rename(part, req.dest)
+        .await
+        .map_err(io_err("rename into place", req.dest))?;
+    let dir = parent_dir(req.dest).to_path_buf();
+    tokio::task::spawn_blocking(move || sync_dir(&dir))
+        .await
+        .map_err(|e| transient(format!("directory sync task failed: {e}")))??;
+    Ok(Downloaded {
+        bytes,
+        sha256: hex(&hasher.finalize()),
+        resumed_from,
+    })
+}
+
+#[cfg(unix)]
+fn sync_dir(dir: &Path) -> Result<(), DownloadError> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err("sync directory", dir))
+}
+
+#[cfg(not(unix))]
+fn sync_dir(_dir: &Path) -> Result<(), DownloadError> {
+    Ok(())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+/// Checks that the file at `path` is a well-formed file of `kind`, reading only its structure.
+fn check_format(path: &Path, kind: MediaKind) -> Result<(), DownloadError> {
+    let mut file = std::fs::File::open(path).map_err(io_err("open", path))?;
+    let len = file.metadata().map_err(io_err("inspect", path))?.len();
+    match kind {
+        MediaKind::Mp4 => match mp4::verify(&mut file, len) {
+            Ok(_) => Ok(()),
+            Err(mp4::Mp4Error::Io(e)) => Err(io_err("read", path)(e)),
+            Err(mp4::Mp4Error::Malformed(m)) => Err(invalid(format!("not a valid MP4: {m}"))),
+        },
+        MediaKind::Png => match check_png(&mut file, len) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(m)) => Err(invalid(format!("not a valid PNG: {m}"))),
+            Err(e) => Err(io_err("read", path)(e)),
+        },
+    }
+}
+
+const PNG_SIGNATURE: [u8; 8] = [0x89, b'P', b'N', b'G', b'\r', b'\n', 0x1a, b'\n'];
+
+/// Walks the chunks of a PNG of `len` bytes: signature, `IHDR` first, every chunk within the
+/// file, up to `IEND` (bytes after `IEND` are allowed). The outer error is a read error.
+pub(crate) fn check_png<R: Read + Seek>(r: &mut R, len: u64) -> io::Result<Result<(), String>> {
+    let mut sig = [0u8; 8];
+    if len < 8 || !read_exact_or_eof(r, &mut sig)? || sig != PNG_SIGNATURE {
+        return Ok(Err("missing PNG signature".into()));
+    }
+    let mut pos = 8u64;
+    let mut first = true;
+    loop {
+        if len - pos < 12 {
+            return Ok(Err(format!("file ends at {len} bytes before the IEND chunk")));
+        }
+        r.seek(SeekFrom::Start(pos))?;
+        let mut head = [0u8; 8];
+        if !read_exact_or_eof(r, &mut head)? {
+            return Ok(Err("file ends inside a chunk header".into()));
+        }
+        let clen = u64::from(u32::from_be_bytes([head[0], head[1], head[2], head[3]]));
+        let ctype = [head[4], head[5], head[6], head[7]];
+        if clen > 0x7fff_ffff || !ctype.iter().all(u8::is_ascii_alphabetic) {
+            return Ok(Err(format!("malformed chunk header at offset {pos}")));
+        }
+        if pos + 12 + clen > len {
+            return Ok(Err(format!(
+                "chunk '{}' at offset {pos} runs past the end of the file (truncated)",
+                String::from_utf8_lossy(&ctype)
+            )));
+        }
+        if first {
+            if &ctype != b"IHDR" || clen != 13 {
+                return Ok(Err("first chunk is not a 13-byte IHDR".into()));
+            }
+            let mut ihdr = [0u8; 13];
+            if !read_exact_or_eof(r, &mut ihdr)? {
+                return Ok(Err("file ends inside IHDR".into()));
+            }
+            let w = u32::from_be_bytes([ihdr[0], ihdr[1], ihdr[2], ihdr[3]]);
+            let h = u32::from_be_bytes([ihdr[4], ihdr[5], ihdr[6], ihdr[7]]);
+            if w == 0 || h == 0 {
+                return Ok(Err(format!("IHDR declares a {w}x{h} image")));
+            }
+            first = false;
+        } else if &ctype == b"IHDR" {
+            return Ok(Err("a second IHDR chunk".into()));
+        }
+        if &ctype == b"IEND" {
+            return Ok(Ok(()));
+        }
+        pos += 12 + clen;
+    }
+}
+
+fn read_exact_or_eof<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<bool> {
+    match r.read_exact(buf) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Re-verifies a finished file: checks its structure as `kind` and hashes it, reading with a
+/// small buffer. `resumed_from` of the answer is 0.
+pub fn verify_file(path: &Path, kind: MediaKind) -> Result<Downloaded, DownloadError> {
+    check_format(path, kind)?;
+    let mut file = std::fs::File::open(path).map_err(io_err("open", path))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; IO_BUF];
+    let mut bytes = 0u64;
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io_err("read", path)(e)),
+        };
+        hasher.update(&buf[..n]);
+        bytes += n as u64;
+    }
+    Ok(Downloaded {
+        bytes,
+        sha256: hex(&hasher.finalize()),
+        resumed_from: 0,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Cursor;
+
+    #[test]
+    fn content_range_parsing() {
+        assert_eq!(
+            parse_content_range("bytes 100-999/1000"),
+            Some(ContentRange {
+                range: Some((100, 999)),
+                total: Some(1000)
+            })
+        );
+        assert_eq!(
+            parse_content_range("bytes 0-9/*"),
+            Some(ContentRange {
+                range: Some((0, 9)),
+                total: None
+            })
+        );
+        assert_eq!(
+            parse_content_range("bytes */1000"),
+            Some(ContentRange {
+                range: None,
+                total: Some(1000)
+            })
+        );
+        assert_eq!(parse_content_range("bytes 9-1/10"), None);
+        assert_eq!(parse_content_range("items 0-1/2"), None);
+        assert_eq!(parse_content_range("bytes x-1/2"), None);
+    }
+
+    #[test]
+    fn redaction_drops_query_and_credentials() {
+        let u = "https://user:pw@cdn.example.com/v/a.mp4?X-Amz-Signature=secret&x=1#frag";
+        let r = redact_url(u);
+        assert_eq!(r, "https://cdn.example.com/v/a.mp4");
+        assert!(!redact_url("not a url?sig=secret").contains("secret"));
+    }
+
+    #[test]
+    fn part_path_is_beside_dest() {
+        assert_eq!(
+            part_path(Path::new("out/videos/a.mp4")),
+            PathBuf::from("out/videos/a.mp4.part")
+        );
+    }
+
+    fn chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
+        let mut v = (data.len() as u32).to_be_bytes().to_vec();
+        v.extend_from_slice(kind);
+        v.extend_from_slice(data);
+        v.extend_from_slice(&[0, 0, 0, 0]);
+        v
+    }
+
+    fn png() -> Vec<u8> {
+        let mut v = PNG_SIGNATURE.to_vec();
+        let mut ihdr = 4u32.to_be_bytes().to_vec();
+        ihdr.extend_from_slice(&3u32.to_be_bytes());
+        ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+        v.extend(chunk(b"IHDR", &ihdr));
+        v.extend(chunk(b"IDAT", &[1, 2, 3]));
+        v.extend(chunk(b"IEND", &[]));
+        v
+    }
+
+    fn png_ok(bytes: &[u8]) -> bool {
+        matches!(check_png(&mut Cursor::new(bytes), bytes.len() as u64), Ok(Ok(())))
+    }
+
+    #[test]
+    fn png_walker() {
+        let good = png();
+        assert!(png_ok(&good));
+        let mut trailing = good.clone();
+        trailing.extend_from_slice(b"trailing junk");
+        assert!(png_ok(&trailing));
+        assert!(!png_ok(&good[..good.len() - 1]));
+        assert!(!png_ok(&good[..20]));
+        assert!(!png_ok(b"<html>not a png</html>"));
+        let mut no_ihdr = PNG_SIGNATURE.to_vec();
+        no_ihdr.extend(chunk(b"IEND", &[]));
+        assert!(!png_ok(&no_ihdr));
+    }
+}
