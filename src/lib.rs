@@ -1,1 +1,2 @@
 //! vidbatch: turn a manifest of prompts into generated videos.
+pub mod sim;
