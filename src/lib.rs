@@ -18,4 +18,5 @@ pub mod journal;
 pub mod mp4;
 pub mod report;
 pub mod runner;
+pub mod sim;
 pub mod state;

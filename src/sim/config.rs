@@ -1,0 +1,335 @@
+//! Knobs of the simulator: the main structure here is [`SimConfig`], built from [`SimArgs`] on the command line.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// How the simulator answers a create whose cost exceeds the account's balance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum BalanceErrorStatus {
+    /// `402 Payment Required` with code `insufficient_balance` (the documented answer).
+    #[default]
+    PaymentRequired,
+    /// `429 Too Many Requests` with code `insufficient_quota`: the "quota exhausted" 429 that is not transient.
+    QuotaExhausted,
+}
+
+/// The form of the `Retry-After` header on rate-limited answers, when one is sent at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum RetryAfterFormat {
+    /// Whole seconds, rounded up (`Retry-After: 2`).
+    Seconds,
+    /// An HTTP date, rounded up to the next whole second (`Retry-After: Sun, 06 Nov 1994 08:49:37 GMT`).
+    HttpDate,
+}
+
+/// Every knob of the simulator. `Default` is a clean, fault-free simulator with sensible limits.
+///
+/// Rates are fractions in `0.0..=1.0`. Durations marked "simulated" are multiplied by
+/// [`SimConfig::time_scale`] before they take effect in real time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SimConfig {
+    /// Accepted API keys; empty: any non-empty bearer key is accepted (each key is its own account).
+    pub api_keys: Vec<String>,
+    /// Starting balance of every account in tokens; `None` = unlimited.
+    pub balance: Option<u64>,
+    /// How a create beyond the balance is answered.
+    pub balance_error_status: BalanceErrorStatus,
+    /// Requests per real minute per key on `/v1` endpoints; 0 = unlimited.
+    pub rpm: u32,
+    /// Token-bucket capacity of the rate limiter; `None` = one second's worth of `rpm`, at least 1.
+    pub rate_burst: Option<u32>,
+    /// Send `Retry-After` on rate-limited answers, in this form; `None` = never (the default: not promised).
+    pub retry_after: Option<RetryAfterFormat>,
+    /// Tasks processing at once per account; the rest wait `queued`, first in first out.
+    pub concurrency: usize,
+    /// Queued (not processing) tasks allowed per account; a create beyond it is `429 too_many_queued_tasks`.
+    pub max_queued: usize,
+    /// Fixed generation time (simulated); `None` = drawn like the real service (mostly 30-120 s, 1080p longer, clamped to 30..300 s).
+    pub gen_time: Option<Duration>,
+    /// Multiplier from simulated to real time: 1.0 = real durations, tests use 0.001-0.01.
+    pub time_scale: f64,
+    /// How long a completed task keeps its asset before it becomes `expired` (simulated).
+    pub asset_ttl: Duration,
+    /// Lifetime of each presigned download URL (simulated).
+    pub url_ttl: Duration,
+    /// Seed of every random decision (faults, generation times, ids).
+    pub seed: u64,
+    /// Fraction of tasks that end `failed` (refunded).
+    pub fail_rate: f64,
+    /// Fraction of `/v1` requests answered 500 or 503 `upstream_error` before doing any work.
+    pub error_rate: f64,
+    /// Fraction of `/v1` requests whose connection is closed without any answer, before doing any work.
+    pub drop_rate: f64,
+    /// Fraction of accepted creates whose task is recorded (charged, will run) and then the connection is closed without an answer.
+    pub ambiguous_create_rate: f64,
+    /// Fraction of downloads throttled to [`SimConfig::slow_download_bps`].
+    pub slow_download_rate: f64,
+    /// Throughput of a slow download in bytes per second.
+    pub slow_download_bps: u64,
+    /// Fraction of downloads that send the headers with the full `Content-Length`, part of the body, then close the connection.
+    pub cut_download_rate: f64,
+    /// Fraction of issued download URLs that are already expired when issued (the task still reports the normal TTL).
+    pub short_url_rate: f64,
+    /// Fraction of answers showing a completed task whose status reads `succeeded` instead of `completed`.
+    pub succeeded_rate: f64,
+    /// Delay (real time) added to every `/v1` answer, after the work is done.
+    pub latency: Duration,
+    /// Size in bytes of every served video (padded with a `free` box and streamed); `None` = the small clip.
+    pub video_size: Option<u64>,
+    /// Honour `Idempotency-Key` on create (a repeated key of the same account returns the original task).
+    pub honour_idempotency_key: bool,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            api_keys: Vec::new(),
+            balance: None,
+            balance_error_status: BalanceErrorStatus::PaymentRequired,
+            rpm: 300,
+            rate_burst: None,
+            retry_after: None,
+            concurrency: 10,
+            max_queued: 120,
+            gen_time: None,
+            time_scale: 1.0,
+            asset_ttl: Duration::from_secs(7 * 24 * 3600),
+            url_ttl: Duration::from_secs(3600),
+            seed: 0,
+            fail_rate: 0.0,
+            error_rate: 0.0,
+            drop_rate: 0.0,
+            ambiguous_create_rate: 0.0,
+            slow_download_rate: 0.0,
+            slow_download_bps: 256 * 1024,
+            cut_download_rate: 0.0,
+            short_url_rate: 0.0,
+            succeeded_rate: 0.25,
+            latency: Duration::ZERO,
+            video_size: None,
+            honour_idempotency_key: false,
+        }
+    }
+}
+
+impl SimConfig {
+    /// Scale a simulated duration to real time.
+    pub fn scaled(&self, simulated: Duration) -> Duration {
+        Duration::from_secs_f64((simulated.as_secs_f64() * self.time_scale).max(0.0))
+    }
+
+    /// The rate limiter's bucket capacity.
+    pub fn effective_burst(&self) -> u32 {
+        self.rate_burst.unwrap_or(self.rpm / 60).max(1)
+    }
+}
+
+/// A partial update of the running simulator's knobs (`POST /_sim/config`); absent fields stay as they are.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimConfigPatch {
+    /// New balance of every account (and of accounts yet to appear); `null` is not accepted, use a large number.
+    pub balance: Option<u64>,
+    /// New requests per minute per key (0 = unlimited).
+    pub rpm: Option<u32>,
+    /// New task failure rate.
+    pub fail_rate: Option<f64>,
+    /// New 5xx rate.
+    pub error_rate: Option<f64>,
+    /// New dropped-connection rate.
+    pub drop_rate: Option<f64>,
+    /// New ambiguous-create rate.
+    pub ambiguous_create_rate: Option<f64>,
+    /// New slow-download rate.
+    pub slow_download_rate: Option<f64>,
+    /// New cut-download rate.
+    pub cut_download_rate: Option<f64>,
+    /// New short-URL rate.
+    pub short_url_rate: Option<f64>,
+    /// New per-account processing cap.
+    pub concurrency: Option<usize>,
+}
+
+impl SimConfigPatch {
+    /// Apply the present fields to `cfg`.
+    pub fn apply(&self, cfg: &mut SimConfig) {
+        if let Some(v) = self.balance {
+            cfg.balance = Some(v);
+        }
+        if let Some(v) = self.rpm {
+            cfg.rpm = v;
+        }
+        let rates = [
+            (self.fail_rate, &mut cfg.fail_rate),
+            (self.error_rate, &mut cfg.error_rate),
+            (self.drop_rate, &mut cfg.drop_rate),
+            (self.ambiguous_create_rate, &mut cfg.ambiguous_create_rate),
+            (self.slow_download_rate, &mut cfg.slow_download_rate),
+            (self.cut_download_rate, &mut cfg.cut_download_rate),
+            (self.short_url_rate, &mut cfg.short_url_rate),
+        ];
+        for (new, slot) in rates {
+            if let Some(v) = new {
+                *slot = v.clamp(0.0, 1.0);
+            }
+        }
+        if let Some(v) = self.concurrency {
+            cfg.concurrency = v.max(1);
+        }
+    }
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err("a rate must be between 0 and 1".to_string())
+    }
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| e.to_string())
+}
+
+fn parse_balance_status(s: &str) -> Result<BalanceErrorStatus, String> {
+    match s {
+        "402" => Ok(BalanceErrorStatus::PaymentRequired),
+        "429" => Ok(BalanceErrorStatus::QuotaExhausted),
+        _ => Err("must be 402 or 429".to_string()),
+    }
+}
+
+fn parse_time_scale(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    if v.is_finite() && v > 0.0 {
+        Ok(v)
+    } else {
+        Err("must be a positive number".to_string())
+    }
+}
+
+/// Command-line flags of `vidbatch sim`; [`SimArgs::config`] turns them into a [`SimConfig`].
+#[derive(Debug, Clone, clap::Args)]
+pub struct SimArgs {
+    /// Address to listen on (port 0 picks a free port; the base URL is printed on the first line).
+    #[arg(long, default_value = "127.0.0.1:8787")]
+    pub listen: SocketAddr,
+    /// Accepted API key (repeatable); none given: any non-empty bearer key is accepted.
+    #[arg(long = "api-key", value_name = "KEY")]
+    pub api_keys: Vec<String>,
+    /// Starting balance of every account in tokens (default unlimited).
+    #[arg(long, value_name = "TOKENS")]
+    pub balance: Option<u64>,
+    /// Status of the answer to a create beyond the balance: 402 (insufficient_balance) or 429 (insufficient_quota).
+    #[arg(long, value_name = "402|429", default_value = "402", value_parser = parse_balance_status)]
+    pub balance_error_status: BalanceErrorStatus,
+    /// Requests per real minute per key on /v1 endpoints (0 = unlimited).
+    #[arg(long, default_value_t = 300)]
+    pub rpm: u32,
+    /// Rate limiter burst (token-bucket capacity); default one second's worth of --rpm, at least 1.
+    #[arg(long, value_name = "N")]
+    pub rate_burst: Option<u32>,
+    /// Send Retry-After on rate-limited answers, as whole seconds or an HTTP date (default: never).
+    #[arg(long, value_enum)]
+    pub retry_after: Option<RetryAfterFormat>,
+    /// Tasks processing at once per account; the rest wait queued (FIFO).
+    #[arg(long, default_value_t = 10)]
+    pub concurrency: usize,
+    /// Queued tasks allowed per account; more is 429 too_many_queued_tasks.
+    #[arg(long, default_value_t = 120)]
+    pub max_queued: usize,
+    /// Fixed generation time (simulated), e.g. 60s; default drawn like the real service.
+    #[arg(long, value_parser = parse_duration)]
+    pub gen_time: Option<Duration>,
+    /// Multiplier from simulated to real time (1.0 = real durations).
+    #[arg(long, default_value_t = 1.0, value_parser = parse_time_scale)]
+    pub time_scale: f64,
+    /// How long completed tasks keep their video before turning expired (simulated).
+    #[arg(long, default_value = "7days", value_parser = parse_duration)]
+    pub asset_ttl: Duration,
+    /// Lifetime of a presigned video URL (simulated).
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    pub url_ttl: Duration,
+    /// Seed of every random decision.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Fraction of tasks that end failed.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_rate)]
+    pub fail_rate: f64,
+    /// Fraction of /v1 requests answered 500/503 upstream_error.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_rate)]
+    pub error_rate: f64,
+    /// Fraction of /v1 requests whose connection is closed without an answer.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_rate)]
+    pub drop_rate: f64,
+    /// Fraction of creates that record the task, then close the connection without an answer.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_rate)]
+    pub ambiguous_create_rate: f64,
+    /// Fraction of downloads throttled to --slow-download-bps.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_rate)]
+    pub slow_download_rate: f64,
+    /// Throughput of a slow download, bytes per second.
+    #[arg(long, default_value_t = 256 * 1024)]
+    pub slow_download_bps: u64,
+    /// Fraction of downloads cut off mid-body.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_rate)]
+    pub cut_download_rate: f64,
+    /// Fraction of issued video URLs that are already expired.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_rate)]
+    pub short_url_rate: f64,
+    /// Fraction of answers where a completed task reads "succeeded".
+    #[arg(long, default_value_t = 0.25, value_parser = parse_rate)]
+    pub succeeded_rate: f64,
+    /// Delay added to every /v1 answer (real time), e.g. 2s.
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    pub latency: Duration,
+    /// Size of every served video in bytes (padded, streamed), e.g. 1000000000.
+    #[arg(long, value_name = "BYTES")]
+    pub video_size: Option<u64>,
+    /// Honour the Idempotency-Key header on create (default: ignored, the harsher case).
+    #[arg(long)]
+    pub honour_idempotency_key: bool,
+}
+
+impl SimArgs {
+    /// The simulator configuration these flags describe.
+    pub fn config(&self) -> SimConfig {
+        SimConfig {
+            api_keys: self.api_keys.clone(),
+            balance: self.balance,
+            balance_error_status: self.balance_error_status,
+            rpm: self.rpm,
+            rate_burst: self.rate_burst,
+            retry_after: self.retry_after,
+            concurrency: self.concurrency.max(1),
+            max_queued: self.max_queued,
+            gen_time: self.gen_time,
+            time_scale: self.time_scale,
+            asset_ttl: self.asset_ttl,
+            url_ttl: self.url_ttl,
+            seed: self.seed,
+            fail_rate: self.fail_rate,
+            error_rate: self.error_rate,
+            drop_rate: self.drop_rate,
+            ambiguous_create_rate: self.ambiguous_create_rate,
+            slow_download_rate: self.slow_download_rate,
+            slow_download_bps: self.slow_download_bps.max(1),
+            cut_download_rate: self.cut_download_rate,
+            short_url_rate: self.short_url_rate,
+            succeeded_rate: self.succeeded_rate,
+            latency: self.latency,
+            video_size: self.video_size,
+            honour_idempotency_key: self.honour_idempotency_key,
+        }
+    }
+}
+
+impl From<SimArgs> for SimConfig {
+    fn from(args: SimArgs) -> Self {
+        args.config()
+    }
+}

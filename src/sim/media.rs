@@ -1,0 +1,275 @@
+//! The bytes the simulator serves: the main structure here is [`FileLayout`], a per-task file streamed in chunks.
+//!
+//! Videos are a real 1 s H.264 MP4 (160×90, made once with ffmpeg and embedded) followed by a
+//! top-level `free` box carrying the task id, so every task's file is distinct and still parses.
+//! With a target size the `free` box is padded with zeros (64-bit box size past 4 GiB) and the
+//! padding is produced while streaming, never held in memory. Last frames are a small PNG with a
+//! `tEXt` chunk carrying the task id.
+
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures::Stream;
+
+/// The embedded H.264 clip.
+pub(crate) const CLIP: &[u8] = include_bytes!("clip.mp4");
+/// The embedded last-frame PNG.
+pub(crate) const LAST_FRAME: &[u8] = include_bytes!("last.png");
+
+const CHUNK: usize = 64 * 1024;
+static ZEROS: [u8; CHUNK] = [0; CHUNK];
+
+/// A file made of a materialised prefix followed by zero padding up to `total` bytes.
+#[derive(Debug, Clone)]
+pub(crate) struct FileLayout {
+    prefix: Bytes,
+    total: u64,
+}
+
+impl FileLayout {
+    /// The file's size in bytes.
+    pub fn len(&self) -> u64 {
+        self.total
+    }
+
+    /// Bytes `[start, start + len)`; `len` must be small (one chunk).
+    fn slice(&self, start: u64, len: usize) -> Bytes {
+        let plen = self.prefix.len() as u64;
+        if start + len as u64 <= plen {
+            let s = start as usize;
+            return self.prefix.slice(s..s + len);
+        }
+        if start >= plen {
+            return Bytes::from_static(&ZEROS[..len]);
+        }
+        let s = start as usize;
+        let mut out = BytesMut::with_capacity(len);
+        out.extend_from_slice(&self.prefix[s..]);
+        out.resize(len, 0);
+        out.freeze()
+    }
+}
+
+/// The video of `task_id`, padded to `target_size` bytes when that is larger than the natural size.
+pub(crate) fn video(task_id: &str, target_size: Option<u64>) -> FileLayout {
+    let payload = format!("vidbatch-sim task_id={task_id}\n");
+    let clip = CLIP.len() as u64;
+    let natural = clip + 8 + payload.len() as u64;
+    let total = target_size.filter(|&t| t > natural + 8).unwrap_or(natural);
+    let box_size = total - clip;
+    let mut prefix = BytesMut::with_capacity(CLIP.len() + 16 + payload.len());
+    prefix.extend_from_slice(CLIP);
+    match u32::try_from(box_size) {
+        Ok(size) => {
+            prefix.extend_from_slice(&size.to_be_bytes());
+            prefix.extend_from_slice(b"free");
+        }
+        Err(_) => {
+            prefix.extend_from_slice(&1u32.to_be_bytes());
+            prefix.extend_from_slice(b"free");
+            prefix.extend_from_slice(&box_size.to_be_bytes());
+        }
+    }
+    prefix.extend_from_slice(payload.as_bytes());
+    FileLayout {
+        prefix: prefix.freeze(),
+        total,
+    }
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = 0xFFFF_FFFFu32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// The last-frame PNG of `task_id`: the embedded PNG with a `tEXt` chunk inserted before `IEND`.
+pub(crate) fn last_frame(task_id: &str) -> FileLayout {
+    let iend_at = LAST_FRAME.len().saturating_sub(12);
+    let mut data = b"tEXt".to_vec();
+    data.extend_from_slice(b"Comment\0vidbatch-sim task_id=");
+    data.extend_from_slice(task_id.as_bytes());
+    let mut out = BytesMut::with_capacity(LAST_FRAME.len() + data.len() + 8);
+    out.extend_from_slice(&LAST_FRAME[..iend_at]);
+    out.extend_from_slice(&((data.len() - 4) as u32).to_be_bytes());
+    out.extend_from_slice(&data);
+    out.extend_from_slice(&crc32(&data).to_be_bytes());
+    out.extend_from_slice(&LAST_FRAME[iend_at..]);
+    let total = out.len() as u64;
+    FileLayout {
+        prefix: out.freeze(),
+        total,
+    }
+}
+
+/// The outcome of a `Range` header against a file of `len` bytes.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum RangeAnswer {
+    /// No usable range: send the whole file (200).
+    Full,
+    /// Send bytes `start..=end` (206).
+    Part(u64, u64),
+    /// 416 Range Not Satisfiable.
+    Unsatisfiable,
+}
+
+/// Interpret a `Range` header: `bytes=a-b`, `bytes=a-`, `bytes=-n`; anything else (several ranges, other units, garbage) is ignored.
+pub(crate) fn parse_range(header: Option<&str>, len: u64) -> RangeAnswer {
+    let Some(spec) = header.and_then(|h| h.trim().strip_prefix("bytes=")) else {
+        return RangeAnswer::Full;
+    };
+    if spec.contains(',') {
+        return RangeAnswer::Full;
+    }
+    let Some((a, b)) = spec.trim().split_once('-') else {
+        return RangeAnswer::Full;
+    };
+    let (a, b) = (a.trim(), b.trim());
+    let parse = |s: &str| s.parse::<u64>().ok();
+    match (a.is_empty(), b.is_empty()) {
+        (true, false) => match parse(b) {
+            Some(0) => RangeAnswer::Unsatisfiable,
+            Some(n) if len > 0 => RangeAnswer::Part(len.saturating_sub(n), len - 1),
+            Some(_) => RangeAnswer::Unsatisfiable,
+            None => RangeAnswer::Full,
+        },
+        (false, _) => {
+            let Some(start) = parse(a) else {
+                return RangeAnswer::Full;
+            };
+            let end = if b.is_empty() {
+                Some(u64::MAX)
+            } else {
+                parse(b)
+            };
+            match end {
+                None => RangeAnswer::Full,
+                Some(end) if end < start => RangeAnswer::Full,
+                Some(_) if start >= len => RangeAnswer::Unsatisfiable,
+                Some(end) => RangeAnswer::Part(start, end.min(len - 1)),
+            }
+        }
+        (true, true) => RangeAnswer::Full,
+    }
+}
+
+/// How a body is to be streamed.
+pub(crate) struct StreamPlan {
+    /// First byte to send.
+    pub start: u64,
+    /// One past the last byte to send.
+    pub end: u64,
+    /// Throttle to this many bytes per second.
+    pub bps: Option<u64>,
+    /// Fail the stream (aborting the connection) once this offset is reached.
+    pub cut_at: Option<u64>,
+}
+
+/// Stream `plan` of `file`, adding every byte handed to the connection to `served`.
+pub(crate) fn stream(
+    file: FileLayout,
+    plan: StreamPlan,
+    served: Arc<AtomicU64>,
+) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static {
+    futures::stream::unfold(
+        (file, plan, served),
+        |(file, mut plan, served)| async move {
+            let stop = plan.cut_at.unwrap_or(plan.end).min(plan.end);
+            if plan.start >= stop {
+                if plan.cut_at.is_some_and(|c| c < plan.end) {
+                    plan.cut_at = None;
+                    plan.end = plan.start;
+                    let err = io::Error::new(
+                        io::ErrorKind::ConnectionAborted,
+                        "download cut (simulated)",
+                    );
+                    return Some((Err(err), (file, plan, served)));
+                }
+                return None;
+            }
+            let mut len = (stop - plan.start).min(CHUNK as u64);
+            if let Some(bps) = plan.bps {
+                len = len.min((bps / 20).max(1));
+                tokio::time::sleep(Duration::from_secs_f64(len as f64 / bps as f64)).await;
+            }
+            let chunk = file.slice(plan.start, len as usize);
+            plan.start += len;
+            served.fetch_add(len, Ordering::Relaxed);
+            Some((Ok(chunk), (file, plan, served)))
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range(Some("bytes=0-9"), 100), RangeAnswer::Part(0, 9));
+        assert_eq!(
+            parse_range(Some("bytes=90-"), 100),
+            RangeAnswer::Part(90, 99)
+        );
+        assert_eq!(
+            parse_range(Some("bytes=-10"), 100),
+            RangeAnswer::Part(90, 99)
+        );
+        assert_eq!(
+            parse_range(Some("bytes=-1000"), 100),
+            RangeAnswer::Part(0, 99)
+        );
+        assert_eq!(
+            parse_range(Some("bytes=50-1000"), 100),
+            RangeAnswer::Part(50, 99)
+        );
+        assert_eq!(
+            parse_range(Some("bytes=100-"), 100),
+            RangeAnswer::Unsatisfiable
+        );
+        assert_eq!(
+            parse_range(Some("bytes=-0"), 100),
+            RangeAnswer::Unsatisfiable
+        );
+        assert_eq!(parse_range(Some("bytes=5-1"), 100), RangeAnswer::Full);
+        assert_eq!(parse_range(Some("items=0-1"), 100), RangeAnswer::Full);
+        assert_eq!(parse_range(None, 100), RangeAnswer::Full);
+    }
+
+    #[test]
+    fn padded_video_has_exact_size_and_box() {
+        let v = video("vgen_x", Some(10_000_000));
+        assert_eq!(v.len(), 10_000_000);
+        let clip = CLIP.len();
+        let head = v.slice(clip as u64, 8);
+        assert_eq!(&head[4..8], b"free");
+        let size = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
+        assert_eq!(u64::from(size), 10_000_000 - clip as u64);
+        let big = video("vgen_x", Some(5 << 30));
+        let head = big.slice(clip as u64, 16);
+        assert_eq!(&head[..4], &1u32.to_be_bytes());
+        let mut largesize = [0u8; 8];
+        largesize.copy_from_slice(&head[8..16]);
+        assert_eq!(u64::from_be_bytes(largesize), (5u64 << 30) - clip as u64);
+    }
+
+    #[test]
+    fn png_chunk_crc() {
+        // The CRC of "IEND" is well known.
+        assert_eq!(crc32(b"IEND"), 0xAE42_6082);
+        let png = last_frame("vgen_y");
+        assert!(png.len() > LAST_FRAME.len() as u64);
+    }
+}

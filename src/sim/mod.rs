@@ -1,0 +1,54 @@
+//! The API simulator: an HTTP server that behaves like the AllToken Videos API, faults included.
+//!
+//! It is the project's yardstick: every test and benchmark of the tool runs against it, so it
+//! behaves like the real service and, where the real behaviour is unknown, takes the harsher case
+//! (unknown fields and `null`s rejected, `Idempotency-Key` ignored by default, no `Retry-After`
+//! unless asked, list items without video URLs, short-lived URLs that still advertise the full TTL).
+//!
+//! # Layout
+//! - [`config`]: [`SimConfig`] (every knob) and [`SimArgs`] (the `vidbatch sim` flags).
+//! - `server`: [`Sim`], [`SimHandle`], [`run_cli`]; routing, the per-request gate, downloads.
+//! - `state`: accounts, tasks over lazily advanced simulated time, rate-limit buckets.
+//! - `validate`: the create request's rules.
+//! - [`cost`]: [`cost_tokens`]: tokens = width × height × 24 × seconds / 1024.
+//! - `media`: the embedded MP4/PNG, per-task bytes, ranges, streamed bodies.
+//! - `rng`: deterministic decisions from the seed.
+//! - [`stats`]: [`SimStats`], also `GET /_sim/stats`.
+//!
+//! # Endpoints
+//! `GET /v1/videos/models`, `POST /v1/videos/generations` (202 + task),
+//! `GET /v1/videos/generations/{id}`, `GET /v1/videos/generations?limit=&status=`
+//! (newest first, `{"items": [...], "total": N}`), `POST /v1/videos/generations/{id}/cancel`,
+//! presigned downloads under `/files/`, and `GET /_sim/stats`, `POST /_sim/config`
+//! (a [`SimConfigPatch`]) without auth.
+//!
+//! # Rate limit
+//! A token bucket per key: capacity [`SimConfig::rate_burst`] (default one second's worth of
+//! `rpm`, at least 1), refilled at `rpm / 60` tokens per second. Answers that passed the limiter
+//! carry `x-ratelimit-limit` (rpm), `x-ratelimit-remaining` (whole tokens left) and
+//! `x-ratelimit-reset`: seconds, as a decimal with 3 places, until one more request would be
+//! allowed (`0.000` while tokens remain). A refused request gets 429 `rate_limit_exceeded` with
+//! the same headers (remaining 0) and `Retry-After` only when configured.
+//!
+//! # Determinism
+//! Each random decision is a hash of the seed, a purpose and a counter: the `/v1` request number
+//! (drops, 5xx, ambiguous creates, request ids), the task number (ids, generation time, failure,
+//! picked duration and seed), the rendering number (`succeeded`, short URLs) and the download
+//! number (slow, cut). The same seed and the same sequential requests give the same decisions.
+
+pub mod config;
+pub mod cost;
+mod error;
+mod media;
+mod rng;
+mod server;
+mod state;
+pub mod stats;
+mod validate;
+
+pub use config::{BalanceErrorStatus, RetryAfterFormat, SimArgs, SimConfig, SimConfigPatch};
+pub use cost::{cost_tokens, frame_size};
+pub use server::{Sim, SimHandle, run_cli};
+pub use state::account_id;
+pub use stats::{FaultStats, SimStats};
+pub use validate::MODELS;
