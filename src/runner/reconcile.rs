@@ -18,9 +18,9 @@ const PAGE: u32 = 100;
 /// How far before the intent a server's clock may put the task's creation.
 const CLOCK_SKEW: time::Duration = time::Duration::seconds(60);
 /// Listings before concluding no task was made (a new task may take a moment to be listed).
-const PASSES: u32 = 3;
+const PASSES: u32 = 2;
 /// Wait before each listing after the first.
-const LIST_LAG: Duration = Duration::from_millis(700);
+const LIST_LAG: Duration = Duration::from_millis(400);
 
 /// What a search found.
 pub(super) enum Reconciled {

@@ -34,21 +34,12 @@ impl ApiError {
 
     /// 400 `upstream_invalid_parameter` naming the offending field (a rule of the upstream model).
     pub fn upstream_invalid(param: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::BAD_REQUEST,
-            "upstream_invalid_parameter",
-            message,
-        )
-        .with_param(param)
+        Self::new(StatusCode::BAD_REQUEST, "upstream_invalid_parameter", message).with_param(param)
     }
 
     /// 404 `not_found` for a task id.
     pub fn task_not_found(id: &str) -> Self {
-        let mut e = Self::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("task {id} not found"),
-        );
+        let mut e = Self::new(StatusCode::NOT_FOUND, "not_found", format!("task {id} not found"));
         e.task_id = Some(id.to_string());
         e
     }

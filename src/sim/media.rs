@@ -149,11 +149,7 @@ pub(crate) fn parse_range(header: Option<&str>, len: u64) -> RangeAnswer {
             let Some(start) = parse(a) else {
                 return RangeAnswer::Full;
             };
-            let end = if b.is_empty() {
-                Some(u64::MAX)
-            } else {
-                parse(b)
-            };
+            let end = if b.is_empty() { Some(u64::MAX) } else { parse(b) };
             match end {
                 None => RangeAnswer::Full,
                 Some(end) if end < start => RangeAnswer::Full,
@@ -183,33 +179,27 @@ pub(crate) fn stream(
     plan: StreamPlan,
     served: Arc<AtomicU64>,
 ) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static {
-    futures::stream::unfold(
-        (file, plan, served),
-        |(file, mut plan, served)| async move {
-            let stop = plan.cut_at.unwrap_or(plan.end).min(plan.end);
-            if plan.start >= stop {
-                if plan.cut_at.is_some_and(|c| c < plan.end) {
-                    plan.cut_at = None;
-                    plan.end = plan.start;
-                    let err = io::Error::new(
-                        io::ErrorKind::ConnectionAborted,
-                        "download cut (simulated)",
-                    );
-                    return Some((Err(err), (file, plan, served)));
-                }
-                return None;
+    futures::stream::unfold((file, plan, served), |(file, mut plan, served)| async move {
+        let stop = plan.cut_at.unwrap_or(plan.end).min(plan.end);
+        if plan.start >= stop {
+            if plan.cut_at.is_some_and(|c| c < plan.end) {
+                plan.cut_at = None;
+                plan.end = plan.start;
+                let err = io::Error::new(io::ErrorKind::ConnectionAborted, "download cut (simulated)");
+                return Some((Err(err), (file, plan, served)));
             }
-            let mut len = (stop - plan.start).min(CHUNK as u64);
-            if let Some(bps) = plan.bps {
-                len = len.min((bps / 20).max(1));
-                tokio::time::sleep(Duration::from_secs_f64(len as f64 / bps as f64)).await;
-            }
-            let chunk = file.slice(plan.start, len as usize);
-            plan.start += len;
-            served.fetch_add(len, Ordering::Relaxed);
-            Some((Ok(chunk), (file, plan, served)))
-        },
-    )
+            return None;
+        }
+        let mut len = (stop - plan.start).min(CHUNK as u64);
+        if let Some(bps) = plan.bps {
+            len = len.min((bps / 20).max(1));
+            tokio::time::sleep(Duration::from_secs_f64(len as f64 / bps as f64)).await;
+        }
+        let chunk = file.slice(plan.start, len as usize);
+        plan.start += len;
+        served.fetch_add(len, Ordering::Relaxed);
+        Some((Ok(chunk), (file, plan, served)))
+    })
 }
 
 #[cfg(test)]
@@ -219,30 +209,12 @@ mod tests {
     #[test]
     fn ranges() {
         assert_eq!(parse_range(Some("bytes=0-9"), 100), RangeAnswer::Part(0, 9));
-        assert_eq!(
-            parse_range(Some("bytes=90-"), 100),
-            RangeAnswer::Part(90, 99)
-        );
-        assert_eq!(
-            parse_range(Some("bytes=-10"), 100),
-            RangeAnswer::Part(90, 99)
-        );
-        assert_eq!(
-            parse_range(Some("bytes=-1000"), 100),
-            RangeAnswer::Part(0, 99)
-        );
-        assert_eq!(
-            parse_range(Some("bytes=50-1000"), 100),
-            RangeAnswer::Part(50, 99)
-        );
-        assert_eq!(
-            parse_range(Some("bytes=100-"), 100),
-            RangeAnswer::Unsatisfiable
-        );
-        assert_eq!(
-            parse_range(Some("bytes=-0"), 100),
-            RangeAnswer::Unsatisfiable
-        );
+        assert_eq!(parse_range(Some("bytes=90-"), 100), RangeAnswer::Part(90, 99));
+        assert_eq!(parse_range(Some("bytes=-10"), 100), RangeAnswer::Part(90, 99));
+        assert_eq!(parse_range(Some("bytes=-1000"), 100), RangeAnswer::Part(0, 99));
+        assert_eq!(parse_range(Some("bytes=50-1000"), 100), RangeAnswer::Part(50, 99));
+        assert_eq!(parse_range(Some("bytes=100-"), 100), RangeAnswer::Unsatisfiable);
+        assert_eq!(parse_range(Some("bytes=-0"), 100), RangeAnswer::Unsatisfiable);
         assert_eq!(parse_range(Some("bytes=5-1"), 100), RangeAnswer::Full);
         assert_eq!(parse_range(Some("items=0-1"), 100), RangeAnswer::Full);
         assert_eq!(parse_range(None, 100), RangeAnswer::Full);

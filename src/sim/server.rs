@@ -110,9 +110,7 @@ pub struct SimHandle {
 
 impl std::fmt::Debug for SimHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SimHandle")
-            .field("addr", &self.addr)
-            .finish()
+        f.debug_struct("SimHandle").field("addr", &self.addr).finish()
     }
 }
 
@@ -226,9 +224,7 @@ async fn wait_for_signal() -> anyhow::Result<()> {
 
 #[cfg(not(unix))]
 async fn wait_for_signal() -> anyhow::Result<()> {
-    tokio::signal::ctrl_c()
-        .await
-        .context("cannot listen for Ctrl-C")
+    tokio::signal::ctrl_c().await.context("cannot listen for Ctrl-C")
 }
 
 async fn serve(listener: TcpListener, app: Router, mut stopped: oneshot::Receiver<()>) {
@@ -428,8 +424,7 @@ where
                 "rate_limit_exceeded",
                 format!("rate limit of {} requests per minute exceeded", cfg.rpm),
             );
-            e.headers
-                .push((HeaderName::from_static(limit().0), limit().1));
+            e.headers.push((HeaderName::from_static(limit().0), limit().1));
             e.headers.push((
                 HeaderName::from_static("x-ratelimit-remaining"),
                 HeaderValue::from_static("0"),
@@ -459,15 +454,9 @@ where
         st.stats.faults.errors += 1;
         let kind = rng::bits(cfg.seed, "error_kind", n);
         let (status, code) = match kind % 4 {
-            0 => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                Value::from("upstream_error"),
-            ),
+            0 => (StatusCode::INTERNAL_SERVER_ERROR, Value::from("upstream_error")),
             1 => (StatusCode::SERVICE_UNAVAILABLE, Value::from(503)),
-            _ => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Value::from("upstream_error"),
-            ),
+            _ => (StatusCode::SERVICE_UNAVAILABLE, Value::from("upstream_error")),
         };
         let mut e = ApiError::new(
             status,
@@ -506,14 +495,9 @@ fn render(inner: &Inner, st: &mut State, key: &str, i: usize, with_urls: bool) -
         if let Some(obj) = v.as_object_mut() {
             obj.insert(
                 "video_url".into(),
-                inner
-                    .presign(&format!("/files/{}.mp4", task.id), expires)
-                    .into(),
+                inner.presign(&format!("/files/{}.mp4", task.id), expires).into(),
             );
-            obj.insert(
-                "video_url_expires_at".into(),
-                state::rfc3339(now + ttl).into(),
-            );
+            obj.insert("video_url_expires_at".into(), state::rfc3339(now + ttl).into());
             obj.insert("video_url_ttl".into(), ttl.as_secs().into());
             if task.spec.return_last_frame {
                 obj.insert(
@@ -539,10 +523,7 @@ fn canonical(v: &Value) -> String {
                 .collect();
             format!("{{{}}}", parts.join(","))
         }
-        Value::Array(items) => format!(
-            "[{}]",
-            items.iter().map(canonical).collect::<Vec<_>>().join(",")
-        ),
+        Value::Array(items) => format!("[{}]", items.iter().map(canonical).collect::<Vec<_>>().join(",")),
         other => other.to_string(),
     }
 }
@@ -602,11 +583,7 @@ fn find_task(st: &State, key: &str, id: &str) -> Result<usize, ApiError> {
         .ok_or_else(|| ApiError::task_not_found(id))
 }
 
-async fn get_task(
-    AxState(inner): AxState<Shared>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Response {
+async fn get_task(AxState(inner): AxState<Shared>, Path(id): Path<String>, headers: HeaderMap) -> Response {
     v1(&inner, "get", &headers, |inner, st, key, _| {
         let i = find_task(st, key, &id)?;
         Ok(Reply::ok(render(inner, st, key, i, true)))
@@ -614,11 +591,7 @@ async fn get_task(
     .await
 }
 
-async fn cancel(
-    AxState(inner): AxState<Shared>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Response {
+async fn cancel(AxState(inner): AxState<Shared>, Path(id): Path<String>, headers: HeaderMap) -> Response {
     v1(&inner, "cancel", &headers, |inner, st, key, _| {
         let i = find_task(st, key, &id)?;
         st.cancel(key, i)?;
@@ -660,11 +633,7 @@ fn list_query(raw: Option<&str>) -> Result<(usize, Option<Status>), ApiError> {
     Ok((limit, status))
 }
 
-async fn list(
-    AxState(inner): AxState<Shared>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-) -> Response {
+async fn list(AxState(inner): AxState<Shared>, RawQuery(query): RawQuery, headers: HeaderMap) -> Response {
     v1(&inner, "list", &headers, |inner, st, key, _| {
         let (limit, status) = list_query(query.as_deref())?;
         let matching: Vec<usize> = st
@@ -712,11 +681,7 @@ async fn patch_config(AxState(inner): AxState<Shared>, body: Bytes) -> Response 
     }
 }
 
-async fn fallback(
-    AxState(inner): AxState<Shared>,
-    uri: axum::http::Uri,
-    headers: HeaderMap,
-) -> Response {
+async fn fallback(AxState(inner): AxState<Shared>, uri: axum::http::Uri, headers: HeaderMap) -> Response {
     if uri.path().starts_with("/v1/") {
         let path = uri.path().to_string();
         return v1(&inner, "other", &headers, move |_, _, _, _| {
@@ -830,10 +795,7 @@ fn download_inner(
         media::last_frame(id)
     };
     let len = file.len();
-    let range = media::parse_range(
-        headers.get(header::RANGE).and_then(|v| v.to_str().ok()),
-        len,
-    );
+    let range = media::parse_range(headers.get(header::RANGE).and_then(|v| v.to_str().ok()), len);
     let (status, start, end) = match range {
         RangeAnswer::Full => (StatusCode::OK, 0, len),
         RangeAnswer::Part(a, b) => (StatusCode::PARTIAL_CONTENT, a, b + 1),
@@ -843,10 +805,8 @@ fn download_inner(
                 "InvalidRange",
                 "The requested range is not satisfiable",
             );
-            resp.headers_mut().insert(
-                header::CONTENT_RANGE,
-                header_value(format!("bytes */{len}")),
-            );
+            resp.headers_mut()
+                .insert(header::CONTENT_RANGE, header_value(format!("bytes */{len}")));
             return (resp, "416".into());
         }
     };
@@ -858,10 +818,7 @@ fn download_inner(
         .header(header::ACCEPT_RANGES, "bytes")
         .header(header::ETAG, format!("\"{id}-{len}\""));
     if status == StatusCode::PARTIAL_CONTENT {
-        builder = builder.header(
-            header::CONTENT_RANGE,
-            format!("bytes {start}-{}/{len}", end - 1),
-        );
+        builder = builder.header(header::CONTENT_RANGE, format!("bytes {start}-{}/{len}", end - 1));
     }
     let body = if *method == Method::HEAD {
         Body::empty()
@@ -889,10 +846,7 @@ fn download_inner(
     drop(st);
     match builder.body(body) {
         Ok(resp) => (resp, status.as_str().to_string()),
-        Err(_) => (
-            StatusCode::INTERNAL_SERVER_ERROR.into_response(),
-            "500".into(),
-        ),
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR.into_response(), "500".into()),
     }
 }
 
@@ -902,10 +856,10 @@ mod tests {
 
     #[test]
     fn canonical_json_sorts_keys() {
-        let a: Value = serde_json::from_str(r#"{"b":1,"a":{"y":[1,{"d":2,"c":3}],"x":"s"}}"#)
-            .unwrap_or_default();
-        let b: Value = serde_json::from_str(r#"{"a":{"x":"s","y":[1,{"c":3,"d":2}]},"b":1}"#)
-            .unwrap_or_default();
+        let a: Value =
+            serde_json::from_str(r#"{"b":1,"a":{"y":[1,{"d":2,"c":3}],"x":"s"}}"#).unwrap_or_default();
+        let b: Value =
+            serde_json::from_str(r#"{"a":{"x":"s","y":[1,{"c":3,"d":2}]},"b":1}"#).unwrap_or_default();
         assert_eq!(canonical(&a), canonical(&b));
         assert_ne!(canonical(&a), canonical(&json!({"b": 2})));
     }

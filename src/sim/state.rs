@@ -406,11 +406,7 @@ impl State {
             "1080p" => 180.0,
             _ => 70.0,
         } * (duration as f64 / 5.0).sqrt()
-            * if spec.service_tier == "flex" {
-                2.0
-            } else {
-                1.0
-            };
+            * if spec.service_tier == "flex" { 2.0 } else { 1.0 };
         let z = rng::normal(self.cfg.seed, "gen_time", seq);
         Duration::from_secs_f64((median * (0.45 * z).exp()).clamp(30.0, 300.0))
     }
@@ -557,9 +553,7 @@ impl State {
         let mut balances = BTreeMap::new();
         for (key, acct) in &self.accounts {
             for task in &acct.tasks {
-                *by_status
-                    .entry(task.status.as_str().to_string())
-                    .or_insert(0) += 1;
+                *by_status.entry(task.status.as_str().to_string()).or_insert(0) += 1;
             }
             balances.insert(account_id(key), acct.balance);
         }

@@ -174,11 +174,7 @@ fn check_media_url(url: &str, model: &str, param: &str) -> Result<(), ApiError> 
 }
 
 /// Reject keys of `obj` outside `allowed`, naming them under `prefix`.
-fn no_unknown_keys(
-    obj: &Map<String, Value>,
-    allowed: &[&str],
-    prefix: &str,
-) -> Result<(), ApiError> {
+fn no_unknown_keys(obj: &Map<String, Value>, allowed: &[&str], prefix: &str) -> Result<(), ApiError> {
     match obj.keys().find(|k| !allowed.contains(&k.as_str())) {
         Some(k) => Err(ApiError::invalid(
             format!("{prefix}{k}"),
@@ -235,10 +231,7 @@ fn validate_content(
             Some(Value::Object(m)) => m,
             Some(v) => return Err(type_error(&inner_p, "an object", v)),
             None => {
-                return Err(ApiError::invalid(
-                    &inner_p,
-                    format!("{inner_p} is required"),
-                ));
+                return Err(ApiError::invalid(&inner_p, format!("{inner_p} is required")));
             }
         };
         let role = opt_str(obj, "role").map_err(|e| e.with_param(format!("{p}.role")))?;
@@ -263,10 +256,7 @@ fn validate_content(
             match draft_lookup(id) {
                 DraftLookup::Usable => {}
                 DraftLookup::Missing => {
-                    return Err(ApiError::invalid(
-                        &id_p,
-                        format!("draft task {id} not found"),
-                    ));
+                    return Err(ApiError::invalid(&id_p, format!("draft task {id} not found")));
                 }
                 DraftLookup::Unusable => {
                     return Err(ApiError::invalid(
@@ -343,8 +333,7 @@ pub(crate) fn validate_create(
     };
     no_unknown_keys(&obj, &FIELDS, "")?;
 
-    let model =
-        opt_str(&obj, "model")?.ok_or_else(|| ApiError::invalid("model", "model is required"))?;
+    let model = opt_str(&obj, "model")?.ok_or_else(|| ApiError::invalid("model", "model is required"))?;
     if !MODELS.contains(&model) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -353,8 +342,7 @@ pub(crate) fn validate_create(
         )
         .with_param("model"));
     }
-    let prompt = opt_str(&obj, "prompt")?
-        .ok_or_else(|| ApiError::invalid("prompt", "prompt is required"))?;
+    let prompt = opt_str(&obj, "prompt")?.ok_or_else(|| ApiError::invalid("prompt", "prompt is required"))?;
     if prompt.trim().is_empty() {
         return Err(ApiError::invalid("prompt", "prompt must not be empty"));
     }
@@ -499,8 +487,7 @@ mod tests {
     fn nulls_and_floats_are_rejected() {
         let e = check(r#"{"model":"seedance-2.0","prompt":"a","seed":null}"#).expect_err("null");
         assert_eq!(e.param.as_deref(), Some("seed"));
-        let e =
-            check(r#"{"model":"seedance-2.0","prompt":"a","duration":5.0}"#).expect_err("float");
+        let e = check(r#"{"model":"seedance-2.0","prompt":"a","duration":5.0}"#).expect_err("float");
         assert_eq!(e.param.as_deref(), Some("duration"));
     }
 }

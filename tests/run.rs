@@ -1,0 +1,228 @@
+//! End-to-end runs of the runner against the simulator on 127.0.0.1: clean batches, bounds,
+//! 429 storms, faults, a 402 mid-run and its resume.
+
+use std::time::{Duration, Instant};
+
+use vidbatch::api::{ApiKey, Client, ClientConfig, CreateRequest, http_client};
+use vidbatch::download::{MediaKind, verify_file};
+use vidbatch::events::RunOutcome;
+use vidbatch::runner::{JobSpec, RetryPolicy, RunSettings, RunSummary, Runner};
+use vidbatch::sim::{Sim, SimConfig, SimHandle};
+use vidbatch::state::Phase;
+
+fn jobs(n: usize, tag: &str) -> Vec<JobSpec> {
+    (0..n)
+        .map(|i| {
+            let request = CreateRequest {
+                model: "seedance-1.5-pro".into(),
+                prompt: format!("{tag} shot {i}: a fox in the snow"),
+                duration: Some(5),
+                resolution: Some("480p".into()),
+                ratio: Some("16:9".into()),
+                ..Default::default()
+            };
+            JobSpec {
+                id: format!("{tag}-{i:03}"),
+                name: format!("{tag}-{i:03}"),
+                fingerprint: format!("fp-{tag}-{i}"),
+                source: format!("test.yaml:{}:1", i + 1),
+                estimated_tokens: Some(48_600),
+                request,
+            }
+        })
+        .collect()
+}
+
+fn fast_sim() -> SimConfig {
+    SimConfig {
+        time_scale: 0.002,
+        rpm: 0,
+        seed: 7,
+        ..SimConfig::default()
+    }
+}
+
+fn settings(out: &std::path::Path) -> RunSettings {
+    let mut s = RunSettings::new(out);
+    s.rpm = 60_000;
+    s.burst = 50;
+    s.concurrency = 10;
+    s.poll_interval = Duration::from_millis(40);
+    s.job_timeout = Duration::from_secs(120);
+    s.max_retries = 8;
+    s.retry = RetryPolicy {
+        max_retries: 8,
+        ..RetryPolicy::for_tests()
+    };
+    s
+}
+
+async fn run(sim: &SimHandle, settings: RunSettings, jobs: Vec<JobSpec>) -> RunSummary {
+    let mut config = ClientConfig::new(sim.base_url(), ApiKey::new("test-key"));
+    config.request_timeout = Duration::from_secs(10);
+    let client = Client::new(&config).unwrap();
+    let http = http_client(Duration::from_secs(5), None).unwrap();
+    Runner::new(client, http, settings)
+        .run(jobs, vec![], None, std::future::pending())
+        .await
+        .expect("run")
+}
+
+fn assert_all_done(summary: &RunSummary, out: &std::path::Path) {
+    for id in &summary.plan {
+        let job = &summary.state.jobs[id];
+        assert_eq!(job.phase, Phase::Done, "{id}: {:?}", job.failure);
+        let path = out.join(job.path.as_ref().unwrap());
+        let found = verify_file(&path, MediaKind::Mp4).expect("valid mp4");
+        assert_eq!(Some(&found.sha256), job.sha256.as_ref());
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(out.join("videos"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".part"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clean_batch_finishes_with_valid_videos_and_no_duplicates() {
+    let sim = Sim::start(fast_sim()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let summary = run(&sim, settings(dir.path()), jobs(20, "clean")).await;
+    assert_eq!(summary.outcome, RunOutcome::Success);
+    assert_all_done(&summary, dir.path());
+    let stats = sim.stats();
+    assert_eq!(stats.tasks_created, 20);
+    assert_eq!(stats.duplicate_creates, 0);
+    // Video bytes are distinct per task.
+    let mut hashes: Vec<_> = summary.state.jobs.values().map(|j| j.sha256.clone()).collect();
+    hashes.sort();
+    hashes.dedup();
+    assert_eq!(hashes.len(), 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_in_flight_and_request_rate_stay_within_bounds() {
+    let sim = Sim::start(SimConfig {
+        gen_time: Some(Duration::from_secs(60)),
+        time_scale: 0.005,
+        ..fast_sim()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = settings(dir.path());
+    s.concurrency = 3;
+    s.rpm = 1200;
+    s.burst = 5;
+    s.poll_interval = Duration::from_millis(100);
+    let start = Instant::now();
+    let summary = run(&sim, s, jobs(12, "bounds")).await;
+    let elapsed = start.elapsed().as_secs_f64();
+    assert_eq!(summary.outcome, RunOutcome::Success);
+    let stats = sim.stats();
+    assert!(
+        stats.max_queued_or_processing <= 3,
+        "{}",
+        stats.max_queued_or_processing
+    );
+    assert!(stats.max_queued_or_processing >= 2, "concurrency unused");
+    let api_requests: u64 = stats
+        .requests
+        .iter()
+        .filter(|(endpoint, _)| endpoint.as_str() != "download")
+        .flat_map(|(_, by_status)| by_status.values())
+        .sum();
+    let allowed = 5.0 + 1200.0 / 60.0 * elapsed;
+    assert!(
+        (api_requests as f64) <= allowed + 1.0,
+        "{api_requests} requests in {elapsed:.2}s exceed rpm 1200 + burst 5 ({allowed:.0})"
+    );
+    assert_eq!(summary.counters.api_requests, api_requests);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_storm_still_finishes_every_job_without_duplicates() {
+    let sim = Sim::start(SimConfig {
+        rpm: 600,
+        rate_burst: Some(3),
+        ..fast_sim()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = settings(dir.path());
+    s.rpm = 6000;
+    s.burst = 50;
+    let summary = run(&sim, s, jobs(15, "storm")).await;
+    assert_eq!(summary.outcome, RunOutcome::Success);
+    assert_all_done(&summary, dir.path());
+    let stats = sim.stats();
+    assert!(stats.rate_limited > 0, "the storm never happened");
+    assert_eq!(summary.counters.rate_limited, stats.rate_limited);
+    assert_eq!(stats.tasks_created, 15);
+    assert_eq!(stats.duplicate_creates, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_errors_drops_and_ambiguous_creates_cause_no_duplicates() {
+    let sim = Sim::start(SimConfig {
+        error_rate: 0.1,
+        drop_rate: 0.1,
+        ambiguous_create_rate: 0.1,
+        seed: 11,
+        ..fast_sim()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let summary = run(&sim, settings(dir.path()), jobs(40, "faults")).await;
+    assert_eq!(
+        summary.outcome,
+        RunOutcome::Success,
+        "{:?}",
+        summary.state.phase_counts()
+    );
+    assert_all_done(&summary, dir.path());
+    let stats = sim.stats();
+    assert!(
+        stats.faults.ambiguous_creates > 0,
+        "no ambiguous create was injected"
+    );
+    assert!(summary.counters.reconciled > 0);
+    assert_eq!(stats.tasks_created, 40, "a create was sent twice");
+    assert_eq!(stats.duplicate_creates, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payment_required_stops_with_state_saved_and_a_later_run_finishes() {
+    // 480p 16:9 5 s costs 864*480*24*5/1024 = 48,600 tokens: room for four jobs.
+    let sim = Sim::start(SimConfig {
+        balance: Some(4 * 48_600 + 100),
+        ..fast_sim()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = settings(dir.path());
+    s.concurrency = 2;
+    let first = run(&sim, s.clone(), jobs(10, "pay")).await;
+    assert_eq!(first.outcome, RunOutcome::Fatal);
+    assert_eq!(first.outcome.exit_code(), 3);
+    let done_first = first
+        .state
+        .jobs
+        .values()
+        .filter(|j| j.phase == Phase::Done)
+        .count();
+    assert_eq!(done_first, 4, "in-flight tasks are still finished");
+    assert!(dir.path().join("state.jsonl").exists());
+
+    sim.update(|c| c.balance = Some(100 * 48_600));
+    let second = run(&sim, s, jobs(10, "pay")).await;
+    assert_eq!(second.outcome, RunOutcome::Success);
+    assert_all_done(&second, dir.path());
+    let stats = sim.stats();
+    assert_eq!(stats.tasks_created, 10);
+    assert_eq!(stats.duplicate_creates, 0);
+}
