@@ -226,3 +226,48 @@ async fn payment_required_stops_with_state_saved_and_a_later_run_finishes() {
     assert_eq!(stats.tasks_created, 10);
     assert_eq!(stats.duplicate_creates, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_past_its_timeout_is_cancelled_on_the_server_and_failed() {
+    let sim = Sim::start(SimConfig {
+        gen_time: Some(Duration::from_secs(3600)),
+        time_scale: 1.0,
+        ..fast_sim()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = settings(dir.path());
+    s.job_timeout = Duration::from_millis(400);
+    let summary = run(&sim, s, jobs(2, "slow")).await;
+    assert_eq!(summary.outcome, RunOutcome::SomeFailed);
+    for job in summary.state.jobs.values() {
+        let failure = job.failure.as_ref().expect("failed");
+        assert_eq!(failure.kind, vidbatch::events::FailureKind::TimedOut);
+    }
+    assert_eq!(sim.stats().tasks_by_status.get("cancelled"), Some(&2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_fail_stops_new_submissions() {
+    let sim = Sim::start(SimConfig {
+        fail_rate: 1.0,
+        ..fast_sim()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = settings(dir.path());
+    s.concurrency = 1;
+    s.max_fail = Some(3);
+    let summary = run(&sim, s, jobs(10, "doomed")).await;
+    assert_eq!(summary.outcome, RunOutcome::SomeFailed);
+    assert_eq!(sim.stats().tasks_created, 3);
+    let failed: Vec<_> = summary.state.jobs.values().filter(|j| j.phase == Phase::Failed).collect();
+    assert_eq!(failed.len(), 3);
+    for j in failed {
+        let f = j.failure.as_ref().unwrap();
+        assert_eq!(f.kind, vidbatch::events::FailureKind::TaskFailed);
+        assert!(f.code.is_some(), "the task's error code is kept");
+    }
+}
