@@ -32,7 +32,13 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
     /// Log format on stderr.
-    #[arg(long, global = true, value_enum, default_value = "text", env = "VIDBATCH_LOG_FORMAT")]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "VIDBATCH_LOG_FORMAT"
+    )]
     pub log_format: LogFormat,
     /// More output (repeat for more).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -250,7 +256,8 @@ async fn connect(api: &ApiArgs) -> anyhow::Result<(Client, Option<SimHandle>)> {
     } else {
         let key = match (&api.api_key_file, &api.api_key) {
             (Some(path), _) => ApiKey::new(
-                std::fs::read_to_string(path).with_context(|| format!("reading the API key from {}", path.display()))?,
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("reading the API key from {}", path.display()))?,
             ),
             (None, Some(k)) => ApiKey::new(k.clone()),
             (None, None) => ApiKey::new(""),
@@ -278,8 +285,14 @@ pub fn parse_shard(text: &str) -> Result<(u64, u64), String> {
     let (k, n) = text
         .split_once('/')
         .ok_or_else(|| format!("--shard {text}: expected K/N, e.g. 2/4"))?;
-    let k: u64 = k.trim().parse().map_err(|_| format!("--shard {text}: K is not a number"))?;
-    let n: u64 = n.trim().parse().map_err(|_| format!("--shard {text}: N is not a number"))?;
+    let k: u64 = k
+        .trim()
+        .parse()
+        .map_err(|_| format!("--shard {text}: K is not a number"))?;
+    let n: u64 = n
+        .trim()
+        .parse()
+        .map_err(|_| format!("--shard {text}: N is not a number"))?;
     if n == 0 || k == 0 || k > n {
         return Err(format!("--shard {text}: expected 1 <= K <= N"));
     }
@@ -333,10 +346,22 @@ fn settings(args: &RunArgs, plan: &Plan, out: PathBuf, previous: Option<&serde_j
     let defaults = RunSettings::new(out.clone());
     let r = &plan.run;
     let sim = args.api.sim;
-    let max_retries = pick(args.max_retries, previous, "max_retries", r.max_retries, defaults.max_retries);
+    let max_retries = pick(
+        args.max_retries,
+        previous,
+        "max_retries",
+        r.max_retries,
+        defaults.max_retries,
+    );
     RunSettings {
         out_dir: out,
-        rpm: pick(args.rpm, previous, "rpm", r.rpm, if sim { 600 } else { defaults.rpm }),
+        rpm: pick(
+            args.rpm,
+            previous,
+            "rpm",
+            r.rpm,
+            if sim { 600 } else { defaults.rpm },
+        ),
         burst: pick(args.burst, previous, "burst", r.burst, defaults.burst),
         concurrency: pick(
             args.concurrency,
@@ -364,7 +389,13 @@ fn settings(args: &RunArgs, plan: &Plan, out: PathBuf, previous: Option<&serde_j
                 defaults.poll_interval
             },
         ),
-        job_timeout: pick_duration(args.job_timeout, previous, "job_timeout", r.job_timeout, defaults.job_timeout),
+        job_timeout: pick_duration(
+            args.job_timeout,
+            previous,
+            "job_timeout",
+            r.job_timeout,
+            defaults.job_timeout,
+        ),
         max_fail: args
             .max_fail
             .or(r.max_fail.map(|m| m.min(u64::from(u32::MAX)) as u32)),
@@ -457,11 +488,21 @@ async fn cmd_run(args: RunArgs, quiet: bool) -> anyhow::Result<i32> {
     if args.dry_run {
         let mut stdout = std::io::stdout().lock();
         let shown = Plan {
-            jobs: plan.jobs.iter().filter(|j| jobs.iter().any(|s| s.id == j.id)).cloned().collect(),
+            jobs: plan
+                .jobs
+                .iter()
+                .filter(|j| jobs.iter().any(|s| s.id == j.id))
+                .cloned()
+                .collect(),
             ..plan.clone()
         };
         manifest::plan::render_table(&shown, &mut stdout)?;
-        writeln!(stdout, "dry run: {} jobs would run into {}; nothing was sent", jobs.len(), out.display())?;
+        writeln!(
+            stdout,
+            "dry run: {} jobs would run into {}; nothing was sent",
+            jobs.len(),
+            out.display()
+        )?;
         return Ok(0);
     }
     if args.fresh {
@@ -482,7 +523,11 @@ async fn cmd_run(args: RunArgs, quiet: bool) -> anyhow::Result<i32> {
         .iter()
         .map(|s| SourceRecord {
             path: s.path.display().to_string(),
-            sha256: if s.sha256.is_empty() { sha256_file(&s.path) } else { s.sha256.clone() },
+            sha256: if s.sha256.is_empty() {
+                sha256_file(&s.path)
+            } else {
+                s.sha256.clone()
+            },
         })
         .collect();
 
@@ -493,7 +538,9 @@ async fn cmd_run(args: RunArgs, quiet: bool) -> anyhow::Result<i32> {
     let http = http_client(Duration::from_secs(10), None)?;
     let mut runner = Runner::new(client, http, settings.clone());
     runner.observe(Box::new(LineDisplay::new(quiet)));
-    let result = runner.run(jobs, manifests, args.shard.clone(), interrupted()).await;
+    let result = runner
+        .run(jobs, manifests, args.shard.clone(), interrupted())
+        .await;
     let summary = match result {
         Ok(s) => s,
         Err(crate::runner::RunError::Journal(e @ journal::JournalError::Locked { .. })) => return usage(e),
@@ -506,12 +553,19 @@ async fn cmd_run(args: RunArgs, quiet: bool) -> anyhow::Result<i32> {
             return Err(e.into());
         }
     };
-    report::write_report(&out, &summary.state).with_context(|| format!("writing {}/report.json", out.display()))?;
+    report::write_report(&out, &summary.state)
+        .with_context(|| format!("writing {}/report.json", out.display()))?;
     if !summary.orphaned.is_empty() {
         eprintln!(
             "{} jobs in the state are no longer in the manifest (kept, not deleted): {}",
             summary.orphaned.len(),
-            summary.orphaned.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
+            summary
+                .orphaned
+                .iter()
+                .take(5)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
     Ok(summary.outcome.exit_code())
@@ -530,16 +584,19 @@ fn cmd_status(out: &Path, json: bool) -> anyhow::Result<i32> {
     let report = report::Report::from_state(&state);
     let mut stdout = std::io::stdout().lock();
     if json {
-        serde_json::to_writer_pretty(&mut stdout, &serde_json::json!({
-            "out": out,
-            "run_id": report.run.run_id,
-            "outcome": report.run.outcome,
-            "summary": report.summary,
-            "jobs": report.jobs.iter().map(|j| serde_json::json!({
-                "id": j.id, "state": j.state, "task_id": j.task_ids.last(), "file": j.file,
-                "error": j.error.as_ref().map(|e| &e.message),
-            })).collect::<Vec<_>>(),
-        }))?;
+        serde_json::to_writer_pretty(
+            &mut stdout,
+            &serde_json::json!({
+                "out": out,
+                "run_id": report.run.run_id,
+                "outcome": report.run.outcome,
+                "summary": report.summary,
+                "jobs": report.jobs.iter().map(|j| serde_json::json!({
+                    "id": j.id, "state": j.state, "task_id": j.task_ids.last(), "file": j.file,
+                    "error": j.error.as_ref().map(|e| &e.message),
+                })).collect::<Vec<_>>(),
+            }),
+        )?;
         writeln!(stdout)?;
         return Ok(0);
     }

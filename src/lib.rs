@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - [`api`]: typed client of the five endpoints; classifies every failure, no retry loop.
+//! - [`manifest`]: YAML, CSV and spreadsheet readers, validation, and the plan.
 //! - [`runner`]: the scheduler; owns run state and emits [`events::Event`]s.
 //! - [`events`]: the contract between the runner and its consumers.
 //! - [`state`]: run state folded from events (live, on resume, offline).
@@ -9,12 +10,15 @@
 //! - [`download`] and [`mp4`]: streamed, resumable, verified downloads.
 //! - [`report`]: `report.json` from the state.
 //! - [`display`]: what a person watching sees.
+//! - [`cli`]: the command line and its commands.
 //! - [`sim`]: the simulator of the API that every test runs against.
 pub mod api;
+pub mod cli;
 pub mod display;
 pub mod download;
 pub mod events;
 pub mod journal;
+pub mod manifest;
 pub mod mp4;
 pub mod report;
 pub mod runner;

@@ -1,23 +1,35 @@
-//! vidbatch: turn a manifest of prompts into generated videos.
-use clap::{Parser, Subcommand};
+//! The `vidbatch` binary: parses the command line, sets up logging, runs the command, and maps
+//! its outcome to the exit code (the only place that does).
 
-/// Turn a manifest of prompts into generated videos through the AllToken Videos API.
-#[derive(Debug, Parser)]
-#[command(version, about)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+use vidbatch::cli::{Cli, LogFormat};
 
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Run the local simulator of the API.
-    Sim(vidbatch::sim::SimArgs),
-}
-
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
-        Command::Sim(args) => vidbatch::sim::run_cli(args).await,
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let level = match (cli.quiet, cli.verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, 2) => "debug",
+        (false, _) => "trace",
+    };
+    let filter = EnvFilter::try_from_env("VIDBATCH_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(format!("vidbatch={level},warn")));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.with_ansi(false).init(),
     }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::from(1);
+        }
+    };
+    let code = runtime.block_on(vidbatch::cli::run(cli));
+    std::process::ExitCode::from(u8::try_from(code).unwrap_or(1))
 }

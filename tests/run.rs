@@ -263,7 +263,12 @@ async fn max_fail_stops_new_submissions() {
     let summary = run(&sim, s, jobs(10, "doomed")).await;
     assert_eq!(summary.outcome, RunOutcome::SomeFailed);
     assert_eq!(sim.stats().tasks_created, 3);
-    let failed: Vec<_> = summary.state.jobs.values().filter(|j| j.phase == Phase::Failed).collect();
+    let failed: Vec<_> = summary
+        .state
+        .jobs
+        .values()
+        .filter(|j| j.phase == Phase::Failed)
+        .collect();
     assert_eq!(failed.len(), 3);
     for j in failed {
         let f = j.failure.as_ref().unwrap();

@@ -1,0 +1,270 @@
+//! Diagnostics: one problem found in a manifest, where it is, what was found and what is allowed.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Serialize, Serializer};
+
+/// Where something in a manifest comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum SourceLocation {
+    /// A node of a YAML file; line and column are 1-based.
+    Yaml {
+        /// The file, as named on the command line or in `rows:`.
+        file: Arc<str>,
+        /// 1-based line.
+        line: u32,
+        /// 1-based column.
+        col: u32,
+    },
+    /// A row (and maybe a column) of a CSV file or a sheet; rows are numbered as a spreadsheet
+    /// program numbers them (the header is row 1).
+    Row {
+        /// The file, as named on the command line or in `rows:`.
+        file: Arc<str>,
+        /// 1-based row number.
+        row: u32,
+        /// The column's header, when the problem is in one cell.
+        column: Option<Arc<str>>,
+    },
+    /// A whole file.
+    File {
+        /// The file.
+        file: Arc<str>,
+    },
+    /// A command-line option, e.g. `--set duration=5`.
+    Arg {
+        /// The option as given.
+        arg: Arc<str>,
+    },
+}
+
+impl SourceLocation {
+    /// The same row location pointing at one column (other kinds are returned unchanged).
+    pub fn with_column(&self, column: &Arc<str>) -> SourceLocation {
+        match self {
+            SourceLocation::Row { file, row, .. } => SourceLocation::Row {
+                file: file.clone(),
+                row: *row,
+                column: Some(column.clone()),
+            },
+            other => other.clone(),
+        }
+    }
+
+    /// A key that sorts locations by file, then position.
+    pub(crate) fn sort_key(&self) -> (&str, u32, u32) {
+        match self {
+            SourceLocation::Yaml { file, line, col } => (file, *line, *col),
+            SourceLocation::Row { file, row, .. } => (file, *row, 0),
+            SourceLocation::File { file } => (file, 0, 0),
+            SourceLocation::Arg { .. } => ("", 0, 0),
+        }
+    }
+}
+
+impl fmt::Display for SourceLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SourceLocation::Yaml { file, line, col } => write!(f, "{file}:{line}:{col}"),
+            SourceLocation::Row {
+                file,
+                row,
+                column: Some(c),
+            } => write!(f, "{file}: row {row}, column `{c}`"),
+            SourceLocation::Row {
+                file,
+                row,
+                column: None,
+            } => write!(f, "{file}: row {row}"),
+            SourceLocation::File { file } => write!(f, "{file}"),
+            SourceLocation::Arg { arg } => write!(f, "command line `{arg}`"),
+        }
+    }
+}
+
+impl Serialize for SourceLocation {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// How bad a diagnostic is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// The manifest cannot run; nothing will be submitted.
+    Error,
+    /// Worth a look; the manifest still runs.
+    Warning,
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        })
+    }
+}
+
+/// One problem in a manifest.
+///
+/// Rendered as `LOCATION: error: field `F`: found X, expected Y` (or `LOCATION: error: MESSAGE`
+/// when there is a free-form message), followed by `; HELP` when there is help.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct Diagnostic {
+    /// Error or warning.
+    pub severity: Severity,
+    /// Where the problem is.
+    pub location: SourceLocation,
+    /// The field (API name, shorthand, or manifest key) concerned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// The value found, rendered for humans.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub found: Option<String>,
+    /// What is allowed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected: Option<String>,
+    /// A free-form message replacing the found/expected sentence.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// A hint, e.g. "did you mean `prompt`?".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub help: Option<String>,
+}
+
+impl Diagnostic {
+    /// An error about a field: found `found`, expected `expected`.
+    pub fn field_error(
+        location: SourceLocation,
+        field: impl Into<String>,
+        found: impl Into<String>,
+        expected: impl Into<String>,
+    ) -> Diagnostic {
+        Diagnostic {
+            severity: Severity::Error,
+            location,
+            field: Some(field.into()),
+            found: Some(found.into()),
+            expected: Some(expected.into()),
+            message: None,
+            help: None,
+        }
+    }
+
+    /// An error with a free-form message.
+    pub fn error(location: SourceLocation, message: impl Into<String>) -> Diagnostic {
+        Diagnostic {
+            severity: Severity::Error,
+            location,
+            field: None,
+            found: None,
+            expected: None,
+            message: Some(message.into()),
+            help: None,
+        }
+    }
+
+    /// A warning with a free-form message.
+    pub fn warning(location: SourceLocation, message: impl Into<String>) -> Diagnostic {
+        Diagnostic {
+            severity: Severity::Warning,
+            ..Diagnostic::error(location, message)
+        }
+    }
+
+    /// The same diagnostic with a hint.
+    pub fn with_help(mut self, help: impl Into<String>) -> Diagnostic {
+        self.help = Some(help.into());
+        self
+    }
+
+    /// The same diagnostic with another severity.
+    pub fn with_severity(mut self, severity: Severity) -> Diagnostic {
+        self.severity = severity;
+        self
+    }
+
+    /// Whether this is an error (not a warning).
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}: ", self.location, self.severity)?;
+        if let Some(m) = &self.message {
+            f.write_str(m)?;
+        } else {
+            if let Some(field) = &self.field {
+                write!(f, "field `{field}`: ")?;
+            }
+            match (&self.found, &self.expected) {
+                (Some(found), Some(exp)) => write!(f, "found {found}, expected {exp}")?,
+                (Some(found), None) => write!(f, "found {found}")?,
+                (None, Some(exp)) => write!(f, "expected {exp}")?,
+                (None, None) => f.write_str("invalid")?,
+            }
+        }
+        if let Some(h) = &self.help {
+            write!(f, "; {h}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Every problem found while loading manifests: the errors (at least one when returned as an
+/// `Err`) and the warnings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Diagnostics {
+    /// Problems that stop the run.
+    pub errors: Vec<Diagnostic>,
+    /// Problems worth a look.
+    pub warnings: Vec<Diagnostic>,
+}
+
+impl Diagnostics {
+    /// Adds a diagnostic to the errors or the warnings, by its severity.
+    pub fn push(&mut self, d: Diagnostic) {
+        if d.is_error() {
+            self.errors.push(d);
+        } else {
+            self.warnings.push(d);
+        }
+    }
+
+    /// Whether there is at least one error.
+    pub fn has_errors(&self) -> bool {
+        !self.errors.is_empty()
+    }
+
+    /// Sorts both lists by location (stable) and drops exact repeats (e.g. one bad default
+    /// reported once per row).
+    pub fn finish(&mut self) {
+        for list in [&mut self.errors, &mut self.warnings] {
+            let mut seen = std::collections::HashSet::new();
+            list.retain(|d| seen.insert(d.to_string()));
+            list.sort_by(|a, b| a.location.sort_key().cmp(&b.location.sort_key()));
+        }
+    }
+}
+
+impl fmt::Display for Diagnostics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for d in self.errors.iter().chain(&self.warnings) {
+            writeln!(f, "{d}")?;
+        }
+        let (e, w) = (self.errors.len(), self.warnings.len());
+        write!(
+            f,
+            "{e} error{}, {w} warning{}",
+            if e == 1 { "" } else { "s" },
+            if w == 1 { "" } else { "s" }
+        )
+    }
+}
+
+impl std::error::Error for Diagnostics {}

@@ -1,0 +1,609 @@
+//! The job model: the fields of one job (defaults merged under the job's own values) turned
+//! into a [`CreateRequest`], with every problem reported at the place it was written.
+
+use sha2::{Digest, Sha256};
+
+use super::diag::{Diagnostic, Severity, SourceLocation};
+use super::expand::{self, TemplateError};
+use super::rules;
+use super::yaml::{Node, Value};
+use crate::api::{ContentItem, ContentRole, CreateRequest, DraftTaskRef, MediaUrl, Tool};
+
+/// The request fields of the API, by their API names.
+pub const API_FIELDS: &[&str] = &[
+    "model",
+    "prompt",
+    "content",
+    "ratio",
+    "duration",
+    "resolution",
+    "frames",
+    "generate_audio",
+    "input_has_video",
+    "seed",
+    "camera_fixed",
+    "watermark",
+    "callback_url",
+    "return_last_frame",
+    "service_tier",
+    "execution_expires_after",
+    "draft",
+    "tools",
+    "safety_identifier",
+];
+
+/// The content shorthands: each becomes one content item (or several, for a list).
+pub const SHORTHANDS: &[&str] = &[
+    "first_frame",
+    "last_frame",
+    "reference_image",
+    "reference_video",
+    "reference_audio",
+    "draft_task",
+];
+
+/// Job keys that are not request fields.
+pub const JOB_EXTRA_KEYS: &[&str] = &["id", "name", "matrix", "repeat"];
+
+/// Whether `key` is a job key (request field, shorthand, or `id`/`name`/`matrix`/`repeat`).
+pub fn is_job_key(key: &str) -> bool {
+    API_FIELDS.contains(&key) || SHORTHANDS.contains(&key) || JOB_EXTRA_KEYS.contains(&key)
+}
+
+/// Every job key, for suggestions.
+pub fn job_keys() -> impl Iterator<Item = &'static str> + Clone {
+    API_FIELDS.iter().chain(SHORTHANDS).chain(JOB_EXTRA_KEYS).copied()
+}
+
+/// The nearest of `candidates` to `key`, if it is near enough to be a likely typo.
+pub fn suggest<'a>(key: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let lower = key.to_lowercase();
+    candidates
+        .into_iter()
+        .map(|c| (strsim::damerau_levenshtein(&lower, c), c))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 4) && *d < c.len())
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+/// The diagnostic of an unknown key, with a suggestion when one is near.
+pub fn unknown_key<'a>(
+    loc: SourceLocation,
+    key: &str,
+    what: &str,
+    candidates: impl IntoIterator<Item = &'a str> + Clone,
+) -> Diagnostic {
+    let d = Diagnostic {
+        field: Some(key.to_string()),
+        ..Diagnostic::error(loc, format!("unknown key `{key}`"))
+    };
+    match suggest(key, candidates.clone()) {
+        Some(s) => d.with_help(format!("did you mean `{s}`?")),
+        None => d.with_help(format!(
+            "{what} keys are: {}",
+            candidates.into_iter().collect::<Vec<_>>().join(", ")
+        )),
+    }
+}
+
+/// Template variables of one job: name → value.
+#[derive(Debug, Clone, Default)]
+pub struct Vars<'a> {
+    /// The pairs, in order.
+    pub pairs: Vec<(&'a str, String)>,
+}
+
+impl<'a> Vars<'a> {
+    /// The value of a variable.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .rev()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn names(&self) -> String {
+        if self.pairs.is_empty() {
+            "no variables are defined here (use `matrix`, or a sheet column)".into()
+        } else {
+            let mut n: Vec<&str> = self.pairs.iter().map(|(n, _)| *n).collect();
+            n.dedup();
+            format!("a defined variable: {}", n.join(", "))
+        }
+    }
+}
+
+/// A request built from a job's fields, before its id and file name are set.
+#[derive(Debug, Clone)]
+pub struct Built {
+    /// The request.
+    pub request: CreateRequest,
+    /// The `id` template and where it was written.
+    pub id: Option<(String, SourceLocation)>,
+    /// The `name` template and where it was written.
+    pub name: Option<(String, SourceLocation)>,
+    /// How many copies (`repeat`, default 1).
+    pub repeat: u32,
+}
+
+fn type_error(n: &Node, field: &str, expected: &str) -> Diagnostic {
+    Diagnostic::field_error(n.loc.clone(), field, n.value.describe(), expected)
+}
+
+/// Renders a template, reporting unknown variables.
+pub fn render_field(
+    text: &str,
+    field: &str,
+    loc: &SourceLocation,
+    vars: &Vars,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<String> {
+    match expand::render(text, |n| vars.get(n)) {
+        Ok(s) => Some(s),
+        Err(TemplateError::Unknown(names)) => {
+            for n in names {
+                diags.push(Diagnostic::field_error(
+                    loc.clone(),
+                    field,
+                    format!("unknown template variable `{{{n}}}`"),
+                    vars.names(),
+                ));
+            }
+            None
+        }
+    }
+}
+
+fn string(n: &Node, field: &str, vars: &Vars, diags: &mut Vec<Diagnostic>) -> Option<String> {
+    match &n.value {
+        Value::Str(s) => render_field(s, field, &n.loc, vars, diags),
+        Value::Int(_) | Value::Float(_) | Value::Bool(_) => n.value.scalar_text(),
+        _ => {
+            diags.push(type_error(n, field, "text"));
+            None
+        }
+    }
+}
+
+fn int(n: &Node, field: &str, diags: &mut Vec<Diagnostic>) -> Option<i64> {
+    let v = match &n.value {
+        Value::Int(i) => Some(*i),
+        Value::Float(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Some(*f as i64),
+        Value::Str(s) => {
+            let t = s.trim();
+            t.parse::<i64>().ok().or_else(|| {
+                t.parse::<f64>()
+                    .ok()
+                    .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+                    .map(|f| f as i64)
+            })
+        }
+        _ => None,
+    };
+    if v.is_none() {
+        diags.push(type_error(n, field, "a whole number"));
+    }
+    v
+}
+
+fn boolean(n: &Node, field: &str, diags: &mut Vec<Diagnostic>) -> Option<bool> {
+    let v = match &n.value {
+        Value::Bool(b) => Some(*b),
+        Value::Int(0) => Some(false),
+        Value::Int(1) => Some(true),
+        Value::Str(s) => match s.trim().to_ascii_lowercase().as_str() {
+            "true" | "yes" | "y" | "1" | "on" => Some(true),
+            "false" | "no" | "n" | "0" | "off" => Some(false),
+            _ => None,
+        },
+        _ => None,
+    };
+    if v.is_none() {
+        diags.push(type_error(n, field, "true or false"));
+    }
+    v
+}
+
+/// A list of texts: a list of scalars, or one text (split on whitespace, so a sheet cell may
+/// hold several URLs, one per line).
+fn text_list(n: &Node, field: &str, vars: &Vars, diags: &mut Vec<Diagnostic>) -> Option<Vec<String>> {
+    match &n.value {
+        Value::Seq(items) => {
+            let mut out = Vec::with_capacity(items.len());
+            for it in items {
+                out.push(string(it, field, vars, diags)?);
+            }
+            Some(out)
+        }
+        Value::Str(_) => Some(
+            string(n, field, vars, diags)?
+                .split_whitespace()
+                .map(str::to_string)
+                .collect(),
+        ),
+        _ => {
+            diags.push(type_error(n, field, "a URL or a list of URLs"));
+            None
+        }
+    }
+}
+
+fn tools(n: &Node, vars: &Vars, diags: &mut Vec<Diagnostic>) -> Option<Vec<Tool>> {
+    let one = |it: &Node, diags: &mut Vec<Diagnostic>| -> Option<Tool> {
+        match &it.value {
+            Value::Map(m) => {
+                let mut kind = None;
+                for (k, v) in m {
+                    match k.value.scalar_text().as_deref() {
+                        Some("type") => kind = string(v, "tools.type", vars, diags),
+                        other => {
+                            diags.push(unknown_key(k.loc.clone(), other.unwrap_or("?"), "tool", ["type"]));
+                            return None;
+                        }
+                    }
+                }
+                match kind {
+                    Some(kind) => Some(Tool { kind }),
+                    None => {
+                        diags.push(type_error(
+                            it,
+                            "tools",
+                            "a mapping with `type`, e.g. {type: web_search}",
+                        ));
+                        None
+                    }
+                }
+            }
+            Value::Str(s) => Some(Tool {
+                kind: s.trim().to_string(),
+            }),
+            _ => {
+                diags.push(type_error(it, "tools", "a tool type or {type: ...}"));
+                None
+            }
+        }
+    };
+    match &n.value {
+        Value::Seq(items) => items.iter().map(|it| one(it, diags)).collect(),
+        Value::Str(s) => Some(
+            s.split([',', ' ', '\n'])
+                .filter(|t| !t.is_empty())
+                .map(|t| Tool { kind: t.to_string() })
+                .collect(),
+        ),
+        _ => {
+            diags.push(type_error(
+                n,
+                "tools",
+                "a list of tools, e.g. [{type: web_search}]",
+            ));
+            None
+        }
+    }
+}
+
+fn content(n: &Node, vars: &Vars, diags: &mut Vec<Diagnostic>) -> Option<Vec<ContentItem>> {
+    let items: Vec<serde_json::Value> = match &n.value {
+        Value::Seq(items) => items
+            .iter()
+            .map(|it| {
+                let mut j = it.value.to_json();
+                render_json(&mut j, &it.loc, vars, diags);
+                j
+            })
+            .collect(),
+        Value::Str(s) => match serde_json::from_str::<serde_json::Value>(s) {
+            Ok(serde_json::Value::Array(a)) => a,
+            Ok(other) => vec![other],
+            Err(e) => {
+                diags.push(type_error(
+                    n,
+                    "content",
+                    &format!("a JSON list of content items ({e})"),
+                ));
+                return None;
+            }
+        },
+        _ => {
+            diags.push(type_error(n, "content", "a list of content items"));
+            return None;
+        }
+    };
+    let mut out = Vec::with_capacity(items.len());
+    let mut ok = true;
+    for (i, j) in items.into_iter().enumerate() {
+        let loc = match &n.value {
+            Value::Seq(s) => s.get(i).map(|x| x.loc.clone()).unwrap_or_else(|| n.loc.clone()),
+            _ => n.loc.clone(),
+        };
+        match serde_json::from_value::<ContentItem>(j) {
+            Ok(item) => out.push(item),
+            Err(e) => {
+                ok = false;
+                diags.push(Diagnostic::field_error(
+                    loc,
+                    format!("content[{i}]"),
+                    format!("an invalid item ({e})"),
+                    "{type: image_url|video_url|audio_url|draft_task, <type>: {url|id: ...}, role: ...}",
+                ));
+            }
+        }
+    }
+    ok.then_some(out)
+}
+
+fn render_json(j: &mut serde_json::Value, loc: &SourceLocation, vars: &Vars, diags: &mut Vec<Diagnostic>) {
+    match j {
+        serde_json::Value::String(s) => {
+            if let Some(r) = render_field(s, "content", loc, vars, diags) {
+                *s = r;
+            }
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(|x| render_json(x, loc, vars, diags)),
+        serde_json::Value::Object(o) => o.values_mut().for_each(|x| render_json(x, loc, vars, diags)),
+        _ => {}
+    }
+}
+
+/// The node of a field among merged fields (later entries win).
+pub fn lookup<'n>(fields: &[(&str, &'n Node)], key: &str) -> Option<&'n Node> {
+    fields.iter().rev().find(|(k, _)| *k == key).map(|(_, n)| *n)
+}
+
+/// Builds the request of one job from its merged fields (each key at most once, defaults
+/// already overridden). Pushes every problem to `diags`; returns `None` if there was an error.
+pub fn build(
+    fields: &[(&str, &Node)],
+    vars: &Vars,
+    job_loc: &SourceLocation,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Built> {
+    let before = diags.iter().filter(|d| d.is_error()).count();
+    let mut req = CreateRequest::default();
+    let mut content_src: Vec<SourceLocation> = Vec::new();
+    let mut shorthand: Vec<(ContentItem, SourceLocation)> = Vec::new();
+    let mut built = Built {
+        request: CreateRequest::default(),
+        id: None,
+        name: None,
+        repeat: 1,
+    };
+    for &(key, n) in fields {
+        if n.value == Value::Null {
+            continue;
+        }
+        match key {
+            "model" => req.model = string(n, key, vars, diags).unwrap_or_default(),
+            "prompt" => req.prompt = string(n, key, vars, diags).unwrap_or_default(),
+            "ratio" => req.ratio = string(n, key, vars, diags),
+            "resolution" => req.resolution = string(n, key, vars, diags),
+            "callback_url" => req.callback_url = string(n, key, vars, diags),
+            "service_tier" => req.service_tier = string(n, key, vars, diags),
+            "safety_identifier" => req.safety_identifier = string(n, key, vars, diags),
+            "duration" => req.duration = int(n, key, diags),
+            "frames" => req.frames = int(n, key, diags),
+            "seed" => req.seed = int(n, key, diags),
+            "execution_expires_after" => req.execution_expires_after = int(n, key, diags),
+            "generate_audio" => req.generate_audio = boolean(n, key, diags),
+            "input_has_video" => req.input_has_video = boolean(n, key, diags),
+            "camera_fixed" => req.camera_fixed = boolean(n, key, diags),
+            "watermark" => req.watermark = boolean(n, key, diags),
+            "return_last_frame" => req.return_last_frame = boolean(n, key, diags),
+            "draft" => req.draft = boolean(n, key, diags),
+            "tools" => req.tools = tools(n, vars, diags),
+            "content" => {
+                if let Some(items) = content(n, vars, diags) {
+                    content_src.extend(std::iter::repeat_n(n.loc.clone(), items.len()));
+                    req.content = items;
+                }
+            }
+            "id" | "name" => match n.value.scalar_text() {
+                Some(t) if key == "id" => built.id = Some((t.trim().to_string(), n.loc.clone())),
+                Some(t) => built.name = Some((t.trim().to_string(), n.loc.clone())),
+                None => diags.push(type_error(n, key, "text (may use {variables})")),
+            },
+            "repeat" => {
+                if let Some(r) = int(n, key, diags) {
+                    if (1..=expand::MAX_REPEAT).contains(&r) {
+                        built.repeat = r as u32;
+                    } else {
+                        diags.push(Diagnostic::field_error(
+                            n.loc.clone(),
+                            key,
+                            format!("`{r}`"),
+                            format!("1..{}", expand::MAX_REPEAT),
+                        ));
+                    }
+                }
+            }
+            "matrix" => {}
+            "first_frame" | "last_frame" | "reference_image" | "reference_video" | "reference_audio" => {
+                let role = match key {
+                    "first_frame" => ContentRole::FirstFrame,
+                    "last_frame" => ContentRole::LastFrame,
+                    "reference_image" => ContentRole::ReferenceImage,
+                    "reference_video" => ContentRole::ReferenceVideo,
+                    _ => ContentRole::ReferenceAudio,
+                };
+                let urls = if matches!(key, "first_frame" | "last_frame") {
+                    string(n, key, vars, diags).map(|s| vec![s.trim().to_string()])
+                } else {
+                    text_list(n, key, vars, diags)
+                };
+                for url in urls.unwrap_or_default() {
+                    let media = MediaUrl { url };
+                    let item = match role {
+                        ContentRole::ReferenceVideo => ContentItem::VideoUrl {
+                            video_url: media,
+                            role: Some(role),
+                        },
+                        ContentRole::ReferenceAudio => ContentItem::AudioUrl {
+                            audio_url: media,
+                            role: Some(role),
+                        },
+                        _ => ContentItem::ImageUrl {
+                            image_url: media,
+                            role: Some(role),
+                        },
+                    };
+                    shorthand.push((item, n.loc.clone()));
+                }
+            }
+            "draft_task" => {
+                if let Some(id) = string(n, key, vars, diags) {
+                    shorthand.push((
+                        ContentItem::DraftTask {
+                            draft_task: DraftTaskRef {
+                                id: id.trim().to_string(),
+                            },
+                            role: None,
+                        },
+                        n.loc.clone(),
+                    ));
+                }
+            }
+            other => diags.push(unknown_key(n.loc.clone(), other, "job", job_keys())),
+        }
+    }
+    for (item, loc) in shorthand {
+        req.content.push(item);
+        content_src.push(loc);
+    }
+    if req.input_has_video.is_none()
+        && req
+            .content
+            .iter()
+            .any(|c| matches!(c, ContentItem::VideoUrl { .. }))
+    {
+        req.input_has_video = Some(true);
+    }
+    for p in rules::check_request(&req) {
+        let loc = if let Some(rest) = p.field.strip_prefix("content[") {
+            let idx: Option<usize> = rest.split(']').next().and_then(|i| i.parse().ok());
+            idx.and_then(|i| content_src.get(i).cloned())
+                .or_else(|| lookup(fields, "content").map(|n| n.loc.clone()))
+                .unwrap_or_else(|| job_loc.clone())
+        } else {
+            let base = p.field.split(['[', '.']).next().unwrap_or(&p.field);
+            lookup(fields, base)
+                .map(|n| n.loc.clone())
+                .unwrap_or_else(|| job_loc.clone())
+        };
+        let d = Diagnostic::field_error(loc, p.field, p.found, p.expected);
+        diags.push(if p.warning {
+            d.with_severity(Severity::Warning)
+        } else {
+            d
+        });
+    }
+    built.request = req;
+    (diags.iter().filter(|d| d.is_error()).count() == before).then_some(built)
+}
+
+/// The canonical JSON of a request: keys sorted at every level, no spaces.
+pub fn canonical_json(req: &CreateRequest) -> String {
+    fn write(v: &serde_json::Value, out: &mut String) {
+        match v {
+            serde_json::Value::Object(m) => {
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort();
+                out.push('{');
+                for (i, k) in keys.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&serde_json::Value::String(k.clone()).to_string());
+                    out.push(':');
+                    write(&m[k], out);
+                }
+                out.push('}');
+            }
+            serde_json::Value::Array(a) => {
+                out.push('[');
+                for (i, x) in a.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    write(x, out);
+                }
+                out.push(']');
+            }
+            other => out.push_str(&other.to_string()),
+        }
+    }
+    let mut out = String::with_capacity(256);
+    match serde_json::to_value(req) {
+        Ok(v) => write(&v, &mut out),
+        Err(_) => out.push_str("null"),
+    }
+    out
+}
+
+/// The sha256 (hex) of a request's canonical JSON.
+pub fn fingerprint(req: &CreateRequest) -> String {
+    let digest = Sha256::digest(canonical_json(req).as_bytes());
+    let mut s = String::with_capacity(64);
+    for b in digest {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn node(v: Value) -> Node {
+        Node {
+            value: v,
+            loc: SourceLocation::File { file: Arc::from("f") },
+        }
+    }
+
+    #[test]
+    fn suggestions() {
+        assert_eq!(suggest("promt", job_keys()), Some("prompt"));
+        assert_eq!(suggest("durations", job_keys()), Some("duration"));
+        assert_eq!(suggest("Model", job_keys()), Some("model"));
+        assert_eq!(suggest("zzzzzzzz", job_keys()), None);
+    }
+
+    #[test]
+    fn lenient_scalars_from_cells() {
+        let (m, p, d, a) = (
+            node(Value::Str("seedance-2.0".into())),
+            node(Value::Str("a {x}".into())),
+            node(Value::Str(" 5 ".into())),
+            node(Value::Str("Yes".into())),
+        );
+        let fields = [
+            ("model", &m),
+            ("prompt", &p),
+            ("duration", &d),
+            ("generate_audio", &a),
+        ];
+        let vars = Vars {
+            pairs: vec![("x", "cat".into())],
+        };
+        let mut diags = Vec::new();
+        let b = build(&fields, &vars, &m.loc, &mut diags).expect("builds");
+        assert!(diags.is_empty(), "{diags:?}");
+        assert_eq!(b.request.prompt, "a cat");
+        assert_eq!(b.request.duration, Some(5));
+        assert_eq!(b.request.generate_audio, Some(true));
+    }
+
+    #[test]
+    fn canonical_json_sorts_keys() {
+        let r = CreateRequest {
+            model: "m".into(),
+            prompt: "p".into(),
+            duration: Some(5),
+            ..Default::default()
+        };
+        assert_eq!(canonical_json(&r), r#"{"duration":5,"model":"m","prompt":"p"}"#);
+        assert_eq!(fingerprint(&r).len(), 64);
+    }
+}

@@ -1,0 +1,828 @@
+//! Manifests: the YAML/CSV/XLSX/ODS readers, the job model, validation and the plan.
+//!
+//! [`load_plan`] reads every manifest named in [`ManifestArgs`], expands `matrix`, `repeat` and
+//! sheet rows into [`Job`]s with stable ids, checks everything the API would reject, and returns
+//! either a [`Plan`] or every problem at once ([`Diagnostics`]).
+//!
+//! Precedence of job fields, lowest first: a YAML manifest's `defaults`, then `--model` and
+//! `--set key=value`, then the job's (or row's) own values. In YAML, `key: null` unsets a
+//! default; in a sheet, an empty cell keeps it.
+
+pub mod diag;
+pub mod estimate;
+pub mod expand;
+pub mod job;
+pub mod plan;
+pub mod rules;
+pub mod run;
+pub mod schema;
+pub mod sheet;
+pub mod yaml;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+pub use diag::{Diagnostic, Diagnostics, Severity, SourceLocation};
+pub use plan::{cmd_plan, cmd_validate};
+pub use rules::{Problem, check_request};
+pub use run::RunSection;
+pub use schema::manifest_schema;
+
+use crate::api::CreateRequest;
+use job::{Built, Vars};
+use yaml::{Node, Value};
+
+/// The manifest options shared by `validate`, `plan` and `run`.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ManifestArgs {
+    /// Manifests: YAML (.yaml/.yml), CSV (.csv/.tsv/.txt), or spreadsheets (.xlsx/.xlsm/.xls/.ods).
+    #[arg(required = true, num_args = 1.., value_name = "MANIFEST")]
+    pub manifests: Vec<PathBuf>,
+    /// CSV delimiter: `,` `;` `tab` or one character (default: detected from the header line).
+    #[arg(long, value_name = "CHAR")]
+    pub delimiter: Option<String>,
+    /// Sheet of a spreadsheet given on the command line (default: the first).
+    #[arg(long, value_name = "NAME")]
+    pub sheet: Option<String>,
+    /// Model of every job that does not name one (overrides manifest defaults).
+    #[arg(long, value_name = "MODEL")]
+    pub model: Option<String>,
+    /// A job field for every job that does not set it, e.g. `--set duration=5` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+}
+
+/// One input file and the sha256 of its bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SourceFile {
+    /// The path as given (rows files joined to their manifest's folder).
+    pub path: PathBuf,
+    /// sha256 hex of the file's bytes.
+    pub sha256: String,
+}
+
+/// One video to generate.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Job {
+    /// Stable id: the manifest's own (rendered), else `j-` + 12 hex of the request's sha256,
+    /// with `-N` appended for `repeat`.
+    pub id: String,
+    /// Safe file stem of the outputs (`videos/NAME.mp4`); the id unless `name` is set.
+    pub name: String,
+    /// The request to send.
+    pub request: CreateRequest,
+    /// Where the job was written.
+    pub source: SourceLocation,
+    /// Estimated tokens ([`estimate`]), `None` when unknown.
+    pub estimated_tokens: Option<u64>,
+}
+
+impl Job {
+    /// sha256 hex of the canonical request JSON: changes exactly when the request changes.
+    pub fn fingerprint(&self) -> String {
+        job::fingerprint(&self.request)
+    }
+
+    /// The video's path inside the output directory.
+    pub fn output_file(&self) -> String {
+        format!("videos/{}.mp4", self.name)
+    }
+}
+
+/// Everything the manifests describe, validated.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Plan {
+    /// The jobs, in manifest order.
+    pub jobs: Vec<Job>,
+    /// The files read.
+    pub sources: Vec<SourceFile>,
+    /// Warnings (unknown models, ...).
+    pub warnings: Vec<Diagnostic>,
+    /// The merged `run:` sections (the first manifest setting a key wins).
+    pub run: RunSection,
+}
+
+impl Plan {
+    /// Sum of the estimates, or `None` if any job's estimate is unknown.
+    pub fn total_tokens(&self) -> Option<u64> {
+        self.jobs
+            .iter()
+            .try_fold(0u64, |acc, j| j.estimated_tokens.map(|t| acc.saturating_add(t)))
+    }
+}
+
+/// The top-level keys of a YAML manifest (keys starting with `x-` are also allowed, to hold
+/// anchors).
+pub const TOP_KEYS: &[&str] = &["version", "defaults", "rows", "jobs", "run"];
+
+/// Loads, expands and validates every manifest; all problems are reported at once.
+pub fn load_plan(args: &ManifestArgs) -> Result<Plan, Diagnostics> {
+    let mut ctx = Ctx::default();
+    let cli = ctx.cli_defaults(args);
+    let delimiter = ctx.delimiter(args);
+    for path in &args.manifests {
+        let file: Arc<str> = Arc::from(path.display().to_string());
+        match kind_of(path) {
+            Some(Kind::Yaml) => ctx.load_yaml(path, &file, &cli, delimiter, args.sheet.as_deref()),
+            Some(Kind::Csv) => {
+                ctx.hash_file(path);
+                if let Some(t) = sheet::read_csv(path, &file, delimiter, &mut ctx.diags) {
+                    let base: Vec<(&str, &Node)> = cli.iter().map(|(k, n)| (k.as_str(), n)).collect();
+                    ctx.rows(&t, &base);
+                }
+            }
+            Some(Kind::Sheet) => {
+                ctx.hash_file(path);
+                if let Some(t) = sheet::read_sheet(path, &file, args.sheet.as_deref(), &mut ctx.diags) {
+                    let base: Vec<(&str, &Node)> = cli.iter().map(|(k, n)| (k.as_str(), n)).collect();
+                    ctx.rows(&t, &base);
+                }
+            }
+            None => ctx.diags.push(Diagnostic::field_error(
+                SourceLocation::File { file },
+                "manifest",
+                "an unknown file type",
+                "a .yaml/.yml, .csv/.tsv/.txt, .xlsx/.xlsm/.xls or .ods file",
+            )),
+        }
+    }
+    if ctx.jobs.is_empty() && !ctx.diags.iter().any(Diagnostic::is_error) {
+        let file = args
+            .manifests
+            .first()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        ctx.diags.push(Diagnostic::error(
+            SourceLocation::File {
+                file: Arc::from(file),
+            },
+            "the manifests describe no jobs (add `jobs:` or `rows:`)",
+        ));
+    }
+    let mut d = Diagnostics::default();
+    for x in ctx.diags {
+        d.push(x);
+    }
+    d.finish();
+    if d.has_errors() {
+        return Err(d);
+    }
+    Ok(Plan {
+        jobs: ctx.jobs,
+        sources: ctx.sources,
+        warnings: d.warnings,
+        run: ctx.run,
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Yaml,
+    Csv,
+    Sheet,
+}
+
+fn kind_of(path: &Path) -> Option<Kind> {
+    let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+    match ext.as_str() {
+        "yaml" | "yml" => Some(Kind::Yaml),
+        "csv" | "tsv" | "txt" => Some(Kind::Csv),
+        "xlsx" | "xlsm" | "xlsb" | "xls" | "ods" => Some(Kind::Sheet),
+        _ => None,
+    }
+}
+
+/// Header text → job key: trimmed, lower-cased, spaces and dashes as underscores.
+fn normalize_header(h: &str) -> String {
+    h.trim().to_lowercase().replace([' ', '-'], "_")
+}
+
+/// Merges `over` onto `base`: a key in `over` replaces the same key in `base`.
+fn merge<'a>(base: &[(&'a str, &'a Node)], over: &[(&'a str, &'a Node)]) -> Vec<(&'a str, &'a Node)> {
+    let mut out: Vec<(&str, &Node)> = Vec::with_capacity(base.len() + over.len());
+    out.extend_from_slice(base);
+    for &(k, n) in over {
+        match out.iter_mut().find(|(k2, _)| *k2 == k) {
+            Some(slot) => slot.1 = n,
+            None => out.push((k, n)),
+        }
+    }
+    out
+}
+
+#[derive(Default)]
+struct Ctx {
+    diags: Vec<Diagnostic>,
+    jobs: Vec<Job>,
+    sources: Vec<SourceFile>,
+    run: RunSection,
+    /// id → (where, whether the id was derived from the request).
+    ids: HashMap<String, (SourceLocation, bool)>,
+    /// lower-cased file name → (name, where).
+    names: HashMap<String, (String, SourceLocation)>,
+}
+
+impl Ctx {
+    fn cli_defaults(&mut self, args: &ManifestArgs) -> Vec<(String, Node)> {
+        let mut out: Vec<(String, Node)> = Vec::new();
+        let mut put = |k: String, n: Node| match out.iter_mut().find(|(k2, _)| *k2 == k) {
+            Some(slot) => slot.1 = n,
+            None => out.push((k, n)),
+        };
+        for s in &args.set {
+            let loc = SourceLocation::Arg {
+                arg: Arc::from(format!("--set {s}")),
+            };
+            let Some((k, v)) = s.split_once('=') else {
+                self.diags.push(Diagnostic::field_error(
+                    loc,
+                    "--set",
+                    format!("`{s}`"),
+                    "KEY=VALUE, e.g. duration=5",
+                ));
+                continue;
+            };
+            let k = k.trim();
+            if !job::is_job_key(k) || matches!(k, "id" | "matrix") {
+                let allowed = job::job_keys().filter(|k| !matches!(*k, "id" | "matrix"));
+                self.diags.push(job::unknown_key(loc, k, "--set", allowed));
+                continue;
+            }
+            put(
+                k.to_string(),
+                Node {
+                    value: Value::Str(v.to_string()),
+                    loc,
+                },
+            );
+        }
+        if let Some(m) = &args.model {
+            let loc = SourceLocation::Arg {
+                arg: Arc::from(format!("--model {m}")),
+            };
+            put(
+                "model".into(),
+                Node {
+                    value: Value::Str(m.clone()),
+                    loc,
+                },
+            );
+        }
+        out
+    }
+
+    fn delimiter(&mut self, args: &ManifestArgs) -> Option<u8> {
+        let d = args.delimiter.as_deref()?;
+        let b = match d {
+            "tab" | "\\t" | "\t" => Some(b'\t'),
+            s if s.len() == 1 && s.is_ascii() && s != "\"" && s != "\n" => s.bytes().next(),
+            _ => None,
+        };
+        if b.is_none() {
+            self.diags.push(Diagnostic::field_error(
+                SourceLocation::Arg {
+                    arg: Arc::from(format!("--delimiter {d}")),
+                },
+                "--delimiter",
+                format!("`{d}`"),
+                "one ASCII character such as `,` or `;`, or `tab`",
+            ));
+        }
+        b
+    }
+
+    fn hash_file(&mut self, path: &Path) {
+        if let Ok(bytes) = std::fs::read(path) {
+            self.add_source(path, &bytes);
+        }
+    }
+
+    fn add_source(&mut self, path: &Path, bytes: &[u8]) {
+        let digest = Sha256::digest(bytes);
+        let sha256 = digest.iter().map(|b| format!("{b:02x}")).collect();
+        self.sources.push(SourceFile {
+            path: path.to_path_buf(),
+            sha256,
+        });
+    }
+
+    fn load_yaml(
+        &mut self,
+        path: &Path,
+        file: &Arc<str>,
+        cli: &[(String, Node)],
+        delim: Option<u8>,
+        sheet_arg: Option<&str>,
+    ) {
+        let text = match std::fs::read(path) {
+            Ok(b) => {
+                self.add_source(path, &b);
+                match String::from_utf8(b) {
+                    Ok(t) => t,
+                    Err(_) => {
+                        self.diags.push(Diagnostic::error(
+                            SourceLocation::File { file: file.clone() },
+                            "not valid UTF-8",
+                        ));
+                        return;
+                    }
+                }
+            }
+            Err(e) => {
+                self.diags.push(Diagnostic::error(
+                    SourceLocation::File { file: file.clone() },
+                    format!("cannot read: {e}"),
+                ));
+                return;
+            }
+        };
+        let root = match yaml::parse(file, &text) {
+            Ok(r) => r,
+            Err(d) => {
+                self.diags.push(d);
+                return;
+            }
+        };
+        let Value::Map(top) = &root.value else {
+            self.diags.push(Diagnostic::field_error(
+                root.loc.clone(),
+                "manifest",
+                root.value.describe(),
+                "a mapping with `jobs:` and/or `rows:` (and optional `version`, `defaults`, `run`)",
+            ));
+            return;
+        };
+        let (mut defaults, mut rows, mut jobs) = (None, None, None);
+        for (k, v) in top {
+            let key = k.value.scalar_text().unwrap_or_default();
+            match key.as_str() {
+                "version" => {
+                    if v.value != Value::Int(1) && v.value != Value::Str("1".into()) {
+                        self.diags.push(Diagnostic::field_error(
+                            v.loc.clone(),
+                            "version",
+                            v.value.describe(),
+                            "1",
+                        ));
+                    }
+                }
+                "defaults" => defaults = Some(v),
+                "rows" => rows = Some(v),
+                "jobs" => jobs = Some(v),
+                "run" => {
+                    let r = run::parse_run(v, &mut self.diags);
+                    self.run.merge_from(r);
+                }
+                k2 if k2.starts_with("x-") => {}
+                other => self.diags.push(job::unknown_key(
+                    k.loc.clone(),
+                    other,
+                    "top-level",
+                    TOP_KEYS.iter().copied(),
+                )),
+            }
+        }
+        // defaults < command line
+        let mut base: Vec<(&str, &Node)> = Vec::new();
+        if let Some(d) = defaults {
+            match &d.value {
+                Value::Map(entries) => {
+                    for (k, v) in entries {
+                        let Some(key) = self.job_key(k, "defaults") else {
+                            continue;
+                        };
+                        if matches!(key, "id" | "matrix") {
+                            self.diags.push(Diagnostic::field_error(
+                                k.loc.clone(),
+                                key,
+                                "a key only a single job can have",
+                                "job fields other than `id` and `matrix` in `defaults`",
+                            ));
+                            continue;
+                        }
+                        base.push((key, v));
+                    }
+                }
+                Value::Null => {}
+                other => self.diags.push(Diagnostic::field_error(
+                    d.loc.clone(),
+                    "defaults",
+                    other.describe(),
+                    "a mapping of job fields",
+                )),
+            }
+        }
+        let cli_pairs: Vec<(&str, &Node)> = cli.iter().map(|(k, n)| (k.as_str(), n)).collect();
+        let base = merge(&base, &cli_pairs);
+        if let Some(j) = jobs {
+            match &j.value {
+                Value::Seq(items) => {
+                    for item in items {
+                        self.yaml_job(item, &base);
+                    }
+                }
+                Value::Null => {}
+                other => self.diags.push(Diagnostic::field_error(
+                    j.loc.clone(),
+                    "jobs",
+                    other.describe(),
+                    "a list of jobs",
+                )),
+            }
+        }
+        if let Some(r) = rows {
+            let entries: Vec<&Node> = match &r.value {
+                Value::Seq(items) => items.iter().collect(),
+                _ => vec![r],
+            };
+            let dir = path.parent().unwrap_or(Path::new(""));
+            for e in entries {
+                self.rows_entry(e, dir, &base, delim, sheet_arg);
+            }
+        }
+    }
+
+    /// The job key named by `k`, or `None` after reporting an unknown key.
+    fn job_key(&mut self, k: &Node, what: &str) -> Option<&'static str> {
+        let key = k.value.scalar_text().unwrap_or_default();
+        match job::job_keys().find(|j| *j == key) {
+            Some(j) => Some(j),
+            None => {
+                self.diags
+                    .push(job::unknown_key(k.loc.clone(), &key, what, job::job_keys()));
+                None
+            }
+        }
+    }
+
+    fn rows_entry(
+        &mut self,
+        e: &Node,
+        dir: &Path,
+        base: &[(&str, &Node)],
+        delim: Option<u8>,
+        sheet_arg: Option<&str>,
+    ) {
+        let (mut p, mut sheet, mut d) = (None, sheet_arg.map(str::to_string), delim);
+        match &e.value {
+            Value::Str(s) => p = Some(s.clone()),
+            Value::Map(m) => {
+                for (k, v) in m {
+                    match k.value.scalar_text().as_deref() {
+                        Some("path") => p = v.value.scalar_text(),
+                        Some("sheet") => sheet = v.value.scalar_text(),
+                        Some("delimiter") => {
+                            let t = v.value.scalar_text().unwrap_or_default();
+                            d = match t.as_str() {
+                                "tab" | "\t" | "\\t" => Some(b'\t'),
+                                s if s.len() == 1 => s.bytes().next(),
+                                _ => {
+                                    self.diags.push(Diagnostic::field_error(
+                                        v.loc.clone(),
+                                        "rows.delimiter",
+                                        v.value.describe(),
+                                        "one character such as `,` or `;`, or `tab`",
+                                    ));
+                                    None
+                                }
+                            }
+                        }
+                        other => self.diags.push(job::unknown_key(
+                            k.loc.clone(),
+                            other.unwrap_or("?"),
+                            "rows",
+                            ["path", "sheet", "delimiter"],
+                        )),
+                    }
+                }
+            }
+            other => {
+                self.diags.push(Diagnostic::field_error(
+                    e.loc.clone(),
+                    "rows",
+                    other.describe(),
+                    "a file path, or {path, sheet, delimiter}",
+                ));
+                return;
+            }
+        }
+        let Some(p) = p.filter(|p| !p.trim().is_empty()) else {
+            self.diags.push(Diagnostic::field_error(
+                e.loc.clone(),
+                "rows",
+                "no path",
+                "the path of a CSV/XLSX/ODS file",
+            ));
+            return;
+        };
+        let full = dir.join(&p);
+        let file: Arc<str> = Arc::from(full.display().to_string());
+        let table = match kind_of(&full) {
+            Some(Kind::Csv) => {
+                self.hash_file(&full);
+                sheet::read_csv(&full, &file, d, &mut self.diags)
+            }
+            Some(Kind::Sheet) => {
+                self.hash_file(&full);
+                sheet::read_sheet(&full, &file, sheet.as_deref(), &mut self.diags)
+            }
+            _ => {
+                self.diags.push(Diagnostic::field_error(
+                    e.loc.clone(),
+                    "rows",
+                    format!("`{p}`"),
+                    "a .csv/.tsv/.txt, .xlsx/.xls or .ods file",
+                ));
+                None
+            }
+        };
+        if let Some(t) = table {
+            self.rows(&t, base);
+        }
+    }
+
+    fn yaml_job(&mut self, item: &Node, base: &[(&str, &Node)]) {
+        let Value::Map(entries) = &item.value else {
+            self.diags.push(Diagnostic::field_error(
+                item.loc.clone(),
+                "jobs[]",
+                item.value.describe(),
+                "a mapping of job fields",
+            ));
+            return;
+        };
+        let mut own: Vec<(&str, &Node)> = Vec::with_capacity(entries.len());
+        let mut matrix = None;
+        for (k, v) in entries {
+            let Some(key) = self.job_key(k, "job") else {
+                continue;
+            };
+            if key == "matrix" {
+                matrix = Some(v);
+            } else {
+                own.push((key, v));
+            }
+        }
+        let fields = merge(base, &own);
+        let Some(m) = matrix else {
+            self.build_and_emit(&fields, &Vars::default(), &item.loc);
+            return;
+        };
+        let Value::Map(axes) = &m.value else {
+            self.diags.push(Diagnostic::field_error(
+                m.loc.clone(),
+                "matrix",
+                m.value.describe(),
+                "a mapping of variable → list of values, e.g. {animal: [fox, owl]}",
+            ));
+            return;
+        };
+        let mut names: Vec<String> = Vec::new();
+        let mut values: Vec<Vec<&Node>> = Vec::new();
+        for (k, v) in axes {
+            let name = k.value.scalar_text().unwrap_or_default();
+            let vals: Vec<&Node> = match &v.value {
+                Value::Seq(items) => items.iter().collect(),
+                Value::Map(_) | Value::Null => Vec::new(),
+                _ => vec![v],
+            };
+            let bad = vals.is_empty() || vals.iter().any(|n| n.value.scalar_text().is_none());
+            if bad {
+                self.diags.push(Diagnostic::field_error(
+                    v.loc.clone(),
+                    format!("matrix.{name}"),
+                    v.value.describe(),
+                    "a non-empty list of scalar values",
+                ));
+                return;
+            }
+            if name.is_empty() || !name.chars().all(|c| c.is_alphanumeric() || "_-.".contains(c)) {
+                self.diags.push(Diagnostic::field_error(
+                    k.loc.clone(),
+                    "matrix",
+                    format!("variable name `{name}`"),
+                    "letters, digits, `_`, `-` or `.`",
+                ));
+                return;
+            }
+            names.push(name);
+            values.push(vals);
+        }
+        let Some(combos) = expand::cartesian(&values.iter().map(Vec::len).collect::<Vec<_>>()) else {
+            self.diags.push(Diagnostic::field_error(
+                m.loc.clone(),
+                "matrix",
+                "too many combinations",
+                format!("at most {} jobs per matrix", expand::MAX_MATRIX),
+            ));
+            return;
+        };
+        for combo in combos {
+            let mut vars = Vars::default();
+            let mut over: Vec<(&str, &Node)> = Vec::new();
+            for (i, &vi) in combo.iter().enumerate() {
+                let node = values[i][vi];
+                vars.pairs
+                    .push((names[i].as_str(), node.value.scalar_text().unwrap_or_default()));
+                if let Some(key) = job::job_keys().find(|k| *k == names[i])
+                    && !matches!(key, "matrix" | "id" | "name" | "repeat")
+                {
+                    over.push((key, node));
+                }
+            }
+            let f = merge(&fields, &over);
+            self.build_and_emit(&f, &vars, &item.loc);
+        }
+    }
+
+    fn rows(&mut self, t: &sheet::Table, base: &[(&str, &Node)]) {
+        // column index → job key, or variable
+        let mut field_cols: Vec<(usize, &'static str)> = Vec::new();
+        let mut var_cols: Vec<usize> = Vec::new();
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        let header_loc = |c: &Arc<str>| SourceLocation::Row {
+            file: t.file.clone(),
+            row: t.header_row,
+            column: Some(c.clone()),
+        };
+        let used_in_defaults: Vec<String> = base
+            .iter()
+            .filter_map(|(_, n)| match &n.value {
+                Value::Str(s) => Some(expand::variables(s)),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        for (i, h) in t.headers.iter().enumerate() {
+            if h.is_empty() {
+                continue;
+            }
+            let norm = normalize_header(h);
+            if let Some(prev) = seen.insert(norm.clone(), i) {
+                self.diags.push(Diagnostic::field_error(
+                    header_loc(h),
+                    norm.clone(),
+                    format!("a second column `{h}` (column {} and {})", prev + 1, i + 1),
+                    "one column per field or variable",
+                ));
+                continue;
+            }
+            match job::job_keys().find(|k| *k == norm) {
+                Some("matrix") => self.diags.push(Diagnostic::field_error(
+                    header_loc(h),
+                    "matrix",
+                    "a `matrix` column",
+                    "one job per row (use a YAML manifest for `matrix`)",
+                )),
+                Some(k) => field_cols.push((i, k)),
+                None => {
+                    if !used_in_defaults.iter().any(|u| u == h.as_ref())
+                        && let Some(s) = job::suggest(&norm, job::job_keys())
+                    {
+                        self.diags.push(
+                            Diagnostic {
+                                field: Some(h.to_string()),
+                                ..Diagnostic::error(header_loc(h), format!("unknown column `{h}`"))
+                            }
+                            .with_help(format!(
+                                "did you mean `{s}`? (a column that names no field is a template variable, and no template uses `{{{h}}}`)"
+                            )),
+                        );
+                    }
+                    var_cols.push(i);
+                }
+            }
+        }
+        for (row, cells) in &t.rows {
+            let row_loc = SourceLocation::Row {
+                file: t.file.clone(),
+                row: *row,
+                column: None,
+            };
+            let nodes: Vec<(&'static str, Node)> = field_cols
+                .iter()
+                .filter(|(i, _)| !cells[*i].trim().is_empty())
+                .map(|&(i, k)| {
+                    (
+                        k,
+                        Node {
+                            value: Value::Str(cells[i].clone()),
+                            loc: row_loc.with_column(&t.headers[i]),
+                        },
+                    )
+                })
+                .collect();
+            let vars = Vars {
+                pairs: var_cols
+                    .iter()
+                    .map(|&i| (t.headers[i].as_ref(), cells[i].clone()))
+                    .collect(),
+            };
+            let own: Vec<(&str, &Node)> = nodes.iter().map(|(k, n)| (*k, n)).collect();
+            let fields = merge(base, &own);
+            self.build_and_emit(&fields, &vars, &row_loc);
+        }
+    }
+
+    fn build_and_emit(&mut self, fields: &[(&str, &Node)], vars: &Vars, loc: &SourceLocation) {
+        if let Some(b) = job::build(fields, vars, loc, &mut self.diags) {
+            self.emit(b, vars, loc);
+        }
+    }
+
+    fn emit(&mut self, b: Built, vars: &Vars, loc: &SourceLocation) {
+        let fp = job::fingerprint(&b.request);
+        let est = estimate::estimate_tokens(&b.request);
+        for k in 1..=b.repeat {
+            let suffix = if b.repeat > 1 {
+                format!("-{k}")
+            } else {
+                String::new()
+            };
+            let (id, derived, id_loc) = match &b.id {
+                Some((tpl, iloc)) => {
+                    let Some(r) = job::render_field(tpl, "id", iloc, vars, &mut self.diags) else {
+                        return;
+                    };
+                    (format!("{r}{suffix}"), false, iloc.clone())
+                }
+                None => (format!("j-{}{suffix}", &fp[..12]), true, loc.clone()),
+            };
+            if let Err(exp) = expand::check_safe_name(&id) {
+                self.diags.push(Diagnostic::field_error(
+                    id_loc,
+                    "id",
+                    format!("`{}`", yaml::excerpt(&id, 60)),
+                    exp,
+                ));
+                return;
+            }
+            let name = match &b.name {
+                Some((tpl, nloc)) => {
+                    let mut v = vars.clone();
+                    v.pairs.push(("id", id.clone()));
+                    let Some(r) = job::render_field(tpl, "name", nloc, &v, &mut self.diags) else {
+                        return;
+                    };
+                    let uses_id = expand::variables(tpl).iter().any(|x| x == "id");
+                    let n = if uses_id { r } else { format!("{r}{suffix}") };
+                    if let Err(exp) = expand::check_safe_name(&n) {
+                        self.diags.push(Diagnostic::field_error(
+                            nloc.clone(),
+                            "name",
+                            format!("`{}`", yaml::excerpt(&n, 60)),
+                            exp,
+                        ));
+                        return;
+                    }
+                    n
+                }
+                None => id.clone(),
+            };
+            match self.ids.get(&id) {
+                Some((prev, prev_derived)) => {
+                    let d = Diagnostic::field_error(
+                        id_loc.clone(),
+                        "id",
+                        format!("duplicate id `{id}`, also at {prev}"),
+                        "ids unique after expansion",
+                    );
+                    self.diags.push(if derived && *prev_derived {
+                        d.with_help("these jobs are identical; use `repeat: N` for several takes of one job")
+                    } else {
+                        d
+                    });
+                    continue;
+                }
+                None => {
+                    self.ids.insert(id.clone(), (id_loc.clone(), derived));
+                }
+            }
+            let lower = name.to_lowercase();
+            if let Some((prev_name, prev)) = self.names.get(&lower) {
+                self.diags.push(Diagnostic::field_error(
+                    b.name
+                        .as_ref()
+                        .map(|(_, l)| l.clone())
+                        .unwrap_or_else(|| id_loc.clone()),
+                    "name",
+                    format!("file name `{name}` already used by the job at {prev} (`{prev_name}`)"),
+                    "file names unique (ignoring case)",
+                ));
+                continue;
+            }
+            self.names.insert(lower, (name.clone(), loc.clone()));
+            self.jobs.push(Job {
+                id,
+                name,
+                request: b.request.clone(),
+                source: loc.clone(),
+                estimated_tokens: est,
+            });
+        }
+    }
+}

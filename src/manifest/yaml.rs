@@ -1,0 +1,462 @@
+//! The YAML reader: a tree of located values built from yaml-rust2's marked events, with
+//! anchors, aliases and `<<` merge keys resolved, and alias expansion capped.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
+use yaml_rust2::scanner::{Marker, TScalarStyle};
+
+use super::diag::{Diagnostic, SourceLocation};
+
+/// The most nodes one YAML document may expand to (aliases included); guards against alias bombs.
+pub const MAX_NODES: usize = 2_000_000;
+
+/// A value with the place it was written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    /// The value.
+    pub value: Value,
+    /// Where it was written.
+    pub loc: SourceLocation,
+}
+
+/// A YAML (or cell) value. Plain scalars are resolved with the YAML 1.2 core schema.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// `~`, `null` or nothing.
+    Null,
+    /// `true` / `false`.
+    Bool(bool),
+    /// An integer.
+    Int(i64),
+    /// A floating-point number.
+    Float(f64),
+    /// Text.
+    Str(String),
+    /// A sequence.
+    Seq(Vec<Node>),
+    /// A mapping, in source order; keys are rendered as text.
+    Map(Vec<(Node, Node)>),
+}
+
+impl Value {
+    /// A short description of the value's kind, for messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Value::Null => "null",
+            Value::Bool(_) => "a boolean",
+            Value::Int(_) => "an integer",
+            Value::Float(_) => "a number",
+            Value::Str(_) => "a string",
+            Value::Seq(_) => "a list",
+            Value::Map(_) => "a mapping",
+        }
+    }
+
+    /// The scalar as text, if it is a scalar other than null.
+    pub fn scalar_text(&self) -> Option<String> {
+        match self {
+            Value::Bool(b) => Some(b.to_string()),
+            Value::Int(i) => Some(i.to_string()),
+            Value::Float(f) => Some(f.to_string()),
+            Value::Str(s) => Some(s.clone()),
+            _ => None,
+        }
+    }
+
+    /// The value rendered for a message: scalars quoted and cut to 60 characters.
+    pub fn describe(&self) -> String {
+        match self {
+            Value::Str(s) => format!("`{}`", excerpt(s, 60)),
+            Value::Seq(_) | Value::Map(_) | Value::Null => self.kind().to_string(),
+            other => format!("`{}`", other.scalar_text().unwrap_or_default()),
+        }
+    }
+
+    /// Converts to JSON (mapping keys as text).
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            Value::Null => serde_json::Value::Null,
+            Value::Bool(b) => (*b).into(),
+            Value::Int(i) => (*i).into(),
+            Value::Float(f) => serde_json::Number::from_f64(*f)
+                .map(serde_json::Value::Number)
+                .unwrap_or(serde_json::Value::Null),
+            Value::Str(s) => s.clone().into(),
+            Value::Seq(v) => v.iter().map(|n| n.value.to_json()).collect(),
+            Value::Map(m) => m
+                .iter()
+                .map(|(k, v)| (k.value.scalar_text().unwrap_or_default(), v.value.to_json()))
+                .collect::<serde_json::Map<_, _>>()
+                .into(),
+        }
+    }
+}
+
+/// `s` cut to at most `max` characters, with `…` when cut; newlines shown as spaces.
+pub fn excerpt(s: &str, max: usize) -> String {
+    let mut out: String = s
+        .chars()
+        .take(max)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if s.chars().count() > max {
+        out.pop();
+        out.push('…');
+    }
+    out
+}
+
+/// Resolves a plain scalar by the YAML 1.2 core schema.
+fn resolve_plain(s: String) -> Value {
+    match s.as_str() {
+        "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
+        "true" | "True" | "TRUE" => return Value::Bool(true),
+        "false" | "False" | "FALSE" => return Value::Bool(false),
+        _ => {}
+    }
+    let b = s.as_bytes();
+    if b[0].is_ascii_digit() || ((b[0] == b'-' || b[0] == b'+') && b.len() > 1) {
+        if let Ok(i) = s.parse::<i64>() {
+            return Value::Int(i);
+        }
+        if let Some(h) = s.strip_prefix("0x")
+            && let Ok(i) = i64::from_str_radix(h, 16)
+        {
+            return Value::Int(i);
+        }
+        if let Some(o) = s.strip_prefix("0o")
+            && let Ok(i) = i64::from_str_radix(o, 8)
+        {
+            return Value::Int(i);
+        }
+        if s.bytes().all(|c| c.is_ascii_digit() || b"+-.eE".contains(&c))
+            && let Ok(f) = s.parse::<f64>()
+        {
+            return Value::Float(f);
+        }
+    }
+    match s.as_str() {
+        ".inf" | ".Inf" | ".INF" | "+.inf" => Value::Float(f64::INFINITY),
+        "-.inf" | "-.Inf" | "-.INF" => Value::Float(f64::NEG_INFINITY),
+        ".nan" | ".NaN" | ".NAN" => Value::Float(f64::NAN),
+        _ => Value::Str(s),
+    }
+}
+
+/// A node under construction.
+enum Frame {
+    Seq(Vec<Node>, SourceLocation, usize),
+    Map(Vec<(Node, Node)>, Option<Node>, SourceLocation, usize),
+}
+
+struct Builder {
+    file: Arc<str>,
+    stack: Vec<Frame>,
+    anchors: HashMap<usize, (Node, usize)>,
+    root: Option<Node>,
+    nodes: usize,
+    error: Option<Diagnostic>,
+    done: bool,
+}
+
+/// Counts the nodes of a tree.
+fn count(n: &Node) -> usize {
+    match &n.value {
+        Value::Seq(v) => 1 + v.iter().map(count).sum::<usize>(),
+        Value::Map(m) => 1 + m.iter().map(|(k, v)| count(k) + count(v)).sum::<usize>(),
+        _ => 1,
+    }
+}
+
+impl Builder {
+    fn loc(&self, m: &Marker) -> SourceLocation {
+        SourceLocation::Yaml {
+            file: self.file.clone(),
+            line: m.line() as u32,
+            col: m.col() as u32 + 1,
+        }
+    }
+
+    fn add_nodes(&mut self, n: usize, mark: &Marker) -> bool {
+        self.nodes = self.nodes.saturating_add(n);
+        if self.nodes > MAX_NODES {
+            self.error = Some(Diagnostic::error(
+                self.loc(mark),
+                format!("the document expands to more than {MAX_NODES} nodes (aliases included)"),
+            ));
+            return false;
+        }
+        true
+    }
+
+    fn finish_node(&mut self, node: Node, anchor: usize) {
+        if anchor > 0 {
+            let size = count(&node);
+            self.anchors.insert(anchor, (node.clone(), size));
+        }
+        match self.stack.last_mut() {
+            Some(Frame::Seq(items, _, _)) => items.push(node),
+            Some(Frame::Map(entries, key, _, _)) => match key.take() {
+                None => *key = Some(node),
+                Some(k) => entries.push((k, node)),
+            },
+            None => {
+                if self.root.is_none() {
+                    self.root = Some(node);
+                }
+            }
+        }
+    }
+}
+
+/// Applies `<<` merge keys: entries of the merged mappings are added where the mapping does not
+/// set the key itself (the first of several merged mappings wins).
+fn apply_merges(entries: Vec<(Node, Node)>) -> Result<Vec<(Node, Node)>, Diagnostic> {
+    if !entries
+        .iter()
+        .any(|(k, _)| matches!(&k.value, Value::Str(s) if s == "<<"))
+    {
+        return Ok(entries);
+    }
+    let mut own = Vec::with_capacity(entries.len());
+    let mut merged: Vec<(Node, Node)> = Vec::new();
+    for (k, v) in entries {
+        if matches!(&k.value, Value::Str(s) if s == "<<") {
+            let sources = match v.value {
+                Value::Map(m) => vec![m],
+                Value::Seq(items) => {
+                    let mut maps = Vec::new();
+                    for item in items {
+                        match item.value {
+                            Value::Map(m) => maps.push(m),
+                            other => {
+                                return Err(Diagnostic::field_error(
+                                    item.loc,
+                                    "<<",
+                                    other.describe(),
+                                    "a mapping or a list of mappings to merge",
+                                ));
+                            }
+                        }
+                    }
+                    maps
+                }
+                other => {
+                    return Err(Diagnostic::field_error(
+                        v.loc,
+                        "<<",
+                        other.describe(),
+                        "a mapping or a list of mappings to merge",
+                    ));
+                }
+            };
+            for m in sources {
+                for (mk, mv) in m {
+                    if !merged.iter().any(|(k2, _)| k2.value == mk.value) {
+                        merged.push((mk, mv));
+                    }
+                }
+            }
+        } else {
+            own.push((k, v));
+        }
+    }
+    for (mk, mv) in merged {
+        if !own.iter().any(|(k2, _)| k2.value == mk.value) {
+            own.push((mk, mv));
+        }
+    }
+    Ok(own)
+}
+
+impl MarkedEventReceiver for Builder {
+    fn on_event(&mut self, ev: Event, mark: Marker) {
+        if self.error.is_some() || self.done {
+            return;
+        }
+        match ev {
+            Event::DocumentEnd => {
+                if self.root.is_some() {
+                    self.done = true;
+                }
+            }
+            Event::Scalar(text, style, anchor, tag) => {
+                if !self.add_nodes(1, &mark) {
+                    return;
+                }
+                let value = if style == TScalarStyle::Plain && tag.is_none() {
+                    resolve_plain(text)
+                } else {
+                    Value::Str(text)
+                };
+                let node = Node {
+                    value,
+                    loc: self.loc(&mark),
+                };
+                self.finish_node(node, anchor);
+            }
+            Event::SequenceStart(anchor, _) => {
+                if self.add_nodes(1, &mark) {
+                    let loc = self.loc(&mark);
+                    self.stack.push(Frame::Seq(Vec::new(), loc, anchor));
+                }
+            }
+            Event::MappingStart(anchor, _) => {
+                if self.add_nodes(1, &mark) {
+                    let loc = self.loc(&mark);
+                    self.stack.push(Frame::Map(Vec::new(), None, loc, anchor));
+                }
+            }
+            Event::SequenceEnd => {
+                if let Some(Frame::Seq(items, loc, anchor)) = self.stack.pop() {
+                    self.finish_node(
+                        Node {
+                            value: Value::Seq(items),
+                            loc,
+                        },
+                        anchor,
+                    );
+                }
+            }
+            Event::MappingEnd => {
+                if let Some(Frame::Map(entries, _, loc, anchor)) = self.stack.pop() {
+                    match apply_merges(entries) {
+                        Ok(entries) => self.finish_node(
+                            Node {
+                                value: Value::Map(entries),
+                                loc,
+                            },
+                            anchor,
+                        ),
+                        Err(d) => self.error = Some(d),
+                    }
+                }
+            }
+            Event::Alias(id) => {
+                let Some((node, size)) = self.anchors.get(&id).cloned() else {
+                    self.error = Some(Diagnostic::error(self.loc(&mark), "alias to an unknown anchor"));
+                    return;
+                };
+                if self.add_nodes(size, &mark) {
+                    self.finish_node(node, 0);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Parses the first document of a YAML text into a located tree. An empty document is `Null`.
+pub fn parse(file: &Arc<str>, text: &str) -> Result<Node, Diagnostic> {
+    let mut b = Builder {
+        file: file.clone(),
+        stack: Vec::new(),
+        anchors: HashMap::new(),
+        root: None,
+        nodes: 0,
+        error: None,
+        done: false,
+    };
+    let mut parser = Parser::new_from_str(text);
+    if let Err(e) = parser.load(&mut b, false) {
+        let m = e.marker();
+        return Err(Diagnostic::error(
+            SourceLocation::Yaml {
+                file: file.clone(),
+                line: m.line() as u32,
+                col: m.col() as u32 + 1,
+            },
+            format!("YAML syntax error: {}", e.info()),
+        ));
+    }
+    if let Some(e) = b.error {
+        return Err(e);
+    }
+    Ok(b.root.unwrap_or(Node {
+        value: Value::Null,
+        loc: SourceLocation::Yaml {
+            file: file.clone(),
+            line: 1,
+            col: 1,
+        },
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Node {
+        parse(&Arc::from("t.yaml"), s).expect("parses")
+    }
+
+    fn get<'a>(n: &'a Node, key: &str) -> &'a Node {
+        match &n.value {
+            Value::Map(m) => {
+                &m.iter()
+                    .find(|(k, _)| k.value == Value::Str(key.into()))
+                    .expect(key)
+                    .1
+            }
+            _ => panic!("not a map"),
+        }
+    }
+
+    #[test]
+    fn locations_are_one_based_line_and_column() {
+        let n = p("a: 1\nb:\n  c: x\n");
+        assert_eq!(get(&n, "a").loc.to_string(), "t.yaml:1:4");
+        assert_eq!(get(get(&n, "b"), "c").loc.to_string(), "t.yaml:3:6");
+    }
+
+    #[test]
+    fn core_schema_scalars() {
+        let n = p("a: 5\nb: '5'\nc: true\nd: 16:9\ne: ~\nf: 1.5\ng: -1\n");
+        assert_eq!(get(&n, "a").value, Value::Int(5));
+        assert_eq!(get(&n, "b").value, Value::Str("5".into()));
+        assert_eq!(get(&n, "c").value, Value::Bool(true));
+        assert_eq!(get(&n, "d").value, Value::Str("16:9".into()));
+        assert_eq!(get(&n, "e").value, Value::Null);
+        assert_eq!(get(&n, "f").value, Value::Float(1.5));
+        assert_eq!(get(&n, "g").value, Value::Int(-1));
+    }
+
+    #[test]
+    fn anchors_aliases_and_merge_keys() {
+        let n = p("base: &b {x: 1, y: 2}\nother:\n  <<: *b\n  y: 3\nlist: [*b, *b]\n");
+        let o = get(&n, "other");
+        assert_eq!(get(o, "x").value, Value::Int(1));
+        assert_eq!(get(o, "y").value, Value::Int(3));
+        let Value::Seq(l) = &get(&n, "list").value else {
+            panic!()
+        };
+        assert_eq!(l.len(), 2);
+    }
+
+    #[test]
+    fn merge_of_a_list_first_wins() {
+        let n = p("a: &a {x: 1}\nb: &b {x: 2, z: 9}\nc:\n  <<: [*a, *b]\n");
+        let c = get(&n, "c");
+        assert_eq!(get(c, "x").value, Value::Int(1));
+        assert_eq!(get(c, "z").value, Value::Int(9));
+    }
+
+    #[test]
+    fn alias_bomb_is_refused() {
+        let mut s = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..10 {
+            let prev = format!("*a{}", i - 1);
+            s.push_str(&format!("a{i}: &a{i} [{}]\n", vec![prev; 10].join(", ")));
+        }
+        let e = parse(&Arc::from("t.yaml"), &s).expect_err("bomb");
+        assert!(e.to_string().contains("more than"), "{e}");
+    }
+
+    #[test]
+    fn syntax_error_has_a_location() {
+        let e = parse(&Arc::from("t.yaml"), "a: [1, 2\nb: c\n").expect_err("bad");
+        assert!(e.to_string().starts_with("t.yaml:"), "{e}");
+    }
+}
