@@ -1,0 +1,133 @@
+//! The kill test: a batch against the simulator (ambiguous creates and cut downloads on) is
+//! killed with SIGKILL at random moments and resumed each time. At the end every job was
+//! created exactly once on the server, every file is present and valid, no `.part` is left,
+//! and the report agrees with the state.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rand::{Rng, SeedableRng};
+use tokio::process::Command;
+use vidbatch::download::{MediaKind, verify_file};
+use vidbatch::journal;
+use vidbatch::sim::{Sim, SimConfig};
+use vidbatch::state::Phase;
+
+const JOBS: usize = 50;
+const KILLS: usize = 24;
+
+fn manifest(dir: &Path) -> std::path::PathBuf {
+    let values: Vec<String> = (0..JOBS).map(|i| format!("\"{i:02}\"")).collect();
+    let text = format!(
+        "version: 1\ndefaults:\n  model: seedance-1.5-pro\n  duration: 5\n  ratio: \"16:9\"\n  resolution: 480p\n\
+         jobs:\n  - id: \"k-{{n}}\"\n    prompt: \"kill test shot {{n}}\"\n    matrix: {{n: [{}]}}\n",
+        values.join(", ")
+    );
+    let path = dir.join("manifest.yaml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn part_files(out: &Path) -> usize {
+    std::fs::read_dir(out.join("videos"))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".part"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_at_random_moments_and_resumed_every_job_runs_exactly_once() {
+    let seed: u64 = std::env::var("VIDBATCH_KILL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    eprintln!("kill test seed: {seed} (rerun with VIDBATCH_KILL_SEED={seed})");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let sim = Sim::start(SimConfig {
+        gen_time: Some(Duration::from_secs(60)),
+        time_scale: 0.01,
+        rpm: 0,
+        seed,
+        ambiguous_create_rate: 0.15,
+        cut_download_rate: 0.2,
+        slow_download_rate: 0.5,
+        slow_download_bps: 2 * 1024 * 1024,
+        video_size: Some(400 * 1024),
+        latency: Duration::from_millis(15),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifest(dir.path());
+    let out = dir.path().join("out");
+    let run = || {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vidbatch"));
+        cmd.args(["run", m.to_str().unwrap(), "--out", out.to_str().unwrap()])
+            .args(["--poll-interval", "50ms", "--rpm", "60000", "--burst", "50"])
+            .args(["--concurrency", "8", "--progress", "never", "-q"])
+            .env("ALLTOKEN_API_KEY", "kill-test-key")
+            .env("ALLTOKEN_BASE_URL", sim.base_url())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true);
+        cmd
+    };
+
+    let (mut in_create, mut in_download, mut finished_early) = (0, 0, 0);
+    for kill in 0..KILLS {
+        let mut child = run().spawn().unwrap();
+        let wait = Duration::from_millis(rng.random_range(80..900));
+        match tokio::time::timeout(wait, child.wait()).await {
+            Ok(status) => {
+                finished_early += 1;
+                eprintln!("kill {kill}: run ended by itself ({:?}) before the kill", status.unwrap().code());
+            }
+            Err(_) => {
+                child.start_kill().unwrap();
+                child.wait().await.unwrap();
+            }
+        }
+        // What the kill interrupted, read from what it left behind.
+        let loaded = journal::load(&out.join(journal::STATE_FILE)).unwrap();
+        if loaded.state.jobs.values().any(|j| j.phase == Phase::Submitting) {
+            in_create += 1;
+        }
+        if part_files(&out) > 0 {
+            in_download += 1;
+        }
+    }
+    eprintln!("kills: {KILLS}, in a create: {in_create}, in a download: {in_download}, ended early: {finished_early}");
+
+    let status = tokio::time::timeout(Duration::from_secs(180), run().status())
+        .await
+        .expect("the final run finished")
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "seed {seed}");
+    assert!(KILLS - finished_early >= 20, "seed {seed}: only {} real kills", KILLS - finished_early);
+    assert!(in_create > 0, "seed {seed}: no kill landed in a create");
+    assert!(in_download > 0, "seed {seed}: no kill landed in a download");
+
+    let stats = sim.stats();
+    assert_eq!(stats.tasks_created, JOBS as u64, "seed {seed}: a job was created twice or never");
+    assert_eq!(stats.duplicate_creates, 0, "seed {seed}");
+    assert_eq!(part_files(&out), 0, "seed {seed}: a .part file was left");
+
+    let state = journal::load(&out.join(journal::STATE_FILE)).unwrap().state;
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    let jobs = report["jobs"].as_array().unwrap();
+    assert_eq!(jobs.len(), JOBS);
+    for entry in jobs {
+        let id = entry["id"].as_str().unwrap();
+        let job = &state.jobs[id];
+        assert_eq!(job.phase, Phase::Done, "seed {seed}: {id}");
+        assert_eq!(entry["state"], "done", "seed {seed}: {id}");
+        assert_eq!(entry["sha256"].as_str(), job.sha256.as_deref(), "seed {seed}: {id}");
+        assert_eq!(job.task_ids.len(), 1, "seed {seed}: {id} had several tasks");
+        let file = verify_file(&out.join(job.path.as_ref().unwrap()), MediaKind::Mp4).unwrap();
+        assert_eq!(Some(file.sha256), job.sha256, "seed {seed}: {id}");
+    }
+}
