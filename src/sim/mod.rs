@@ -36,6 +36,8 @@
 //! picked duration and seed), the rendering number (`succeeded`, short URLs) and the download
 //! number (slow, cut). The same seed and the same sequential requests give the same decisions.
 
+#![deny(missing_docs)]
+
 pub mod config;
 pub mod cost;
 mod error;

@@ -381,7 +381,6 @@ where
     response
 }
 
-#[allow(clippy::too_many_arguments)]
 fn gate<F>(
     inner: &Inner,
     st: &mut State,
