@@ -812,7 +812,7 @@ async fn concurrency_cap_holds_and_queue_is_fifo() {
 }
 
 #[tokio::test]
-async fn tasks_finish_in_order_under_the_cap() {
+async fn many_tasks_complete_under_the_cap() {
     let c = Client::start(SimConfig {
         concurrency: 3,
         ..fast()
@@ -880,7 +880,7 @@ async fn completed_status_sometimes_reads_succeeded() {
 #[tokio::test]
 async fn completed_tasks_expire_after_the_asset_ttl() {
     let c = Client::start(SimConfig {
-        asset_ttl: Duration::from_secs(50),
+        asset_ttl: Duration::from_secs(300),
         ..fast()
     })
     .await;
