@@ -398,7 +398,7 @@ pub(crate) fn validate_create(
         return Err(ApiError::invalid("seed", "seed must be -1..4294967295"));
     }
     for key in ["generate_audio", "input_has_video", "watermark"] {
-        opt_bool(&obj, key)?;
+        opt_bool(obj, key)?;
     }
     if opt_bool(obj, "camera_fixed")?.is_some() && is_v2(model) {
         return Err(ApiError::upstream_invalid(
