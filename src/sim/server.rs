@@ -14,7 +14,8 @@
 //!
 //! Downloads (`/files/...`) need no auth: the URL's `expires` (Unix ms) and `sig`
 //! (hex SHA-256 of a per-process secret, the path, a newline and `expires`) are checked; a bad
-//! signature or an expired URL is 403 with an S3-like XML body, a gone asset 404.
+//! signature or an expired URL is 403 with an S3-like XML body, a gone asset 404. `Range`
+//! (`bytes=a-b`, `a-`, `-n`) gives 206 or 416; `HEAD` gives the headers only and draws no fault.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
