@@ -62,7 +62,18 @@ async fn shards_cover_the_plan_exactly_once() {
     for k in 1..=3 {
         let out = dir.path().join(format!("out{k}"));
         let shard = format!("{k}/3");
-        let o = output(vidbatch(&sim, &["run", m.to_str().unwrap(), "--out", out.to_str().unwrap(), "--shard", &shard])).await;
+        let o = output(vidbatch(
+            &sim,
+            &[
+                "run",
+                m.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+                "--shard",
+                &shard,
+            ],
+        ))
+        .await;
         assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
         let r = report(&out);
         assert_eq!(r["run"]["shard"], shard);
@@ -85,7 +96,17 @@ async fn dry_run_sends_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let m = manifest(dir.path(), 4);
     let out = dir.path().join("out");
-    let o = output(vidbatch(&sim, &["run", m.to_str().unwrap(), "--out", out.to_str().unwrap(), "--dry-run"])).await;
+    let o = output(vidbatch(
+        &sim,
+        &[
+            "run",
+            m.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--dry-run",
+        ],
+    ))
+    .await;
     assert_eq!(o.status.code(), Some(0));
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(stdout.contains("shot-03"), "{stdout}");
@@ -100,8 +121,21 @@ async fn a_bad_manifest_exits_2_and_sends_nothing() {
     let sim = Sim::start(fast_sim()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let m = dir.path().join("bad.yaml");
-    std::fs::write(&m, "version: 1\njobs:\n  - prompt: hi\n    model: seedance-1.5-pro\n    duration: 99\n").unwrap();
-    let o = output(vidbatch(&sim, &["run", m.to_str().unwrap(), "--out", dir.path().join("o").to_str().unwrap()])).await;
+    std::fs::write(
+        &m,
+        "version: 1\njobs:\n  - prompt: hi\n    model: seedance-1.5-pro\n    duration: 99\n",
+    )
+    .unwrap();
+    let o = output(vidbatch(
+        &sim,
+        &[
+            "run",
+            m.to_str().unwrap(),
+            "--out",
+            dir.path().join("o").to_str().unwrap(),
+        ],
+    ))
+    .await;
     assert_eq!(o.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(stderr.contains("duration"), "{stderr}");
@@ -134,7 +168,12 @@ async fn sigterm_saves_state_writes_the_report_and_exits_130_then_resume_finishe
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(o.status.code(), Some(130), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let r = report(&out);
     assert_eq!(r["run"]["outcome"], "interrupted");
     assert_eq!(r["run"]["exit_code"], 130);
@@ -167,7 +206,10 @@ async fn a_second_run_on_the_same_out_dir_exits_2_naming_the_holder() {
     let o = output(vidbatch(&sim, &args)).await;
     assert_eq!(o.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(stderr.contains(&format!("pid {}", first.id().unwrap())), "{stderr}");
+    assert!(
+        stderr.contains(&format!("pid {}", first.id().unwrap())),
+        "{stderr}"
+    );
     assert_eq!(first.wait().await.unwrap().code(), Some(0));
 }
 
@@ -177,7 +219,11 @@ async fn status_and_report_read_the_state_offline() {
     let dir = tempfile::tempdir().unwrap();
     let m = manifest(dir.path(), 3);
     let out = dir.path().join("out");
-    let o = output(vidbatch(&sim, &["run", m.to_str().unwrap(), "--out", out.to_str().unwrap()])).await;
+    let o = output(vidbatch(
+        &sim,
+        &["run", m.to_str().unwrap(), "--out", out.to_str().unwrap()],
+    ))
+    .await;
     assert_eq!(o.status.code(), Some(0));
     std::fs::remove_file(out.join("report.json")).unwrap();
     drop(sim);
@@ -185,10 +231,17 @@ async fn status_and_report_read_the_state_offline() {
     let o = output(vidbatch(&offline, &["report", "--out", out.to_str().unwrap()])).await;
     assert_eq!(o.status.code(), Some(0));
     assert_eq!(report(&out)["summary"]["by_state"]["done"], 3);
-    let o = output(vidbatch(&offline, &["status", "--out", out.to_str().unwrap(), "--json"])).await;
+    let o = output(vidbatch(
+        &offline,
+        &["status", "--out", out.to_str().unwrap(), "--json"],
+    ))
+    .await;
     let status: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(status["summary"]["jobs"], 3);
-    assert!(offline.stats().requests.is_empty(), "status and report are offline");
+    assert!(
+        offline.stats().requests.is_empty(),
+        "status and report are offline"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -213,7 +266,11 @@ async fn a_wrong_key_exits_3() {
     let dir = tempfile::tempdir().unwrap();
     let m = manifest(dir.path(), 2);
     let out = dir.path().join("out");
-    let o = output(vidbatch(&sim, &["run", m.to_str().unwrap(), "--out", out.to_str().unwrap()])).await;
+    let o = output(vidbatch(
+        &sim,
+        &["run", m.to_str().unwrap(), "--out", out.to_str().unwrap()],
+    ))
+    .await;
     assert_eq!(o.status.code(), Some(3), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(out.join("report.json").exists());
     assert!(!String::from_utf8_lossy(&o.stderr).contains("cli-test-key"));

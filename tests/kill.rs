@@ -84,7 +84,10 @@ async fn killed_at_random_moments_and_resumed_every_job_runs_exactly_once() {
         match tokio::time::timeout(wait, child.wait()).await {
             Ok(status) => {
                 finished_early += 1;
-                eprintln!("kill {kill}: run ended by itself ({:?}) before the kill", status.unwrap().code());
+                eprintln!(
+                    "kill {kill}: run ended by itself ({:?}) before the kill",
+                    status.unwrap().code()
+                );
             }
             Err(_) => {
                 child.start_kill().unwrap();
@@ -100,24 +103,34 @@ async fn killed_at_random_moments_and_resumed_every_job_runs_exactly_once() {
             in_download += 1;
         }
     }
-    eprintln!("kills: {KILLS}, in a create: {in_create}, in a download: {in_download}, ended early: {finished_early}");
+    eprintln!(
+        "kills: {KILLS}, in a create: {in_create}, in a download: {in_download}, ended early: {finished_early}"
+    );
 
     let status = tokio::time::timeout(Duration::from_secs(180), run().status())
         .await
         .expect("the final run finished")
         .unwrap();
     assert_eq!(status.code(), Some(0), "seed {seed}");
-    assert!(KILLS - finished_early >= 20, "seed {seed}: only {} real kills", KILLS - finished_early);
+    assert!(
+        KILLS - finished_early >= 20,
+        "seed {seed}: only {} real kills",
+        KILLS - finished_early
+    );
     assert!(in_create > 0, "seed {seed}: no kill landed in a create");
     assert!(in_download > 0, "seed {seed}: no kill landed in a download");
 
     let stats = sim.stats();
-    assert_eq!(stats.tasks_created, JOBS as u64, "seed {seed}: a job was created twice or never");
+    assert_eq!(
+        stats.tasks_created, JOBS as u64,
+        "seed {seed}: a job was created twice or never"
+    );
     assert_eq!(stats.duplicate_creates, 0, "seed {seed}");
     assert_eq!(part_files(&out), 0, "seed {seed}: a .part file was left");
 
     let state = journal::load(&out.join(journal::STATE_FILE)).unwrap().state;
-    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
     let jobs = report["jobs"].as_array().unwrap();
     assert_eq!(jobs.len(), JOBS);
     for entry in jobs {
@@ -125,7 +138,11 @@ async fn killed_at_random_moments_and_resumed_every_job_runs_exactly_once() {
         let job = &state.jobs[id];
         assert_eq!(job.phase, Phase::Done, "seed {seed}: {id}");
         assert_eq!(entry["state"], "done", "seed {seed}: {id}");
-        assert_eq!(entry["sha256"].as_str(), job.sha256.as_deref(), "seed {seed}: {id}");
+        assert_eq!(
+            entry["sha256"].as_str(),
+            job.sha256.as_deref(),
+            "seed {seed}: {id}"
+        );
         assert_eq!(job.task_ids.len(), 1, "seed {seed}: {id} had several tasks");
         let file = verify_file(&out.join(job.path.as_ref().unwrap()), MediaKind::Mp4).unwrap();
         assert_eq!(Some(file.sha256), job.sha256, "seed {seed}: {id}");

@@ -3,9 +3,26 @@
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use serde_json::{Value, json};
 
-/// An error answer: status, `code` (a string, or sometimes a number like the real API), message, `param`, `task_id`, extra headers.
+/// An error answer (boxed, so that `Result`s stay small); see [`ErrorDetail`].
 #[derive(Debug, Clone)]
-pub(crate) struct ApiError {
+pub(crate) struct ApiError(Box<ErrorDetail>);
+
+impl std::ops::Deref for ApiError {
+    type Target = ErrorDetail;
+    fn deref(&self) -> &ErrorDetail {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for ApiError {
+    fn deref_mut(&mut self) -> &mut ErrorDetail {
+        &mut self.0
+    }
+}
+
+/// What an error answer says: status, `code` (a string, or sometimes a number like the real API), message, `param`, `task_id`, extra headers.
+#[derive(Debug, Clone)]
+pub(crate) struct ErrorDetail {
     pub status: StatusCode,
     pub code: Value,
     pub message: String,
@@ -17,14 +34,14 @@ pub(crate) struct ApiError {
 impl ApiError {
     /// An error with a string code.
     pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
-        ApiError {
+        ApiError(Box::new(ErrorDetail {
             status,
             code: Value::from(code),
             message: message.into(),
             param: None,
             task_id: None,
             headers: Vec::new(),
-        }
+        }))
     }
 
     /// 400 `invalid_request` naming the offending field.

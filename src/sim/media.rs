@@ -185,6 +185,8 @@ pub(crate) fn stream(
             if plan.cut_at.is_some_and(|c| c < plan.end) {
                 plan.cut_at = None;
                 plan.end = plan.start;
+                // Let the connection flush what was sent (headers included) before failing it.
+                tokio::time::sleep(Duration::from_millis(20)).await;
                 let err = io::Error::new(io::ErrorKind::ConnectionAborted, "download cut (simulated)");
                 return Some((Err(err), (file, plan, served)));
             }

@@ -28,13 +28,16 @@
 //! carry `x-ratelimit-limit` (rpm), `x-ratelimit-remaining` (whole tokens left) and
 //! `x-ratelimit-reset`: seconds, as a decimal with 3 places, until one more request would be
 //! allowed (`0.000` while tokens remain). A refused request gets 429 `rate_limit_exceeded` with
-//! the same headers (remaining 0) and `Retry-After` only when configured.
+//! the same headers (remaining 0) and `Retry-After` only when configured. With `rpm` 0 there is
+//! no limit and no rate-limit header.
 //!
 //! # Determinism
 //! Each random decision is a hash of the seed, a purpose and a counter: the `/v1` request number
 //! (drops, 5xx, ambiguous creates, request ids), the task number (ids, generation time, failure,
 //! picked duration and seed), the rendering number (`succeeded`, short URLs) and the download
 //! number (slow, cut). The same seed and the same sequential requests give the same decisions.
+
+#![deny(missing_docs)]
 
 pub mod config;
 pub mod cost;

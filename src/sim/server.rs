@@ -14,7 +14,8 @@
 //!
 //! Downloads (`/files/...`) need no auth: the URL's `expires` (Unix ms) and `sig`
 //! (hex SHA-256 of a per-process secret, the path, a newline and `expires`) are checked; a bad
-//! signature or an expired URL is 403 with an S3-like XML body, a gone asset 404.
+//! signature or an expired URL is 403 with an S3-like XML body, a gone asset 404. `Range`
+//! (`bytes=a-b`, `a-`, `-n`) gives 206 or 416; `HEAD` gives the headers only and draws no fault.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,7 +39,7 @@ use super::config::{RetryAfterFormat, SimArgs, SimConfig, SimConfigPatch};
 use super::error::ApiError;
 use super::media::{self, RangeAnswer, StreamPlan};
 use super::rng;
-use super::state::{self, Created, RateDecision, State, Status, Task};
+use super::state::{self, RateDecision, State, Status, Task};
 use super::stats::SimStats;
 use super::validate::{DraftLookup, MODELS, validate_create};
 
@@ -377,7 +378,6 @@ where
     response
 }
 
-#[allow(clippy::too_many_arguments)]
 fn gate<F>(
     inner: &Inner,
     st: &mut State,
@@ -554,21 +554,15 @@ async fn create(AxState(inner): AxState<Shared>, headers: HeaderMap, body: Bytes
             Some(t) if t.spec.draft && t.status == Status::Completed => DraftLookup::Usable,
             Some(_) => DraftLookup::Unusable,
         };
-        let spec = validate_create(&body, &lookup)?;
-        let canonical_body = serde_json::from_slice::<Value>(&body)
-            .map(|v| canonical(&v))
-            .unwrap_or_default();
-        let hash: [u8; 32] = Sha256::digest(canonical_body.as_bytes()).into();
-        let (i, status) = match st.create(key, spec, hash, idempotency_key.as_deref())? {
-            Created::New(i) => (i, StatusCode::ACCEPTED),
-            Created::Replay(i) => (i, StatusCode::ACCEPTED),
-        };
+        let (spec, parsed) = validate_create(&body, &lookup)?;
+        let hash: [u8; 32] = Sha256::digest(canonical(&parsed).as_bytes()).into();
+        let i = st.create(key, spec, hash, idempotency_key.as_deref())?;
         let ambiguous = rng::chance(st.cfg.seed, "ambiguous", n, st.cfg.ambiguous_create_rate);
         if ambiguous {
             st.stats.faults.ambiguous_creates += 1;
         }
         Ok(Reply {
-            status,
+            status: StatusCode::ACCEPTED,
             body: render(inner, st, key, i, true),
             drop: ambiguous,
         })

@@ -295,14 +295,6 @@ pub(crate) struct State {
     next_view: u64,
 }
 
-/// What a create did.
-pub(crate) enum Created {
-    /// A new task (index into the account's tasks).
-    New(usize),
-    /// An earlier task returned for a repeated idempotency key.
-    Replay(usize),
-}
-
 impl State {
     pub fn new(cfg: SimConfig) -> Self {
         let stats = SimStats {
@@ -411,21 +403,22 @@ impl State {
         Duration::from_secs_f64((median * (0.45 * z).exp()).clamp(30.0, 300.0))
     }
 
-    /// Create a task for `key` from a validated request (checks queue cap and balance).
+    /// Create a task for `key` from a validated request (checks queue cap and balance); returns its index
+    /// in the account, or the earlier task's index for a repeated, honoured idempotency key.
     pub fn create(
         &mut self,
         key: &str,
         spec: CreateSpec,
         body_hash: [u8; 32],
         idempotency_key: Option<&str>,
-    ) -> Result<Created, ApiError> {
+    ) -> Result<usize, ApiError> {
         let now = self.now();
         let honour = self.cfg.honour_idempotency_key;
         let cfg = self.cfg.clone();
         let acct = self.account(key);
         if honour && let Some(&i) = idempotency_key.and_then(|k| acct.idempotency.get(k)) {
             self.stats.idempotent_replays += 1;
-            return Ok(Created::Replay(i));
+            return Ok(i);
         }
         if acct.processing.len() >= cfg.concurrency && acct.queue.len() >= cfg.max_queued {
             self.stats.queue_full += 1;
@@ -514,7 +507,7 @@ impl State {
         if duplicate {
             self.stats.duplicate_creates += 1;
         }
-        Ok(Created::New(i))
+        Ok(i)
     }
 
     /// Cancel task `i` of `key`: queued or processing only (else 409).

@@ -312,11 +312,11 @@ fn validate_content(
     Ok(sum)
 }
 
-/// Validate a create body (raw bytes) per the rules in the module doc.
+/// Validate a create body (raw bytes) per the rules in the module doc; returns the spec and the parsed body.
 pub(crate) fn validate_create(
     body: &[u8],
     draft_lookup: &dyn Fn(&str) -> DraftLookup,
-) -> Result<CreateSpec, ApiError> {
+) -> Result<(CreateSpec, Value), ApiError> {
     let value: Value = serde_json::from_slice(body).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -324,16 +324,16 @@ pub(crate) fn validate_create(
             format!("the body is not valid JSON: {e}"),
         )
     })?;
-    let Value::Object(obj) = value else {
+    let Value::Object(obj) = &value else {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_request",
             "the body must be a JSON object",
         ));
     };
-    no_unknown_keys(&obj, &FIELDS, "")?;
+    no_unknown_keys(obj, &FIELDS, "")?;
 
-    let model = opt_str(&obj, "model")?.ok_or_else(|| ApiError::invalid("model", "model is required"))?;
+    let model = opt_str(obj, "model")?.ok_or_else(|| ApiError::invalid("model", "model is required"))?;
     if !MODELS.contains(&model) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -342,7 +342,7 @@ pub(crate) fn validate_create(
         )
         .with_param("model"));
     }
-    let prompt = opt_str(&obj, "prompt")?.ok_or_else(|| ApiError::invalid("prompt", "prompt is required"))?;
+    let prompt = opt_str(obj, "prompt")?.ok_or_else(|| ApiError::invalid("prompt", "prompt is required"))?;
     if prompt.trim().is_empty() {
         return Err(ApiError::invalid("prompt", "prompt must not be empty"));
     }
@@ -362,12 +362,12 @@ pub(crate) fn validate_create(
     };
     let has_images = content.first + content.last + content.refs > 0;
 
-    let ratio = opt_str(&obj, "ratio")?.unwrap_or(if has_images { "adaptive" } else { "16:9" });
+    let ratio = opt_str(obj, "ratio")?.unwrap_or(if has_images { "adaptive" } else { "16:9" });
     one_of("ratio", ratio, &RATIOS)?;
-    let resolution = opt_str(&obj, "resolution")?.unwrap_or("720p");
+    let resolution = opt_str(obj, "resolution")?.unwrap_or("720p");
     one_of("resolution", resolution, &RESOLUTIONS)?;
 
-    let duration = opt_int(&obj, "duration")?.unwrap_or(5);
+    let duration = opt_int(obj, "duration")?.unwrap_or(5);
     let max = max_duration(model);
     if duration != -1 && !(4..=max).contains(&duration) {
         return Err(ApiError::upstream_invalid(
@@ -375,35 +375,35 @@ pub(crate) fn validate_create(
             format!("duration must be -1 or 4..{max} for {model}"),
         ));
     }
-    if opt_int(&obj, "frames")?.is_some() {
+    if opt_int(obj, "frames")?.is_some() {
         return Err(ApiError::upstream_invalid(
             "frames",
             format!("frames is only supported by seedance-1.0 models, not {model}"),
         ));
     }
-    let seed = opt_int(&obj, "seed")?.unwrap_or(-1);
+    let seed = opt_int(obj, "seed")?.unwrap_or(-1);
     if !(-1..=4_294_967_295).contains(&seed) {
         return Err(ApiError::invalid("seed", "seed must be -1..4294967295"));
     }
     for key in ["generate_audio", "input_has_video", "watermark"] {
-        opt_bool(&obj, key)?;
+        opt_bool(obj, key)?;
     }
-    if opt_bool(&obj, "camera_fixed")?.is_some() && is_v2(model) {
+    if opt_bool(obj, "camera_fixed")?.is_some() && is_v2(model) {
         return Err(ApiError::upstream_invalid(
             "camera_fixed",
             format!("camera_fixed is not supported by {model}"),
         ));
     }
-    let return_last_frame = opt_bool(&obj, "return_last_frame")?.unwrap_or(false);
-    let draft = opt_bool(&obj, "draft")?.unwrap_or(false);
-    let eea = opt_int(&obj, "execution_expires_after")?.unwrap_or(172_800);
+    let return_last_frame = opt_bool(obj, "return_last_frame")?.unwrap_or(false);
+    let draft = opt_bool(obj, "draft")?.unwrap_or(false);
+    let eea = opt_int(obj, "execution_expires_after")?.unwrap_or(172_800);
     if !(3600..=259_200).contains(&eea) {
         return Err(ApiError::invalid(
             "execution_expires_after",
             "execution_expires_after must be 3600..259200",
         ));
     }
-    if let Some(s) = opt_str(&obj, "safety_identifier")?
+    if let Some(s) = opt_str(obj, "safety_identifier")?
         && s.chars().count() > 64
     {
         return Err(ApiError::invalid(
@@ -411,9 +411,9 @@ pub(crate) fn validate_create(
             "safety_identifier is at most 64 characters",
         ));
     }
-    let service_tier = opt_str(&obj, "service_tier")?.unwrap_or("default");
+    let service_tier = opt_str(obj, "service_tier")?.unwrap_or("default");
     one_of("service_tier", service_tier, &["default", "flex"])?;
-    if let Some(url) = opt_str(&obj, "callback_url")?
+    if let Some(url) = opt_str(obj, "callback_url")?
         && !is_http_url(url)
     {
         return Err(ApiError::invalid(
@@ -450,7 +450,7 @@ pub(crate) fn validate_create(
     } else {
         "text"
     };
-    Ok(CreateSpec {
+    let spec = CreateSpec {
         model: model.to_string(),
         ratio: ratio.to_string(),
         resolution: resolution.to_string(),
@@ -462,7 +462,8 @@ pub(crate) fn validate_create(
         input_type,
         draft,
         draft_task_id: content.draft_task_id,
-    })
+    };
+    Ok((spec, value))
 }
 
 #[cfg(test)]
@@ -470,7 +471,7 @@ mod tests {
     use super::*;
 
     fn check(body: &str) -> Result<CreateSpec, ApiError> {
-        validate_create(body.as_bytes(), &|_| DraftLookup::Missing)
+        validate_create(body.as_bytes(), &|_| DraftLookup::Missing).map(|(spec, _)| spec)
     }
 
     #[test]
