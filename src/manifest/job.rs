@@ -125,6 +125,8 @@ pub struct Built {
     pub name: Option<(String, SourceLocation)>,
     /// How many copies (`repeat`, default 1).
     pub repeat: u32,
+    /// Whether the job is free of errors (ids are still checked when it is not).
+    pub ok: bool,
 }
 
 fn type_error(n: &Node, field: &str, expected: &str) -> Diagnostic {
@@ -157,7 +159,7 @@ pub fn render_field(
 
 fn string(n: &Node, field: &str, vars: &Vars, diags: &mut Vec<Diagnostic>) -> Option<String> {
     match &n.value {
-        Value::Str(s) => render_field(s, field, &n.loc, vars, diags),
+        Value::Str(s) => Some(render_field(s, field, &n.loc, vars, diags).unwrap_or_else(|| s.clone())),
         Value::Int(_) | Value::Float(_) | Value::Bool(_) => n.value.scalar_text(),
         _ => {
             diags.push(type_error(n, field, "text"));
@@ -352,22 +354,24 @@ pub fn lookup<'n>(fields: &[(&str, &'n Node)], key: &str) -> Option<&'n Node> {
 }
 
 /// Builds the request of one job from its merged fields (each key at most once, defaults
-/// already overridden). Pushes every problem to `diags`; returns `None` if there was an error.
+/// already overridden). Pushes every problem to `diags`; [`Built::ok`] says whether there was
+/// an error.
 pub fn build(
     fields: &[(&str, &Node)],
     vars: &Vars,
     job_loc: &SourceLocation,
     diags: &mut Vec<Diagnostic>,
-) -> Option<Built> {
+) -> Built {
     let before = diags.iter().filter(|d| d.is_error()).count();
     let mut req = CreateRequest::default();
-    let mut content_src: Vec<SourceLocation> = Vec::new();
-    let mut shorthand: Vec<(ContentItem, SourceLocation)> = Vec::new();
+    let mut content_src: Vec<(SourceLocation, Option<&str>)> = Vec::new();
+    let mut shorthand: Vec<(ContentItem, SourceLocation, &str)> = Vec::new();
     let mut built = Built {
         request: CreateRequest::default(),
         id: None,
         name: None,
         repeat: 1,
+        ok: true,
     };
     for &(key, n) in fields {
         if n.value == Value::Null {
@@ -394,7 +398,7 @@ pub fn build(
             "tools" => req.tools = tools(n, vars, diags),
             "content" => {
                 if let Some(items) = content(n, vars, diags) {
-                    content_src.extend(std::iter::repeat_n(n.loc.clone(), items.len()));
+                    content_src.extend(std::iter::repeat_n((n.loc.clone(), None), items.len()));
                     req.content = items;
                 }
             }
@@ -447,7 +451,7 @@ pub fn build(
                             role: Some(role),
                         },
                     };
-                    shorthand.push((item, n.loc.clone()));
+                    shorthand.push((item, n.loc.clone(), key));
                 }
             }
             "draft_task" => {
@@ -460,15 +464,16 @@ pub fn build(
                             role: None,
                         },
                         n.loc.clone(),
+                        key,
                     ));
                 }
             }
             other => diags.push(unknown_key(n.loc.clone(), other, "job", job_keys())),
         }
     }
-    for (item, loc) in shorthand {
+    for (item, loc, key) in shorthand {
         req.content.push(item);
-        content_src.push(loc);
+        content_src.push((loc, Some(key)));
     }
     if req.input_has_video.is_none()
         && req
@@ -479,18 +484,23 @@ pub fn build(
         req.input_has_video = Some(true);
     }
     for p in rules::check_request(&req) {
-        let loc = if let Some(rest) = p.field.strip_prefix("content[") {
+        let mut field = p.field;
+        let loc = if let Some(rest) = field.strip_prefix("content[") {
             let idx: Option<usize> = rest.split(']').next().and_then(|i| i.parse().ok());
-            idx.and_then(|i| content_src.get(i).cloned())
+            let src = idx.and_then(|i| content_src.get(i).cloned());
+            if let Some((_, Some(short))) = &src {
+                field = short.to_string();
+            }
+            src.map(|(l, _)| l)
                 .or_else(|| lookup(fields, "content").map(|n| n.loc.clone()))
                 .unwrap_or_else(|| job_loc.clone())
         } else {
-            let base = p.field.split(['[', '.']).next().unwrap_or(&p.field);
+            let base = field.split(['[', '.']).next().unwrap_or(&field);
             lookup(fields, base)
                 .map(|n| n.loc.clone())
                 .unwrap_or_else(|| job_loc.clone())
         };
-        let d = Diagnostic::field_error(loc, p.field, p.found, p.expected);
+        let d = Diagnostic::field_error(loc, field, p.found, p.expected);
         diags.push(if p.warning {
             d.with_severity(Severity::Warning)
         } else {
@@ -498,7 +508,8 @@ pub fn build(
         });
     }
     built.request = req;
-    (diags.iter().filter(|d| d.is_error()).count() == before).then_some(built)
+    built.ok = diags.iter().filter(|d| d.is_error()).count() == before;
+    built
 }
 
 /// The canonical JSON of a request: keys sorted at every level, no spaces.
@@ -588,7 +599,8 @@ mod tests {
             pairs: vec![("x", "cat".into())],
         };
         let mut diags = Vec::new();
-        let b = build(&fields, &vars, &m.loc, &mut diags).expect("builds");
+        let b = build(&fields, &vars, &m.loc, &mut diags);
+        assert!(b.ok);
         assert!(diags.is_empty(), "{diags:?}");
         assert_eq!(b.request.prompt, "a cat");
         assert_eq!(b.request.duration, Some(5));

@@ -729,9 +729,8 @@ impl Ctx {
     }
 
     fn build_and_emit(&mut self, fields: &[(&str, &Node)], vars: &Vars, loc: &SourceLocation) {
-        if let Some(b) = job::build(fields, vars, loc, &mut self.diags) {
-            self.emit(b, vars, loc);
-        }
+        let b = job::build(fields, vars, loc, &mut self.diags);
+        self.emit(b, vars, loc);
     }
 
     fn emit(&mut self, b: Built, vars: &Vars, loc: &SourceLocation) {
@@ -816,6 +815,9 @@ impl Ctx {
                 continue;
             }
             self.names.insert(lower, (name.clone(), loc.clone()));
+            if !b.ok {
+                continue;
+            }
             self.jobs.push(Job {
                 id,
                 name,
