@@ -155,11 +155,15 @@ fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) ->
 }
 
 fn transient(reason: impl Into<String>) -> DownloadError {
-    DownloadError::Transient { reason: reason.into() }
+    DownloadError::Transient {
+        reason: reason.into(),
+    }
 }
 
 fn invalid(reason: impl Into<String>) -> DownloadError {
-    DownloadError::Invalid { reason: reason.into() }
+    DownloadError::Invalid {
+        reason: reason.into(),
+    }
 }
 
 /// The URL without query, fragment or credentials: safe for logs (a presigned URL's signature
@@ -210,7 +214,10 @@ enum Step {
 ///
 /// On success the file at `dest` is complete, synced, of the expected kind and its SHA-256 is
 /// returned. On any error nothing is written at `dest`.
-pub async fn download(http: &reqwest::Client, req: &DownloadRequest<'_>) -> Result<Downloaded, DownloadError> {
+pub async fn download(
+    http: &reqwest::Client,
+    req: &DownloadRequest<'_>,
+) -> Result<Downloaded, DownloadError> {
     let part = part_path(req.dest);
     let dir = parent_dir(req.dest);
     tokio::fs::create_dir_all(dir)
@@ -248,7 +255,9 @@ pub async fn download(http: &reqwest::Client, req: &DownloadRequest<'_>) -> Resu
             }
         }
     }
-    Err(transient(format!("server cannot serve this file from the start: {why}")))
+    Err(transient(format!(
+        "server cannot serve this file from the start: {why}"
+    )))
 }
 
 async fn remove_part(part: &Path) -> Result<(), DownloadError> {
@@ -325,7 +334,12 @@ async fn attempt(
     }
     let idle = req.idle_timeout;
     let mut resp = match tokio::time::timeout(idle, builder.send()).await {
-        Err(_) => return Err(transient(format!("no answer within {}", humantime::format_duration(idle)))),
+        Err(_) => {
+            return Err(transient(format!(
+                "no answer within {}",
+                humantime::format_duration(idle)
+            )));
+        }
         Ok(Err(e)) => return Err(transient(describe(&e))),
         Ok(Ok(r)) => r,
     };
@@ -366,7 +380,10 @@ async fn attempt(
     if let Some(t) = total
         && t > req.max_bytes
     {
-        return Err(invalid(format!("file of {t} bytes exceeds the {}-byte cap", req.max_bytes)));
+        return Err(invalid(format!(
+            "file of {t} bytes exceeds the {}-byte cap",
+            req.max_bytes
+        )));
     }
     let (file, (mut hasher, kept)) = open_part(part, offset, true).await?;
     if kept != offset {
@@ -402,7 +419,9 @@ async fn attempt(
         if let Some(t) = total
             && next > t
         {
-            return Err(invalid(format!("server sent more than the {t} bytes it announced")));
+            return Err(invalid(format!(
+                "server sent more than the {t} bytes it announced"
+            )));
         }
         hasher.update(&chunk);
         out.write_all(&chunk).await.map_err(io_err("write", part))?;

@@ -65,7 +65,9 @@ pub fn walk_top_level<R: Read + Seek>(r: &mut R, len: u64) -> Result<Vec<BoxHead
     let mut pos = 0u64;
     while pos < len {
         if boxes.len() >= MAX_TOP_LEVEL_BOXES {
-            return Err(malformed(format!("more than {MAX_TOP_LEVEL_BOXES} top-level boxes")));
+            return Err(malformed(format!(
+                "more than {MAX_TOP_LEVEL_BOXES} top-level boxes"
+            )));
         }
         let left = len - pos;
         if left < 8 {
@@ -76,14 +78,15 @@ pub fn walk_top_level<R: Read + Seek>(r: &mut R, len: u64) -> Result<Vec<BoxHead
         r.seek(SeekFrom::Start(pos))?;
         let mut head = [0u8; 8];
         if !read_full(r, &mut head)? {
-            return Err(malformed(format!("file ends inside the box header at offset {pos}")));
+            return Err(malformed(format!(
+                "file ends inside the box header at offset {pos}"
+            )));
         }
         let size32 = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
         let kind = [head[4], head[5], head[6], head[7]];
         if !kind.iter().all(|b| (0x20..=0x7e).contains(b)) {
             return Err(malformed(format!(
-                "box at offset {pos} has a non-text type {:02x?}",
-                kind
+                "box at offset {pos} has a non-text type {kind:02x?}"
             )));
         }
         let (size, header_len) = match size32 {
@@ -249,7 +252,9 @@ mod tests {
         assert!(run(html).is_err());
         let zeros = [0u8; 64];
         assert!(run(&zeros).is_err());
-        let noise: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        let noise: Vec<u8> = (0..4096u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
         assert!(run(&noise).is_err());
         assert!(run(&[]).is_err());
     }

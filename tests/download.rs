@@ -65,7 +65,9 @@ fn serve(data: &'static [u8], headers: &HeaderMap, content_type: &str) -> Respon
             .status(StatusCode::PARTIAL_CONTENT)
             .header(header::CONTENT_RANGE, format!("bytes {start}-{}/{len}", len - 1))
             .body(Body::from(Bytes::from_static(&data[start as usize..]))),
-        None => builder.status(StatusCode::OK).body(Body::from(Bytes::from_static(data))),
+        None => builder
+            .status(StatusCode::OK)
+            .body(Body::from(Bytes::from_static(data))),
     };
     resp.expect("response")
 }
@@ -96,7 +98,11 @@ fn cut_body(data: &'static [u8], sent: usize, then_stall: bool) -> Response {
         .expect("response")
 }
 
-async fn handler(State(s): State<Arc<Server>>, UrlPath(name): UrlPath<String>, headers: HeaderMap) -> Response {
+async fn handler(
+    State(s): State<Arc<Server>>,
+    UrlPath(name): UrlPath<String>,
+    headers: HeaderMap,
+) -> Response {
     let range = headers
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok())
@@ -135,7 +141,9 @@ async fn handler(State(s): State<Arc<Server>>, UrlPath(name): UrlPath<String>, h
         "error.html" => Response::builder()
             .status(StatusCode::OK)
             .header(header::CONTENT_TYPE, "text/html")
-            .body(Body::from("<!DOCTYPE html><html><body>Access Denied</body></html>"))
+            .body(Body::from(
+                "<!DOCTYPE html><html><body>Access Denied</body></html>",
+            ))
             .expect("response"),
         "truncated.mp4" => Response::builder()
             .status(StatusCode::OK)
@@ -179,7 +187,12 @@ fn dest_in(dir: &Path, name: &str) -> PathBuf {
     dir.join("videos").join(name)
 }
 
-async fn fetch(addr: SocketAddr, name: &str, dest: &Path, kind: MediaKind) -> Result<Downloaded, DownloadError> {
+async fn fetch(
+    addr: SocketAddr,
+    name: &str,
+    dest: &Path,
+    kind: MediaKind,
+) -> Result<Downloaded, DownloadError> {
     let u = url(addr, name);
     let req = DownloadRequest::new(&u, dest, kind);
     download(&client(), &req).await
@@ -195,7 +208,9 @@ async fn clean_download_of_mp4_and_png() {
     let (addr, _s) = start().await;
     let tmp = tempfile::tempdir().expect("tmp");
     let dest = dest_in(tmp.path(), "a.mp4");
-    let d = fetch(addr, "ok.mp4", &dest, MediaKind::Mp4).await.expect("download");
+    let d = fetch(addr, "ok.mp4", &dest, MediaKind::Mp4)
+        .await
+        .expect("download");
     assert_eq!(d.bytes, CLIP.len() as u64);
     assert_eq!(d.sha256, sha(CLIP));
     assert_eq!(d.resumed_from, 0);
@@ -213,7 +228,9 @@ async fn download_without_content_length_is_verified() {
     let (addr, _s) = start().await;
     let tmp = tempfile::tempdir().expect("tmp");
     let dest = dest_in(tmp.path(), "c.mp4");
-    let d = fetch(addr, "chunked.mp4", &dest, MediaKind::Mp4).await.expect("download");
+    let d = fetch(addr, "chunked.mp4", &dest, MediaKind::Mp4)
+        .await
+        .expect("download");
     assert_eq!(d.sha256, sha(CLIP));
 }
 
@@ -229,7 +246,9 @@ async fn cut_body_is_transient_then_resumes_with_range() {
     let kept = std::fs::metadata(part_path(&dest)).expect(".part kept").len();
     assert_eq!(kept, (CLIP.len() / 2) as u64);
 
-    let d = fetch(addr, "cut.mp4", &dest, MediaKind::Mp4).await.expect("resume");
+    let d = fetch(addr, "cut.mp4", &dest, MediaKind::Mp4)
+        .await
+        .expect("resume");
     assert_eq!(d.resumed_from, kept);
     assert_eq!(d.bytes, CLIP.len() as u64);
     assert_eq!(d.sha256, sha(CLIP));
@@ -249,10 +268,15 @@ async fn stalled_body_times_out_and_resumes_from_a_fresh_url() {
     let started = std::time::Instant::now();
     let err = download(&client(), &req).await.unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(5));
-    assert!(matches!(err, DownloadError::Transient { ref reason } if reason.contains("no data")), "{err:?}");
+    assert!(
+        matches!(err, DownloadError::Transient { ref reason } if reason.contains("no data")),
+        "{err:?}"
+    );
     assert!(part_path(&dest).exists());
     // A refreshed URL (another path serving the same object) continues the same .part.
-    let d = fetch(addr, "ok.mp4", &dest, MediaKind::Mp4).await.expect("resume");
+    let d = fetch(addr, "ok.mp4", &dest, MediaKind::Mp4)
+        .await
+        .expect("resume");
     assert_eq!(d.resumed_from, (CLIP.len() / 2) as u64);
     assert_eq!(d.sha256, sha(CLIP));
 }
@@ -264,7 +288,9 @@ async fn server_ignoring_range_restarts_cleanly() {
     let dest = dest_in(tmp.path(), "nr.mp4");
     std::fs::create_dir_all(dest.parent().expect("parent")).expect("mkdir");
     std::fs::write(part_path(&dest), b"stale bytes from some other attempt").expect("seed part");
-    let d = fetch(addr, "norange.mp4", &dest, MediaKind::Mp4).await.expect("download");
+    let d = fetch(addr, "norange.mp4", &dest, MediaKind::Mp4)
+        .await
+        .expect("download");
     assert_eq!(d.resumed_from, 0);
     assert_eq!(d.sha256, sha(CLIP));
     assert_eq!(std::fs::read(&dest).expect("read"), CLIP);
@@ -278,7 +304,9 @@ async fn complete_part_answered_416_is_finished() {
     let dest = dest_in(tmp.path(), "full.mp4");
     std::fs::create_dir_all(dest.parent().expect("parent")).expect("mkdir");
     std::fs::write(part_path(&dest), CLIP).expect("seed part");
-    let d = fetch(addr, "ok.mp4", &dest, MediaKind::Mp4).await.expect("download");
+    let d = fetch(addr, "ok.mp4", &dest, MediaKind::Mp4)
+        .await
+        .expect("download");
     assert_eq!(d.resumed_from, CLIP.len() as u64);
     assert_eq!(d.sha256, sha(CLIP));
     assert!(dest.exists() && !part_path(&dest).exists());
@@ -293,10 +321,15 @@ async fn oversized_part_answered_416_starts_over() {
     let mut longer = CLIP.to_vec();
     longer.extend_from_slice(&[0u8; 500]);
     std::fs::write(part_path(&dest), &longer).expect("seed part");
-    let d = fetch(addr, "ok.mp4", &dest, MediaKind::Mp4).await.expect("download");
+    let d = fetch(addr, "ok.mp4", &dest, MediaKind::Mp4)
+        .await
+        .expect("download");
     assert_eq!(d.resumed_from, 0);
     assert_eq!(d.sha256, sha(CLIP));
-    assert_eq!(s.ranges("ok.mp4"), vec![Some(format!("bytes={}-", longer.len())), None]);
+    assert_eq!(
+        s.ranges("ok.mp4"),
+        vec![Some(format!("bytes={}-", longer.len())), None]
+    );
 }
 
 #[tokio::test]
@@ -308,7 +341,10 @@ async fn refused_statuses() {
         let err = fetch(addr, &format!("status-{code}"), &dest, MediaKind::Mp4)
             .await
             .unwrap_err();
-        assert!(matches!(err, DownloadError::Refused { status } if status == code), "{err:?}");
+        assert!(
+            matches!(err, DownloadError::Refused { status } if status == code),
+            "{err:?}"
+        );
         assert_no_secret(&err);
         assert!(!dest.exists());
     }
@@ -339,7 +375,9 @@ async fn html_error_page_is_invalid_and_leaves_nothing() {
     let (addr, _s) = start().await;
     let tmp = tempfile::tempdir().expect("tmp");
     let dest = dest_in(tmp.path(), "h.mp4");
-    let err = fetch(addr, "error.html", &dest, MediaKind::Mp4).await.unwrap_err();
+    let err = fetch(addr, "error.html", &dest, MediaKind::Mp4)
+        .await
+        .unwrap_err();
     assert!(matches!(err, DownloadError::Invalid { .. }), "{err:?}");
     assert!(!dest.exists());
     assert!(!part_path(&dest).exists());
@@ -354,7 +392,9 @@ async fn truncated_mp4_with_matching_length_is_invalid() {
     let (addr, _s) = start().await;
     let tmp = tempfile::tempdir().expect("tmp");
     let dest = dest_in(tmp.path(), "t.mp4");
-    let err = fetch(addr, "truncated.mp4", &dest, MediaKind::Mp4).await.unwrap_err();
+    let err = fetch(addr, "truncated.mp4", &dest, MediaKind::Mp4)
+        .await
+        .unwrap_err();
     assert!(
         matches!(err, DownloadError::Invalid { ref reason } if reason.contains("truncated")),
         "{err:?}"
@@ -372,7 +412,10 @@ async fn too_big_is_invalid() {
         let mut req = DownloadRequest::new(&u, &dest, MediaKind::Mp4);
         req.max_bytes = 1000;
         let err = download(&client(), &req).await.unwrap_err();
-        assert!(matches!(err, DownloadError::Invalid { ref reason } if reason.contains("cap")), "{name}: {err:?}");
+        assert!(
+            matches!(err, DownloadError::Invalid { ref reason } if reason.contains("cap")),
+            "{name}: {err:?}"
+        );
         assert!(!dest.exists() && !part_path(&dest).exists());
     }
 }
