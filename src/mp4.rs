@@ -86,8 +86,7 @@ pub fn walk_top_level<R: Read + Seek>(r: &mut R, len: u64) -> Result<Vec<BoxHead
         let kind = [head[4], head[5], head[6], head[7]];
         if !kind.iter().all(|b| (0x20..=0x7e).contains(b)) {
             return Err(malformed(format!(
-                "box at offset {pos} has a non-text type {:02x?}",
-                kind
+                "box at offset {pos} has a non-text type {kind:02x?}"
             )));
         }
         let (size, header_len) = match size32 {
