@@ -276,3 +276,75 @@ async fn max_fail_stops_new_submissions() {
         assert!(f.code.is_some(), "the task's error code is kept");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_tasks_in_flight_are_polled_by_list_sweeps_not_one_get_each() {
+    let sim = Sim::start(SimConfig {
+        gen_time: Some(Duration::from_secs(60)),
+        time_scale: 0.02,
+        concurrency: 200,
+        max_queued: 500,
+        ..fast_sim()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = settings(dir.path());
+    s.concurrency = 150;
+    s.poll_interval = Duration::from_millis(60);
+    let summary = run(&sim, s, jobs(150, "sweep")).await;
+    assert_eq!(summary.outcome, RunOutcome::Success);
+    assert_all_done(&summary, dir.path());
+    let stats = sim.stats();
+    assert!(stats.total("list") > 0, "no sweep ran");
+    let per_job = summary.counters.api_requests as f64 / 150.0;
+    eprintln!(
+        "{per_job:.2} API requests per job ({} lists)",
+        stats.total("list")
+    );
+    // A GET per task per poll would be ~20 requests per job here (1.2 s at 60 ms).
+    assert!(per_job <= 3.0, "{per_job:.2} API requests per job");
+    assert_eq!(stats.tasks_created, 150);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sweeps_notice_failed_tasks_and_report_their_codes() {
+    let sim = Sim::start(SimConfig {
+        gen_time: Some(Duration::from_secs(60)),
+        time_scale: 0.01,
+        concurrency: 100,
+        fail_rate: 0.3,
+        seed: 5,
+        ..fast_sim()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = settings(dir.path());
+    s.concurrency = 40;
+    let summary = run(&sim, s, jobs(40, "mixed")).await;
+    assert_eq!(summary.outcome, RunOutcome::SomeFailed);
+    let stats = sim.stats();
+    let failed: Vec<_> = summary
+        .state
+        .jobs
+        .values()
+        .filter(|j| j.phase == Phase::Failed)
+        .collect();
+    assert_eq!(failed.len() as u64, stats.faults.failed_tasks);
+    assert!(!failed.is_empty());
+    for j in failed {
+        assert_eq!(
+            j.failure.as_ref().unwrap().kind,
+            vidbatch::events::FailureKind::TaskFailed
+        );
+    }
+    let done = summary
+        .state
+        .jobs
+        .values()
+        .filter(|j| j.phase == Phase::Done)
+        .count();
+    assert_eq!(done as u64 + stats.faults.failed_tasks, 40);
+    assert_eq!(stats.tasks_created, 40);
+}

@@ -12,6 +12,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
 use super::reconcile::{self, Reconciled};
+use super::sweep::Verdict;
 use super::{Ctx, StopKind, hex, jittered};
 use crate::api::{ApiError, IdempotencyKey, Task, TaskStatus, Timestamp};
 use crate::download::{self, DownloadError, DownloadRequest, MediaKind};
@@ -55,7 +56,11 @@ pub(super) async fn drive(ctx: &Ctx, run_id: &str, id: &str, mut slot: Option<Ow
                     let lock = ctx.create_lock(reconcile::match_key(&job.request));
                     let _guard = lock.lock().await;
                     match reconcile_task(ctx, &job, intent_at).await? {
-                        Some(task) => adopt(ctx, &job, &task, true).await?,
+                        Some(task) => {
+                            ctx.tokens_committed
+                                .fetch_add(job.estimated_tokens.unwrap_or(0), Ordering::SeqCst);
+                            adopt(ctx, &job, &task, true).await?
+                        }
                         None => {
                             ctx.emit(Event::SubmitNotCreated {
                                 job: job.id.clone(),
@@ -141,27 +146,31 @@ async fn fatal(ctx: &Ctx, e: &ApiError) {
 }
 
 /// Sends the job's create. Returns whether the job has a task now.
+///
+/// The intent is on disk before the request leaves. Creates that a task could not tell apart
+/// (same [`reconcile::match_key`]) are sent one at a time, so a lost answer can be matched
+/// to its task without doubt; the lock covers only the request itself.
 async fn submit(ctx: &Ctx, run_id: &str, job: &JobState) -> Step<bool> {
     let lock = ctx.create_lock(reconcile::match_key(&job.request));
-    let _guard = lock.lock().await;
     let key = idempotency_key(run_id, job);
+    let cost = job.estimated_tokens.unwrap_or(0);
     let mut retries = 0u32;
     let mut attempt = job.attempts;
     loop {
         if ctx.submissions_stopped() {
             return Ok(false);
         }
-        if let Some(budget) = ctx.settings.budget_tokens {
-            let cost = job.estimated_tokens.unwrap_or(0);
-            let committed = ctx.tokens_committed.load(Ordering::SeqCst);
-            if committed + cost > budget {
-                ctx.stop_submissions(
-                    StopKind::Limit,
-                    format!("the token budget ({budget}) would be passed (--budget-tokens)"),
-                )
-                .await;
-                return Ok(false);
-            }
+        let committed = ctx.tokens_committed.fetch_add(cost, Ordering::SeqCst);
+        if let Some(budget) = ctx.settings.budget_tokens
+            && committed + cost > budget
+        {
+            ctx.tokens_committed.fetch_sub(cost, Ordering::SeqCst);
+            ctx.stop_submissions(
+                StopKind::Limit,
+                format!("the token budget ({budget}) would be passed (--budget-tokens)"),
+            )
+            .await;
+            return Ok(false);
         }
         attempt += 1;
         let intent_at = Timestamp::now();
@@ -172,27 +181,56 @@ async fn submit(ctx: &Ctx, run_id: &str, job: &JobState) -> Step<bool> {
             at: intent_at,
         })
         .await?;
+        let guard = lock.lock().await;
+        if ctx.submissions_stopped() {
+            drop(guard);
+            ctx.tokens_committed.fetch_sub(cost, Ordering::SeqCst);
+            ctx.emit(Event::SubmitNotCreated {
+                job: job.id.clone(),
+                reason: "submissions stopped before the create was sent".into(),
+            })
+            .await?;
+            return Ok(false);
+        }
         ctx.counters.creates.fetch_add(1, Ordering::Relaxed);
         let request = job.request.clone();
         let k = key.clone();
         let result = ctx.api(|c| async move { c.create(&request, &k).await }).await;
-        match result {
-            Ok(task) => {
-                adopt(ctx, job, &task, false).await?;
-                return Ok(true);
-            }
+        let result = match result {
             Err(e @ ApiError::AmbiguousCreate { .. }) => {
                 ctx.counters.ambiguous_creates.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(job = %job.id, error = %e, "create answer lost; looking for the task");
-                if let Some(task) = reconcile_task(ctx, job, intent_at).await? {
-                    adopt(ctx, job, &task, true).await?;
-                    return Ok(true);
+                match reconcile_task(ctx, job, intent_at).await? {
+                    Some(task) => Ok((task, true)),
+                    None => Err(e),
                 }
-                ctx.emit(Event::SubmitNotCreated {
-                    job: job.id.clone(),
-                    reason: format!("{e}; no task found"),
-                })
-                .await?;
+            }
+            other => other.map(|task| (task, false)),
+        };
+        if let Ok((task, _)) = &result {
+            // Owned before the lock is let go, so no reconciliation can take it.
+            ctx.state().claimed_tasks.insert(task.id.clone());
+        }
+        drop(guard);
+        let e = match result {
+            Ok((task, reconciled)) => {
+                adopt(ctx, job, &task, reconciled).await?;
+                return Ok(true);
+            }
+            Err(e) => e,
+        };
+        ctx.tokens_committed.fetch_sub(cost, Ordering::SeqCst);
+        ctx.emit(Event::SubmitNotCreated {
+            job: job.id.clone(),
+            reason: match &e {
+                ApiError::AmbiguousCreate { .. } => format!("{e}; no task found"),
+                _ => e.to_string(),
+            },
+        })
+        .await?;
+        match &e {
+            ApiError::RateLimited { .. } => {}
+            ApiError::Transient { .. } | ApiError::AmbiguousCreate { .. } => {
                 retries += 1;
                 if retries > ctx.settings.max_retries {
                     fail(ctx, &job.id, None, api_failure(FailureKind::SubmitFailed, &e)).await?;
@@ -203,37 +241,13 @@ async fn submit(ctx: &Ctx, run_id: &str, job: &JobState) -> Step<bool> {
                     .await;
                 tokio::time::sleep(wait).await;
             }
-            Err(e) => {
-                ctx.emit(Event::SubmitNotCreated {
-                    job: job.id.clone(),
-                    reason: e.to_string(),
-                })
-                .await?;
-                match &e {
-                    ApiError::RateLimited { .. } => {}
-                    ApiError::Transient { .. } => {
-                        retries += 1;
-                        if retries > ctx.settings.max_retries {
-                            fail(ctx, &job.id, None, api_failure(FailureKind::SubmitFailed, &e)).await?;
-                            return Ok(false);
-                        }
-                        let wait = ctx.settings.retry.delay(retries);
-                        ctx.note_retry(&job.id, "create", retries, e.to_string(), wait)
-                            .await;
-                        tokio::time::sleep(wait).await;
-                    }
-                    ApiError::Unauthorized(_) | ApiError::Payment(_) => {
-                        fatal(ctx, &e).await;
-                        return Ok(false);
-                    }
-                    ApiError::InvalidRequest { .. }
-                    | ApiError::NotFound(_)
-                    | ApiError::Conflict(_)
-                    | ApiError::AmbiguousCreate { .. } => {
-                        fail(ctx, &job.id, None, api_failure(FailureKind::Rejected, &e)).await?;
-                        return Ok(false);
-                    }
-                }
+            ApiError::Unauthorized(_) | ApiError::Payment(_) => {
+                fatal(ctx, &e).await;
+                return Ok(false);
+            }
+            ApiError::InvalidRequest { .. } | ApiError::NotFound(_) | ApiError::Conflict(_) => {
+                fail(ctx, &job.id, None, api_failure(FailureKind::Rejected, &e)).await?;
+                return Ok(false);
             }
         }
     }
@@ -270,8 +284,6 @@ async fn reconcile_task(ctx: &Ctx, job: &JobState, intent_at: Timestamp) -> Step
 }
 
 async fn adopt(ctx: &Ctx, job: &JobState, task: &Task, reconciled: bool) -> Step<()> {
-    ctx.tokens_committed
-        .fetch_add(job.estimated_tokens.unwrap_or(0), Ordering::SeqCst);
     ctx.emit(Event::Submitted {
         job: job.id.clone(),
         task_id: task.id.clone(),
@@ -293,8 +305,20 @@ async fn poll(ctx: &Ctx, job: &JobState) -> Step<Option<Task>> {
     let mut interval = base;
     let mut errors = 0u32;
     let mut last_status: Option<TaskStatus> = None;
+    let _registration = ctx.sweeper.register(&task_id, job.submitted_at);
+    let mut sweeps = ctx.sweeper.subscribe();
     loop {
-        tokio::time::sleep(jittered(interval)).await;
+        // With many tasks in flight a sweep of the task lists vouches for the ones still
+        // running; otherwise (or when it cannot vouch) the task is read on its own.
+        let verdict = if ctx.sweeper.active() {
+            tokio::select! {
+                v = ctx.sweeper.next_verdict(&task_id, &mut sweeps) => v,
+                () = tokio::time::sleep_until(deadline) => None,
+            }
+        } else {
+            tokio::time::sleep(jittered(interval)).await;
+            None
+        };
         if started.elapsed() > Duration::from_secs(60) {
             interval = interval.mul_f64(POLL_GROWTH).min(base * POLL_MAX_FACTOR);
         }
@@ -317,6 +341,9 @@ async fn poll(ctx: &Ctx, job: &JobState) -> Step<Option<Task>> {
             )
             .await?;
             return Ok(None);
+        }
+        if verdict == Some(Verdict::Running) {
+            continue;
         }
         let id = task_id.clone();
         match ctx.api(|c| async move { c.get(&id).await }).await {

@@ -9,6 +9,7 @@ mod backoff;
 mod job;
 mod pacer;
 mod reconcile;
+mod sweep;
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -204,6 +205,7 @@ struct Ctx {
     downloads: Arc<Semaphore>,
     create_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     interrupted: AtomicBool,
+    sweeper: sweep::Sweeper,
 }
 
 impl Ctx {
@@ -376,6 +378,7 @@ impl Runner {
             tokens_committed: AtomicU64::new(0),
             create_locks: Mutex::new(HashMap::new()),
             interrupted: AtomicBool::new(false),
+            sweeper: sweep::Sweeper::new(),
         });
 
         ctx.emit(Event::RunStarted {
@@ -389,6 +392,14 @@ impl Runner {
         })
         .await?;
         prepare_jobs(&ctx, &jobs).await?;
+        let committed: u64 = ctx
+            .state()
+            .jobs
+            .values()
+            .filter(|j| !j.task_ids.is_empty())
+            .filter_map(|j| j.estimated_tokens)
+            .sum();
+        ctx.tokens_committed.store(committed, Ordering::SeqCst);
 
         let was_interrupted = {
             let work = dispatch(ctx.clone(), run_id, plan.clone());
@@ -566,6 +577,7 @@ async fn dispatch(ctx: Arc<Ctx>, run_id: String, plan: Vec<String>) {
     };
     order.sort_by_key(|(rank, _)| *rank);
     let mut tasks = JoinSet::new();
+    let sweeper = AbortOnDrop(tokio::spawn(sweep::run(ctx.clone())));
     for (rank, id) in order {
         let slot = if rank == 0 {
             None
@@ -588,6 +600,16 @@ async fn dispatch(ctx: Arc<Ctx>, run_id: String, plan: Vec<String>) {
         while tasks.try_join_next().is_some() {}
     }
     while tasks.join_next().await.is_some() {}
+    drop(sweeper);
+}
+
+/// Aborts a background task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Cancels every task of the plan still queued or processing (on `--cancel-on-interrupt`).

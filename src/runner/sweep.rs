@@ -1,0 +1,259 @@
+//! Status checks for many tasks at once by listing; the main structure here is [`Sweeper`].
+//!
+//! With many tasks in flight, one `GET /videos/generations?status=S&limit=100` per finished
+//! status (completed each sweep; failed, cancelled and expired every few sweeps) tells which
+//! tasks finished, instead of one GET per task per poll. A page is newest first; when it is full, it only speaks for tasks created
+//! at or after its oldest item. A task absent from every page that speaks for it is still
+//! running; a task some page cannot speak for (or one that is listed as finished) gets its own
+//! GET. So the lists never hide a change: they only spare the GETs they can vouch for.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::watch;
+
+use super::Ctx;
+use crate::api::{ApiError, ListQuery, TaskList, TaskStatus, Timestamp};
+
+/// Tasks in flight before sweeping pays (a sweep costs one request per finished status).
+const SWEEP_MIN: usize = 8;
+/// Largest page the API gives.
+const PAGE: u32 = 100;
+/// The statuses a sweep lists every time.
+const COMMON: [TaskStatus; 1] = [TaskStatus::Completed];
+/// The statuses a sweep lists every [`RARE_EVERY`] sweeps (their last pages are reused in
+/// between, so a task that fails, is cancelled or expires is noticed a few intervals later).
+const RARE: [TaskStatus; 3] = [TaskStatus::Failed, TaskStatus::Cancelled, TaskStatus::Expired];
+/// How often the rare statuses are listed.
+const RARE_EVERY: u64 = 4;
+
+/// What a sweep says of one task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Verdict {
+    /// Not finished when the sweep ran: no GET needed.
+    Running,
+    /// Finished, or not knowable from the lists: read the task.
+    Check,
+}
+
+/// The result of one sweep.
+#[derive(Debug, Default)]
+pub(super) struct Sweep {
+    /// Increases with every sweep.
+    pub generation: u64,
+    /// Whether sweeping is on (enough tasks in flight, and the lists answered).
+    pub active: bool,
+    /// Verdicts by task id, for the tasks registered when the sweep began.
+    pub verdicts: HashMap<String, Verdict>,
+}
+
+/// Keeps the set of tasks being polled and publishes sweeps.
+pub(super) struct Sweeper {
+    tasks: Mutex<HashMap<String, Option<Timestamp>>>,
+    tx: watch::Sender<Arc<Sweep>>,
+}
+
+/// Removes a task from the sweeper when its poll ends.
+pub(super) struct Registration<'a> {
+    sweeper: &'a Sweeper,
+    task_id: String,
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        self.sweeper.lock().remove(&self.task_id);
+    }
+}
+
+impl Sweeper {
+    /// An idle sweeper.
+    pub fn new() -> Sweeper {
+        Sweeper {
+            tasks: Mutex::new(HashMap::new()),
+            tx: watch::channel(Arc::new(Sweep::default())).0,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Option<Timestamp>>> {
+        self.tasks.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds a task being polled; created_at is the server's creation time.
+    pub fn register(&self, task_id: &str, created_at: Option<Timestamp>) -> Registration<'_> {
+        self.lock().insert(task_id.to_string(), created_at);
+        Registration {
+            sweeper: self,
+            task_id: task_id.to_string(),
+        }
+    }
+
+    /// Whether sweeps are being published.
+    pub fn active(&self) -> bool {
+        self.tx.borrow().active
+    }
+
+    /// Waits for the next sweep and returns its verdict on `task_id` (`None`: sweeping stopped).
+    pub async fn next_verdict(&self, task_id: &str, rx: &mut watch::Receiver<Arc<Sweep>>) -> Option<Verdict> {
+        rx.changed().await.ok()?;
+        let sweep = rx.borrow_and_update().clone();
+        if !sweep.active {
+            return None;
+        }
+        // A task registered after the sweep began was just created: still running.
+        Some(sweep.verdicts.get(task_id).copied().unwrap_or(Verdict::Running))
+    }
+
+    /// A receiver of sweeps.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Sweep>> {
+        self.tx.subscribe()
+    }
+
+    fn publish(&self, active: bool, verdicts: HashMap<String, Verdict>) {
+        let generation = self.tx.borrow().generation + 1;
+        self.tx.send_replace(Arc::new(Sweep {
+            generation,
+            active,
+            verdicts,
+        }));
+    }
+}
+
+/// Whether a newest-first page speaks for a task created at `created`.
+fn covers(page: &TaskList, oldest: Option<Timestamp>, created: Option<Timestamp>) -> bool {
+    let full = page.items.len() as u32 >= PAGE && page.total.is_none_or(|t| t > page.items.len() as u64);
+    if !full {
+        return true;
+    }
+    matches!((oldest, created), (Some(o), Some(c)) if c >= o)
+}
+
+/// Judges each task from the finished-status pages.
+fn judge(tasks: &HashMap<String, Option<Timestamp>>, pages: &[TaskList]) -> HashMap<String, Verdict> {
+    let oldest: Vec<Option<Timestamp>> = pages
+        .iter()
+        .map(|p| {
+            if p.items.iter().any(|t| t.created_at.is_none()) {
+                None
+            } else {
+                p.items.iter().filter_map(|t| t.created_at).min()
+            }
+        })
+        .collect();
+    let listed: std::collections::HashSet<&str> = pages
+        .iter()
+        .flat_map(|p| p.items.iter().map(|t| t.id.as_str()))
+        .collect();
+    tasks
+        .iter()
+        .map(|(id, created)| {
+            let spoken_for = pages.iter().zip(&oldest).all(|(p, o)| covers(p, *o, *created));
+            let verdict = if listed.contains(id.as_str()) || !spoken_for {
+                Verdict::Check
+            } else {
+                Verdict::Running
+            };
+            (id.clone(), verdict)
+        })
+        .collect()
+}
+
+/// Sweeps every poll interval while enough tasks are in flight; runs until dropped.
+pub(super) async fn run(ctx: Arc<Ctx>) {
+    let mut rare: Option<Vec<TaskList>> = None;
+    let mut count = 0u64;
+    loop {
+        tokio::time::sleep(ctx.settings.poll_interval).await;
+        let tasks = ctx.sweeper.lock().clone();
+        if tasks.len() < SWEEP_MIN {
+            if ctx.sweeper.active() {
+                ctx.sweeper.publish(false, HashMap::new());
+            }
+            continue;
+        }
+        count += 1;
+        if count % RARE_EVERY == 0 {
+            rare = None;
+        }
+        let result = async {
+            if rare.is_none() {
+                rare = Some(list_pages(&ctx, &RARE).await?);
+            }
+            let mut pages = list_pages(&ctx, &COMMON).await?;
+            pages.extend(rare.iter().flatten().cloned());
+            Ok::<_, ApiError>(pages)
+        }
+        .await;
+        match result {
+            Ok(pages) => ctx.sweeper.publish(true, judge(&tasks, &pages)),
+            Err(e) => {
+                tracing::debug!(error = %e, "sweep failed; tasks are read one by one");
+                ctx.sweeper.publish(false, HashMap::new());
+            }
+        }
+    }
+}
+
+async fn list_pages(ctx: &Ctx, statuses: &[TaskStatus]) -> Result<Vec<TaskList>, ApiError> {
+    let mut pages = Vec::with_capacity(statuses.len());
+    for status in statuses {
+        let query = ListQuery {
+            limit: Some(PAGE),
+            status: Some(status.clone()),
+        };
+        pages.push(ctx.api(|c| async move { c.list(&query).await }).await?);
+    }
+    Ok(pages)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::Task;
+
+    fn at(secs: i64) -> Option<Timestamp> {
+        Some(Timestamp(
+            time::OffsetDateTime::from_unix_timestamp(1_800_000_000 + secs).unwrap(),
+        ))
+    }
+
+    fn task(id: &str, created: i64) -> Task {
+        let mut t: Task =
+            serde_json::from_value(serde_json::json!({"id": id, "status": "completed"})).unwrap();
+        t.created_at = at(created);
+        t
+    }
+
+    #[test]
+    fn listed_tasks_are_checked_and_covered_absent_ones_are_running() {
+        let tasks: HashMap<String, Option<Timestamp>> = [("a".to_string(), at(1)), ("b".to_string(), at(2))]
+            .into_iter()
+            .collect();
+        let pages = vec![TaskList {
+            items: vec![task("a", 1)],
+            total: Some(1),
+        }];
+        let v = judge(&tasks, &pages);
+        assert_eq!(v["a"], Verdict::Check);
+        assert_eq!(v["b"], Verdict::Running);
+    }
+
+    #[test]
+    fn a_full_page_only_speaks_for_tasks_no_older_than_its_oldest() {
+        let items: Vec<Task> = (0..100).map(|i| task(&format!("x{i}"), 100 + i)).collect();
+        let pages = vec![TaskList {
+            items,
+            total: Some(500),
+        }];
+        let tasks: HashMap<String, Option<Timestamp>> = [
+            ("old".to_string(), at(50)),
+            ("new".to_string(), at(150)),
+            ("unknown".to_string(), None),
+        ]
+        .into_iter()
+        .collect();
+        let v = judge(&tasks, &pages);
+        assert_eq!(v["old"], Verdict::Check);
+        assert_eq!(v["new"], Verdict::Running);
+        assert_eq!(v["unknown"], Verdict::Check);
+    }
+}
