@@ -1,0 +1,238 @@
+//! Batch benchmark: real `vidbatch run` processes against the simulator with time scaled,
+//! measured against the limits the provider sets. See BENCHMARKS.md for the method.
+//!
+//! Run: `cargo bench --bench batch` (all scenarios) or `cargo bench --bench batch -- NAME`
+//! with NAME one of `rate`, `adapt`, `makespan`, `requests`, `overhead`.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use vidbatch::sim::{Sim, SimConfig, SimHandle};
+
+/// Writes a manifest of `jobs` distinct jobs (one matrix) and returns its path.
+fn manifest(dir: &Path, jobs: usize) -> std::path::PathBuf {
+    let values: Vec<String> = (0..jobs).map(|i| i.to_string()).collect();
+    let text = format!(
+        "version: 1\ndefaults:\n  model: seedance-1.5-pro\n  duration: 5\n  ratio: \"16:9\"\n  resolution: 480p\n\
+         jobs:\n  - id: \"b-{{n}}\"\n    prompt: \"benchmark shot {{n}}\"\n    matrix: {{n: [{}]}}\n",
+        values.join(", ")
+    );
+    let path = dir.join("bench.yaml");
+    std::fs::write(&path, text).expect("write manifest");
+    path
+}
+
+struct Outcome {
+    wall: f64,
+    exit: Option<i32>,
+    user_cpu: f64,
+    sys_cpu: f64,
+    max_rss_mb: f64,
+    api_requests: u64,
+    rate_limited: u64,
+    jobs: usize,
+}
+
+/// Runs `vidbatch run` under GNU time against `sim` and reads its report.
+fn run(sim: &SimHandle, jobs: usize, args: &[&str]) -> Outcome {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let m = manifest(dir.path(), jobs);
+    let out = dir.path().join("out");
+    let times = dir.path().join("time.txt");
+    let start = Instant::now();
+    let status = Command::new("/usr/bin/time")
+        .arg("-o")
+        .arg(&times)
+        .args(["-f", "%U %S %M"])
+        .arg(env!("CARGO_BIN_EXE_vidbatch"))
+        .args(["run", m.to_str().unwrap_or_default(), "--out", out.to_str().unwrap_or_default()])
+        .args(["--progress", "never", "-q"])
+        .args(args)
+        .env("ALLTOKEN_API_KEY", "bench-key")
+        .env("ALLTOKEN_BASE_URL", sim.base_url())
+        .status()
+        .expect("run vidbatch under /usr/bin/time");
+    let wall = start.elapsed().as_secs_f64();
+    let t = std::fs::read_to_string(&times).unwrap_or_default();
+    let nums: Vec<f64> = t
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap_or_default()).unwrap_or_default();
+    let counters = &report["summary"]["counters"];
+    Outcome {
+        wall,
+        exit: status.code(),
+        user_cpu: nums.first().copied().unwrap_or(0.0),
+        sys_cpu: nums.get(1).copied().unwrap_or(0.0),
+        max_rss_mb: nums.get(2).copied().unwrap_or(0.0) / 1024.0,
+        api_requests: counters["api_requests"].as_u64().unwrap_or(0),
+        rate_limited: counters["rate_limited"].as_u64().unwrap_or(0),
+        jobs: report["jobs"].as_array().map(|a| a.len()).unwrap_or(0),
+    }
+}
+
+fn sim_config() -> SimConfig {
+    SimConfig {
+        gen_time: Some(Duration::from_secs(60)),
+        time_scale: 0.01,
+        rpm: 0,
+        concurrency: 1000,
+        max_queued: 100_000,
+        ..SimConfig::default()
+    }
+}
+
+async fn start(config: SimConfig) -> SimHandle {
+    Sim::start(config).await.expect("start simulator")
+}
+
+/// 1. Rate use: requests per second achieved over --rpm, at the simulator's own limit.
+async fn rate() {
+    let rpm = 1200;
+    let sim = start(SimConfig {
+        rpm,
+        rate_burst: Some(20),
+        ..sim_config()
+    })
+    .await;
+    let o = run(
+        &sim,
+        400,
+        &["--rpm", "1200", "--burst", "20", "--concurrency", "1000", "--poll-interval", "200ms"],
+    );
+    let use_ = o.api_requests as f64 / o.wall / (f64::from(rpm) / 60.0);
+    println!(
+        "rate      rpm {rpm}: {} requests in {:.1}s = {:.2} of --rpm; 429s {} (exit {:?})",
+        o.api_requests, o.wall, use_, o.rate_limited, o.exit
+    );
+}
+
+/// 2. Adaptation: --rpm twice the simulator's limit.
+async fn adapt() {
+    let limit = 600;
+    let sim = start(SimConfig {
+        rpm: limit,
+        rate_burst: Some(10),
+        ..sim_config()
+    })
+    .await;
+    let o = run(
+        &sim,
+        300,
+        &["--rpm", "1200", "--burst", "20", "--concurrency", "1000", "--poll-interval", "200ms"],
+    );
+    let stats = sim.stats();
+    let answered: u64 = stats
+        .requests
+        .iter()
+        .filter(|(e, _)| e.as_str() != "download")
+        .flat_map(|(_, s)| s.values())
+        .sum();
+    let accepted = answered - stats.rate_limited;
+    let throughput = accepted as f64 / o.wall / (f64::from(limit) / 60.0);
+    println!(
+        "adapt     limit {limit}, --rpm 1200: throughput {:.2} of the limit; 429s {:.1}% of {} requests (exit {:?})",
+        throughput,
+        100.0 * stats.rate_limited as f64 / answered.max(1) as f64,
+        answered,
+        o.exit
+    );
+}
+
+/// 3. Makespan over its lower bound for 1,000 jobs.
+async fn makespan() {
+    let cap = 50;
+    let gen_real = 60.0 * 0.01;
+    let rpm = 6000.0;
+    let sim = start(SimConfig {
+        concurrency: cap,
+        ..sim_config()
+    })
+    .await;
+    let jobs = 1000;
+    let o = run(
+        &sim,
+        jobs,
+        &["--rpm", "6000", "--burst", "100", "--concurrency", "100", "--poll-interval", "100ms"],
+    );
+    let bound = (jobs as f64 * gen_real / cap as f64).max(jobs as f64 / (rpm / 60.0));
+    println!(
+        "makespan  {jobs} jobs, cap {cap}, {gen_real:.1}s each: {:.1}s over a bound of {bound:.1}s = {:.3} (exit {:?})",
+        o.wall,
+        o.wall / bound,
+        o.exit
+    );
+}
+
+/// 4. API requests per finished job with 500 tasks in flight, 60 s jobs, 3 s polls (scaled).
+async fn requests() {
+    let sim = start(SimConfig {
+        time_scale: 0.05,
+        ..sim_config()
+    })
+    .await;
+    // 60 s x 0.05 = 3 s of generation; polls at 150 ms keep the 60 s : 3 s ratio.
+    let o = run(
+        &sim,
+        500,
+        &["--rpm", "60000", "--burst", "200", "--concurrency", "500", "--poll-interval", "150ms"],
+    );
+    println!(
+        "requests  500 in flight: {} API requests for {} jobs = {:.2} per job (exit {:?})",
+        o.api_requests,
+        o.jobs,
+        o.api_requests as f64 / o.jobs.max(1) as f64,
+        o.exit
+    );
+}
+
+/// 5. Overhead: CPU per job and peak RSS at 10,000 jobs.
+async fn overhead() {
+    let sim = start(SimConfig {
+        time_scale: 0.001,
+        ..sim_config()
+    })
+    .await;
+    let jobs = 10_000;
+    let o = run(
+        &sim,
+        jobs,
+        &["--rpm", "600000", "--burst", "500", "--concurrency", "500", "--poll-interval", "50ms"],
+    );
+    println!(
+        "overhead  {jobs} jobs in {:.1}s: {:.3} ms CPU per job ({:.1}s user, {:.1}s sys), peak RSS {:.1} MB (exit {:?})",
+        o.wall,
+        (o.user_cpu + o.sys_cpu) * 1000.0 / jobs as f64,
+        o.user_cpu,
+        o.sys_cpu,
+        o.max_rss_mb,
+        o.exit
+    );
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let only: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let wants = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
+    if wants("rate") {
+        rate().await;
+    }
+    if wants("adapt") {
+        adapt().await;
+    }
+    if wants("makespan") {
+        makespan().await;
+    }
+    if wants("requests") {
+        requests().await;
+    }
+    if wants("overhead") {
+        overhead().await;
+    }
+}
