@@ -46,7 +46,12 @@ fn run(sim: &SimHandle, jobs: usize, args: &[&str]) -> Outcome {
         .arg(&times)
         .args(["-f", "%U %S %M"])
         .arg(env!("CARGO_BIN_EXE_vidbatch"))
-        .args(["run", m.to_str().unwrap_or_default(), "--out", out.to_str().unwrap_or_default()])
+        .args([
+            "run",
+            m.to_str().unwrap_or_default(),
+            "--out",
+            out.to_str().unwrap_or_default(),
+        ])
         .args(["--progress", "never", "-q"])
         .args(args)
         .env("ALLTOKEN_API_KEY", "bench-key")
@@ -63,7 +68,8 @@ fn run(sim: &SimHandle, jobs: usize, args: &[&str]) -> Outcome {
         .filter_map(|x| x.parse().ok())
         .collect();
     let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap_or_default()).unwrap_or_default();
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap_or_default())
+            .unwrap_or_default();
     let counters = &report["summary"]["counters"];
     Outcome {
         wall,
@@ -104,7 +110,16 @@ async fn rate() {
     let o = run(
         &sim,
         400,
-        &["--rpm", "1200", "--burst", "20", "--concurrency", "1000", "--poll-interval", "200ms"],
+        &[
+            "--rpm",
+            "1200",
+            "--burst",
+            "20",
+            "--concurrency",
+            "1000",
+            "--poll-interval",
+            "200ms",
+        ],
     );
     let use_ = o.api_requests as f64 / o.wall / (f64::from(rpm) / 60.0);
     println!(
@@ -125,7 +140,16 @@ async fn adapt() {
     let o = run(
         &sim,
         300,
-        &["--rpm", "1200", "--burst", "20", "--concurrency", "1000", "--poll-interval", "200ms"],
+        &[
+            "--rpm",
+            "1200",
+            "--burst",
+            "20",
+            "--concurrency",
+            "1000",
+            "--poll-interval",
+            "200ms",
+        ],
     );
     let stats = sim.stats();
     let answered: u64 = stats
@@ -159,7 +183,16 @@ async fn makespan() {
     let o = run(
         &sim,
         jobs,
-        &["--rpm", "6000", "--burst", "100", "--concurrency", "100", "--poll-interval", "100ms"],
+        &[
+            "--rpm",
+            "6000",
+            "--burst",
+            "100",
+            "--concurrency",
+            "100",
+            "--poll-interval",
+            "100ms",
+        ],
     );
     let bound = (jobs as f64 * gen_real / cap as f64).max(jobs as f64 / (rpm / 60.0));
     println!(
@@ -181,7 +214,16 @@ async fn requests() {
     let o = run(
         &sim,
         500,
-        &["--rpm", "60000", "--burst", "200", "--concurrency", "500", "--poll-interval", "150ms"],
+        &[
+            "--rpm",
+            "60000",
+            "--burst",
+            "200",
+            "--concurrency",
+            "500",
+            "--poll-interval",
+            "150ms",
+        ],
     );
     println!(
         "requests  500 in flight: {} API requests for {} jobs = {:.2} per job (exit {:?})",
@@ -203,7 +245,16 @@ async fn overhead() {
     let o = run(
         &sim,
         jobs,
-        &["--rpm", "600000", "--burst", "500", "--concurrency", "500", "--poll-interval", "50ms"],
+        &[
+            "--rpm",
+            "600000",
+            "--burst",
+            "500",
+            "--concurrency",
+            "500",
+            "--poll-interval",
+            "50ms",
+        ],
     );
     println!(
         "overhead  {jobs} jobs in {:.1}s: {:.3} ms CPU per job ({:.1}s user, {:.1}s sys), peak RSS {:.1} MB (exit {:?})",

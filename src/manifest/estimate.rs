@@ -55,7 +55,7 @@ pub fn estimate_tokens(req: &CreateRequest) -> Option<u64> {
         (None, Some(d)) => u64::try_from(d).ok()?.checked_mul(FPS)?,
         (None, None) => DEFAULT_DURATION * FPS,
     };
-    Some(w * h * frames / 1024)
+    Some(w.checked_mul(h)?.checked_mul(frames)? / 1024)
 }
 
 #[cfg(test)]
@@ -96,6 +96,12 @@ mod tests {
     fn unknown_when_model_decides_or_values_are_bad() {
         assert_eq!(estimate_tokens(&r(None, None, Some(-1), None)), None);
         assert_eq!(estimate_tokens(&r(Some("4k"), None, None, None)), None);
+    }
+
+    #[test]
+    fn huge_values_do_not_overflow() {
+        assert_eq!(estimate_tokens(&r(None, None, None, Some(i64::MAX))), None);
+        assert_eq!(estimate_tokens(&r(None, None, Some(i64::MAX), None)), None);
     }
 
     #[test]

@@ -19,7 +19,10 @@ pub mod schema;
 pub mod sheet;
 pub mod yaml;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -129,17 +132,16 @@ pub fn load_plan(args: &ManifestArgs) -> Result<Plan, Diagnostics> {
         match kind_of(path) {
             Some(Kind::Yaml) => ctx.load_yaml(path, &file, &cli, delimiter, args.sheet.as_deref()),
             Some(Kind::Csv) => {
-                ctx.hash_file(path);
-                if let Some(t) = sheet::read_csv(path, &file, delimiter, &mut ctx.diags) {
+                if let Some(t) = ctx.read_csv(path, &file, delimiter) {
                     let base: Vec<(&str, &Node)> = cli.iter().map(|(k, n)| (k.as_str(), n)).collect();
-                    ctx.rows(&t, &base);
+                    ctx.rows(t, &base);
                 }
             }
             Some(Kind::Sheet) => {
                 ctx.hash_file(path);
                 if let Some(t) = sheet::read_sheet(path, &file, args.sheet.as_deref(), &mut ctx.diags) {
                     let base: Vec<(&str, &Node)> = cli.iter().map(|(k, n)| (k.as_str(), n)).collect();
-                    ctx.rows(&t, &base);
+                    ctx.rows(t, &base);
                 }
             }
             None => ctx.diags.push(Diagnostic::field_error(
@@ -214,16 +216,44 @@ fn merge<'a>(base: &[(&'a str, &'a Node)], over: &[(&'a str, &'a Node)]) -> Vec<
     out
 }
 
+/// A fast non-cryptographic hasher (FxHash) for the id maps; ids are not attacker-chosen
+/// across a network, and SipHash showed up in the 100,000-row benchmark.
+#[derive(Default, Clone, Copy)]
+struct FxHasher(u64);
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0xf135_7aea_2e62_a9c5;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+        }
+        for &b in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0.rotate_left(26)
+    }
+}
+
+type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+
 #[derive(Default)]
 struct Ctx {
     diags: Vec<Diagnostic>,
     jobs: Vec<Job>,
     sources: Vec<SourceFile>,
     run: RunSection,
-    /// id → (where, whether the id was derived from the request).
-    ids: HashMap<String, (SourceLocation, bool)>,
-    /// lower-cased file name → (name, where).
-    names: HashMap<String, (String, SourceLocation)>,
+    /// id → (index in `seen`, whether the id was derived from the request).
+    ids: FastMap<String, (usize, bool)>,
+    /// lower-cased file name → index in `seen`.
+    names: FastMap<String, usize>,
+    /// Where each id was written, and the job's file name.
+    seen: Vec<(SourceLocation, String)>,
 }
 
 impl Ctx {
@@ -295,6 +325,23 @@ impl Ctx {
         b
     }
 
+    /// Reads a CSV once: hashes its bytes and parses them.
+    fn read_csv(&mut self, path: &Path, file: &Arc<str>, delimiter: Option<u8>) -> Option<sheet::Table> {
+        match std::fs::read(path) {
+            Ok(bytes) => {
+                self.add_source(path, &bytes);
+                sheet::read_csv_bytes(&bytes, file, delimiter, &mut self.diags)
+            }
+            Err(e) => {
+                self.diags.push(Diagnostic::error(
+                    SourceLocation::File { file: file.clone() },
+                    format!("cannot read: {e}"),
+                ));
+                None
+            }
+        }
+    }
+
     fn hash_file(&mut self, path: &Path) {
         if let Ok(bytes) = std::fs::read(path) {
             self.add_source(path, &bytes);
@@ -302,8 +349,7 @@ impl Ctx {
     }
 
     fn add_source(&mut self, path: &Path, bytes: &[u8]) {
-        let digest = Sha256::digest(bytes);
-        let sha256 = digest.iter().map(|b| format!("{b:02x}")).collect();
+        let sha256 = job::hex(&Sha256::digest(bytes));
         self.sources.push(SourceFile {
             path: path.to_path_buf(),
             sha256,
@@ -343,7 +389,7 @@ impl Ctx {
         let root = match yaml::parse(file, &text) {
             Ok(r) => r,
             Err(d) => {
-                self.diags.push(d);
+                self.diags.push(*d);
                 return;
             }
         };
@@ -522,10 +568,7 @@ impl Ctx {
         let full = dir.join(&p);
         let file: Arc<str> = Arc::from(full.display().to_string());
         let table = match kind_of(&full) {
-            Some(Kind::Csv) => {
-                self.hash_file(&full);
-                sheet::read_csv(&full, &file, d, &mut self.diags)
-            }
+            Some(Kind::Csv) => self.read_csv(&full, &file, d),
             Some(Kind::Sheet) => {
                 self.hash_file(&full);
                 sheet::read_sheet(&full, &file, sheet.as_deref(), &mut self.diags)
@@ -541,7 +584,7 @@ impl Ctx {
             }
         };
         if let Some(t) = table {
-            self.rows(&t, base);
+            self.rows(t, base);
         }
     }
 
@@ -626,8 +669,10 @@ impl Ctx {
             let mut over: Vec<(&str, &Node)> = Vec::new();
             for (i, &vi) in combo.iter().enumerate() {
                 let node = values[i][vi];
-                vars.pairs
-                    .push((names[i].as_str(), node.value.scalar_text().unwrap_or_default()));
+                vars.pairs.push((
+                    names[i].as_str(),
+                    Cow::Owned(node.value.scalar_text().unwrap_or_default()),
+                ));
                 if let Some(key) = job::job_keys().find(|k| *k == names[i])
                     && !matches!(key, "matrix" | "id" | "name" | "repeat")
                 {
@@ -639,7 +684,7 @@ impl Ctx {
         }
     }
 
-    fn rows(&mut self, t: &sheet::Table, base: &[(&str, &Node)]) {
+    fn rows(&mut self, t: sheet::Table, base: &[(&str, &Node)]) {
         // column index → job key, or variable
         let mut field_cols: Vec<(usize, &'static str)> = Vec::new();
         let mut var_cols: Vec<usize> = Vec::new();
@@ -697,29 +742,33 @@ impl Ctx {
                 }
             }
         }
-        for (row, cells) in &t.rows {
+        self.jobs.reserve(t.len());
+        self.ids.reserve(t.len());
+        self.names.reserve(t.len());
+        let mut nodes: Vec<(&'static str, Node)> = Vec::with_capacity(field_cols.len());
+        for r in 0..t.len() {
             let row_loc = SourceLocation::Row {
                 file: t.file.clone(),
-                row: *row,
+                row: t.row_number(r),
                 column: None,
             };
-            let nodes: Vec<(&'static str, Node)> = field_cols
-                .iter()
-                .filter(|(i, _)| !cells[*i].trim().is_empty())
-                .map(|&(i, k)| {
-                    (
+            nodes.clear();
+            for &(i, k) in &field_cols {
+                let c = t.cell(r, i);
+                if !c.trim().is_empty() {
+                    nodes.push((
                         k,
                         Node {
-                            value: Value::Str(cells[i].clone()),
+                            value: Value::Str(c.to_string()),
                             loc: row_loc.with_column(&t.headers[i]),
                         },
-                    )
-                })
-                .collect();
+                    ));
+                }
+            }
             let vars = Vars {
                 pairs: var_cols
                     .iter()
-                    .map(|&i| (t.headers[i].as_ref(), cells[i].clone()))
+                    .map(|&i| (t.headers[i].as_ref(), Cow::Borrowed(t.cell(r, i))))
                     .collect(),
             };
             let own: Vec<(&str, &Node)> = nodes.iter().map(|(k, n)| (*k, n)).collect();
@@ -733,8 +782,12 @@ impl Ctx {
         self.emit(b, vars, loc);
     }
 
-    fn emit(&mut self, b: Built, vars: &Vars, loc: &SourceLocation) {
-        let fp = job::fingerprint(&b.request);
+    fn emit(&mut self, mut b: Built, vars: &Vars, loc: &SourceLocation) {
+        let fp = if b.id.is_none() {
+            job::fingerprint(&b.request)
+        } else {
+            String::new()
+        };
         let est = estimate::estimate_tokens(&b.request);
         for k in 1..=b.repeat {
             let suffix = if b.repeat > 1 {
@@ -747,13 +800,13 @@ impl Ctx {
                     let Some(r) = job::render_field(tpl, "id", iloc, vars, &mut self.diags) else {
                         return;
                     };
-                    (format!("{r}{suffix}"), false, iloc.clone())
+                    (r + &suffix, false, iloc)
                 }
-                None => (format!("j-{}{suffix}", &fp[..12]), true, loc.clone()),
+                None => (format!("j-{}{suffix}", &fp[..12]), true, loc),
             };
             if let Err(exp) = expand::check_safe_name(&id) {
                 self.diags.push(Diagnostic::field_error(
-                    id_loc,
+                    id_loc.clone(),
                     "id",
                     format!("`{}`", yaml::excerpt(&id, 60)),
                     exp,
@@ -763,12 +816,12 @@ impl Ctx {
             let name = match &b.name {
                 Some((tpl, nloc)) => {
                     let mut v = vars.clone();
-                    v.pairs.push(("id", id.clone()));
+                    v.pairs.push(("id", Cow::Borrowed(id.as_str())));
                     let Some(r) = job::render_field(tpl, "name", nloc, &v, &mut self.diags) else {
                         return;
                     };
                     let uses_id = expand::variables(tpl).iter().any(|x| x == "id");
-                    let n = if uses_id { r } else { format!("{r}{suffix}") };
+                    let n = if uses_id { r } else { r + &suffix };
                     if let Err(exp) = expand::check_safe_name(&n) {
                         self.diags.push(Diagnostic::field_error(
                             nloc.clone(),
@@ -782,46 +835,64 @@ impl Ctx {
                 }
                 None => id.clone(),
             };
-            match self.ids.get(&id) {
-                Some((prev, prev_derived)) => {
+            let slot = self.seen.len();
+            match self.ids.entry(id.clone()) {
+                Entry::Occupied(e) => {
+                    let (prev, prev_derived) = *e.get();
                     let d = Diagnostic::field_error(
                         id_loc.clone(),
                         "id",
-                        format!("duplicate id `{id}`, also at {prev}"),
+                        format!("duplicate id `{id}`, also at {}", self.seen[prev].0),
                         "ids unique after expansion",
                     );
-                    self.diags.push(if derived && *prev_derived {
+                    self.diags.push(if derived && prev_derived {
                         d.with_help("these jobs are identical; use `repeat: N` for several takes of one job")
                     } else {
                         d
                     });
                     continue;
                 }
-                None => {
-                    self.ids.insert(id.clone(), (id_loc.clone(), derived));
+                Entry::Vacant(e) => {
+                    e.insert((slot, derived));
                 }
             }
-            let lower = name.to_lowercase();
-            if let Some((prev_name, prev)) = self.names.get(&lower) {
-                self.diags.push(Diagnostic::field_error(
-                    b.name
-                        .as_ref()
-                        .map(|(_, l)| l.clone())
-                        .unwrap_or_else(|| id_loc.clone()),
-                    "name",
-                    format!("file name `{name}` already used by the job at {prev} (`{prev_name}`)"),
-                    "file names unique (ignoring case)",
-                ));
-                continue;
+            let lower = if name.chars().any(char::is_uppercase) {
+                name.to_lowercase()
+            } else {
+                name.clone()
+            };
+            match self.names.entry(lower) {
+                Entry::Occupied(e) => {
+                    let (prev_loc, prev_name) = &self.seen[*e.get()];
+                    self.diags.push(Diagnostic::field_error(
+                        b.name
+                            .as_ref()
+                            .map(|(_, l)| l.clone())
+                            .unwrap_or_else(|| id_loc.clone()),
+                        "name",
+                        format!("file name `{name}` already used by the job at {prev_loc} (`{prev_name}`)"),
+                        "file names unique (ignoring case)",
+                    ));
+                    self.seen.push((id_loc.clone(), name));
+                    continue;
+                }
+                Entry::Vacant(e) => {
+                    e.insert(slot);
+                }
             }
-            self.names.insert(lower, (name.clone(), loc.clone()));
+            self.seen.push((id_loc.clone(), name.clone()));
             if !b.ok {
                 continue;
             }
+            let request = if k == b.repeat {
+                std::mem::take(&mut b.request)
+            } else {
+                b.request.clone()
+            };
             self.jobs.push(Job {
                 id,
                 name,
-                request: b.request.clone(),
+                request,
                 source: loc.clone(),
                 estimated_tokens: est,
             });

@@ -286,12 +286,12 @@ fn check_content(req: &CreateRequest, out: &mut Vec<Problem>) {
     let allow_asset = is_v2(model) || !is_known_model(model);
     let (mut first, mut last, mut videos) = (0, 0, 0);
     for (i, item) in req.content.iter().enumerate() {
-        let field = format!("content[{i}]");
+        let field = || format!("content[{i}]");
         if let Some(u) = item.url()
             && let Err(exp) = check_url(u, allow_asset)
         {
             out.push(problem(
-                format!("{field}.{}.url", item.type_name()),
+                format!("{}.{}.url", field(), item.type_name()),
                 quote(u),
                 exp,
             ));
@@ -300,7 +300,7 @@ fn check_content(req: &CreateRequest, out: &mut Vec<Problem>) {
             && draft_task.id.trim().is_empty()
         {
             out.push(problem(
-                format!("{field}.draft_task.id"),
+                format!("{}.draft_task.id", field()),
                 "nothing",
                 "the id of a draft task (`vgen_...`)",
             ));
@@ -308,7 +308,7 @@ fn check_content(req: &CreateRequest, out: &mut Vec<Problem>) {
         let allowed = allowed_roles(item);
         match item.role() {
             Some(r) if !allowed.contains(&r) => out.push(problem(
-                format!("{field}.role"),
+                format!("{}.role", field()),
                 format!("`{}` on {}", role_name(r), item.type_name()),
                 if allowed.is_empty() {
                     "no role on a draft_task".to_string()

@@ -13,6 +13,7 @@ use crate::api::{ContentItem, Tool};
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(title = "vidbatch manifest")]
+#[schemars(extend("patternProperties" = {"^x-": {"description": "Free space, e.g. for YAML anchors."}}))]
 pub struct ManifestSchema {
     /// Format version; only 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -93,6 +94,7 @@ pub enum Scalar {
 /// `matrix`, `repeat`. Text fields may use `{variable}` templates.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("patternProperties" = {"^<<$": {"description": "YAML merge key."}}))]
 pub struct JobSpec {
     /// Video model id, e.g. `seedance-1.5-pro`, `seedance-2.0`, `seedance-2.0-fast`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

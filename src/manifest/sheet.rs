@@ -8,19 +8,6 @@ use calamine::{Data, Reader};
 
 use super::diag::{Diagnostic, SourceLocation};
 
-/// A sheet read into memory: the header and the data rows (skipped rows left out).
-#[derive(Debug, Clone)]
-pub struct Table {
-    /// The file as displayed in messages.
-    pub file: Arc<str>,
-    /// The header cells, trimmed.
-    pub headers: Vec<Arc<str>>,
-    /// The header's row number.
-    pub header_row: u32,
-    /// Data rows: row number (as a spreadsheet numbers it) and cells (as many as headers).
-    pub rows: Vec<(u32, Vec<String>)>,
-}
-
 /// Picks the delimiter of a CSV from its first line: the most frequent of `,` `;` and tab
 /// outside quotes (`,` on a tie or when none is present).
 pub fn detect_delimiter(data: &[u8]) -> u8 {
@@ -38,18 +25,12 @@ pub fn detect_delimiter(data: &[u8]) -> u8 {
     }
     let cands = [b',', b';', b'\t'];
     let mut best = 0;
-    for i in 1..3 {
-        if counts[i] > counts[best] {
+    for (i, n) in counts.iter().enumerate() {
+        if *n > counts[best] {
             best = i;
         }
     }
     cands[best]
-}
-
-/// Whether a row is skipped: its first cell starts with `#`, or all of its cells are blank.
-fn skipped(cells: &[String]) -> bool {
-    cells.first().is_some_and(|c| c.trim_start().starts_with('#'))
-        || cells.iter().all(|c| c.trim().is_empty())
 }
 
 fn file_loc(file: &Arc<str>) -> SourceLocation {
@@ -64,60 +45,125 @@ fn row_loc(file: &Arc<str>, row: u32) -> SourceLocation {
     }
 }
 
-/// Builds a table from rows of cells: the first non-skipped row is the header.
-fn table_from(
-    file: &Arc<str>,
-    rows: impl Iterator<Item = Result<(u32, Vec<String>), Diagnostic>>,
-    diags: &mut Vec<Diagnostic>,
-) -> Option<Table> {
-    let mut table: Option<Table> = None;
-    for r in rows {
-        let (row, mut cells) = match r {
-            Ok(x) => x,
-            Err(d) => {
-                diags.push(d);
-                continue;
-            }
+/// A sheet read into memory: the header and the data rows (skipped rows left out), every
+/// cell's text in one buffer.
+#[derive(Debug, Clone)]
+pub struct Table {
+    /// The file as displayed in messages.
+    pub file: Arc<str>,
+    /// The header cells, trimmed.
+    pub headers: Vec<Arc<str>>,
+    /// The header's row number.
+    pub header_row: u32,
+    data: String,
+    /// Byte ranges into `data`, `headers.len()` per row.
+    cells: Vec<(u32, u32)>,
+    /// Row numbers (as a spreadsheet numbers them) of the data rows.
+    rows: Vec<u32>,
+}
+
+impl Table {
+    /// Number of data rows.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Whether there is no data row.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// The spreadsheet row number of data row `r`.
+    pub fn row_number(&self, r: usize) -> u32 {
+        self.rows.get(r).copied().unwrap_or(0)
+    }
+
+    /// The text of data row `r`, column `c` (empty past the end).
+    pub fn cell(&self, r: usize, c: usize) -> &str {
+        let n = self.headers.len();
+        match self.cells.get(r * n + c) {
+            Some(&(a, b)) if c < n => self.data.get(a as usize..b as usize).unwrap_or(""),
+            _ => "",
+        }
+    }
+}
+
+/// Collects rows into a [`Table`]: the first non-skipped row is the header. A row is skipped
+/// when its first cell starts with `#` or all of its cells are blank.
+struct Builder {
+    file: Arc<str>,
+    table: Option<Table>,
+    too_big: bool,
+}
+
+impl Builder {
+    fn new(file: &Arc<str>) -> Builder {
+        Builder {
+            file: file.clone(),
+            table: None,
+            too_big: false,
+        }
+    }
+
+    /// Adds one row given as ranges into `text`.
+    fn push(&mut self, row: u32, text: &str, ranges: &[std::ops::Range<usize>], diags: &mut Vec<Diagnostic>) {
+        let cell = |i: usize| ranges.get(i).and_then(|r| text.get(r.clone())).unwrap_or("");
+        if cell(0).trim_start().starts_with('#') || (0..ranges.len()).all(|i| cell(i).trim().is_empty()) {
+            return;
+        }
+        let Some(t) = &mut self.table else {
+            self.table = Some(Table {
+                file: self.file.clone(),
+                headers: (0..ranges.len()).map(|i| Arc::from(cell(i).trim())).collect(),
+                header_row: row,
+                data: String::new(),
+                cells: Vec::new(),
+                rows: Vec::new(),
+            });
+            return;
         };
-        if skipped(&cells) {
-            continue;
+        let n = t.headers.len();
+        if ranges.len() > n && (n..ranges.len()).any(|i| !cell(i).trim().is_empty()) {
+            diags.push(Diagnostic::field_error(
+                row_loc(&self.file, row),
+                "row",
+                format!("{} cells", ranges.len()),
+                format!("at most {n} cells, as many as header columns"),
+            ));
+            return;
         }
-        match &mut table {
-            None => {
-                let headers: Vec<Arc<str>> = cells.iter().map(|c| Arc::from(c.trim())).collect();
-                table = Some(Table {
-                    file: file.clone(),
-                    headers,
-                    header_row: row,
-                    rows: Vec::new(),
-                });
-            }
-            Some(t) => {
-                let n = t.headers.len();
-                if cells.len() > n {
-                    if cells[n..].iter().any(|c| !c.trim().is_empty()) {
-                        diags.push(Diagnostic::field_error(
-                            row_loc(file, row),
-                            "row",
-                            format!("{} cells", cells.len()),
-                            format!("at most {n} cells, as many as header columns"),
+        for i in 0..n {
+            let a = t.data.len();
+            t.data.push_str(cell(i));
+            match (u32::try_from(a), u32::try_from(t.data.len())) {
+                (Ok(a), Ok(b)) => t.cells.push((a, b)),
+                _ => {
+                    if !self.too_big {
+                        self.too_big = true;
+                        diags.push(Diagnostic::error(
+                            file_loc(&self.file),
+                            "the sheet holds more than 4 GB of text",
                         ));
-                        continue;
                     }
-                    cells.truncate(n);
+                    return;
                 }
-                cells.resize(n, String::new());
-                t.rows.push((row, cells));
             }
         }
+        t.rows.push(row);
     }
-    if table.is_none() {
-        diags.push(Diagnostic::error(
-            file_loc(file),
-            "no header row: the sheet is empty",
-        ));
+
+    fn finish(self, diags: &mut Vec<Diagnostic>) -> Option<Table> {
+        if self.too_big {
+            return None;
+        }
+        if self.table.is_none() {
+            diags.push(Diagnostic::error(
+                file_loc(&self.file),
+                "no header row: the sheet is empty",
+            ));
+        }
+        self.table
     }
-    table
 }
 
 /// Reads a CSV file. `delimiter` `None` detects it from the first line.
@@ -152,35 +198,28 @@ pub fn read_csv_bytes(
         .flexible(true)
         .from_reader(data);
     let mut rec = csv::ByteRecord::new();
+    let mut ranges: Vec<std::ops::Range<usize>> = Vec::new();
+    let mut b = Builder::new(file);
     let mut index: u32 = 0;
-    let file2 = file.clone();
-    let rows = std::iter::from_fn(move || match rdr.read_byte_record(&mut rec) {
-        Ok(false) => None,
-        Ok(true) => {
-            index += 1;
-            let mut cells = Vec::with_capacity(rec.len());
-            for (i, c) in rec.iter().enumerate() {
-                match std::str::from_utf8(c) {
-                    Ok(s) => cells.push(s.to_string()),
-                    Err(_) => {
-                        return Some(Err(Diagnostic::error(
-                            row_loc(&file2, index),
-                            format!("cell {} is not valid UTF-8 (save the CSV as UTF-8)", i + 1),
-                        )));
-                    }
+    loop {
+        index += 1;
+        match rdr.read_byte_record(&mut rec) {
+            Ok(false) => break,
+            Ok(true) => match std::str::from_utf8(rec.as_slice()) {
+                Ok(text) => {
+                    ranges.clear();
+                    ranges.extend((0..rec.len()).filter_map(|i| rec.range(i)));
+                    b.push(index, text, &ranges, diags);
                 }
-            }
-            Some(Ok((index, cells)))
+                Err(_) => diags.push(Diagnostic::error(
+                    row_loc(file, index),
+                    "not valid UTF-8 (save the CSV as UTF-8)",
+                )),
+            },
+            Err(e) => diags.push(Diagnostic::error(row_loc(file, index), format!("CSV error: {e}"))),
         }
-        Err(e) => {
-            index += 1;
-            Some(Err(Diagnostic::error(
-                row_loc(&file2, index),
-                format!("CSV error: {e}"),
-            )))
-        }
-    });
-    table_from(file, rows, diags)
+    }
+    b.finish(diags)
 }
 
 fn cell_text(d: &Data) -> String {
@@ -244,13 +283,21 @@ pub fn read_sheet(
         }
     };
     let (row0, col0) = range.start().unwrap_or((0, 0));
-    let pad = col0 as usize;
-    let rows = range.rows().enumerate().map(|(i, r)| {
-        let mut cells = vec![String::new(); pad];
-        cells.extend(r.iter().map(cell_text));
-        Ok((row0 + i as u32 + 1, cells))
-    });
-    table_from(file, rows, diags)
+    let mut b = Builder::new(file);
+    let mut text = String::new();
+    let mut ranges: Vec<std::ops::Range<usize>> = Vec::new();
+    for (i, r) in range.rows().enumerate() {
+        text.clear();
+        ranges.clear();
+        ranges.extend(std::iter::repeat_n(0..0, col0 as usize));
+        for d in r {
+            let a = text.len();
+            text.push_str(&cell_text(d));
+            ranges.push(a..text.len());
+        }
+        b.push(row0 + i as u32 + 1, &text, &ranges, diags);
+    }
+    b.finish(diags)
 }
 
 #[cfg(test)]
@@ -276,9 +323,11 @@ mod tests {
         assert!(d.is_empty(), "{d:?}");
         let tb = tb.expect("table");
         assert_eq!(&*tb.headers[0], "prompt");
-        assert_eq!(tb.rows.len(), 2);
-        assert_eq!(tb.rows[0].1[0], "a, \"b\"\nc");
-        assert_eq!(tb.rows[1].0, 5);
+        assert_eq!(tb.len(), 2);
+        assert_eq!(tb.cell(0, 0), "a, \"b\"\nc");
+        assert_eq!(tb.cell(0, 1), "x");
+        assert_eq!(tb.row_number(1), 5);
+        assert_eq!(tb.cell(1, 7), "");
     }
 
     #[test]

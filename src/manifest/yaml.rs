@@ -11,6 +11,8 @@ use super::diag::{Diagnostic, SourceLocation};
 
 /// The most nodes one YAML document may expand to (aliases included); guards against alias bombs.
 pub const MAX_NODES: usize = 2_000_000;
+/// The deepest nesting of sequences and mappings accepted.
+pub const MAX_DEPTH: usize = 64;
 
 /// A value with the place it was written.
 #[derive(Debug, Clone, PartialEq)]
@@ -157,7 +159,7 @@ struct Builder {
     anchors: HashMap<usize, (Node, usize)>,
     root: Option<Node>,
     nodes: usize,
-    error: Option<Diagnostic>,
+    error: Option<Box<Diagnostic>>,
     done: bool,
 }
 
@@ -179,13 +181,24 @@ impl Builder {
         }
     }
 
+    fn push_frame(&mut self, frame: Frame, mark: &Marker) {
+        if self.stack.len() >= MAX_DEPTH {
+            self.error = Some(Box::new(Diagnostic::error(
+                self.loc(mark),
+                format!("nesting deeper than {MAX_DEPTH} levels"),
+            )));
+        } else {
+            self.stack.push(frame);
+        }
+    }
+
     fn add_nodes(&mut self, n: usize, mark: &Marker) -> bool {
         self.nodes = self.nodes.saturating_add(n);
         if self.nodes > MAX_NODES {
-            self.error = Some(Diagnostic::error(
+            self.error = Some(Box::new(Diagnostic::error(
                 self.loc(mark),
                 format!("the document expands to more than {MAX_NODES} nodes (aliases included)"),
-            ));
+            )));
             return false;
         }
         true
@@ -213,7 +226,7 @@ impl Builder {
 
 /// Applies `<<` merge keys: entries of the merged mappings are added where the mapping does not
 /// set the key itself (the first of several merged mappings wins).
-fn apply_merges(entries: Vec<(Node, Node)>) -> Result<Vec<(Node, Node)>, Diagnostic> {
+fn apply_merges(entries: Vec<(Node, Node)>) -> Result<Vec<(Node, Node)>, Box<Diagnostic>> {
     if !entries
         .iter()
         .any(|(k, _)| matches!(&k.value, Value::Str(s) if s == "<<"))
@@ -232,24 +245,24 @@ fn apply_merges(entries: Vec<(Node, Node)>) -> Result<Vec<(Node, Node)>, Diagnos
                         match item.value {
                             Value::Map(m) => maps.push(m),
                             other => {
-                                return Err(Diagnostic::field_error(
+                                return Err(Box::new(Diagnostic::field_error(
                                     item.loc,
                                     "<<",
                                     other.describe(),
                                     "a mapping or a list of mappings to merge",
-                                ));
+                                )));
                             }
                         }
                     }
                     maps
                 }
                 other => {
-                    return Err(Diagnostic::field_error(
+                    return Err(Box::new(Diagnostic::field_error(
                         v.loc,
                         "<<",
                         other.describe(),
                         "a mapping or a list of mappings to merge",
-                    ));
+                    )));
                 }
             };
             for m in sources {
@@ -300,13 +313,13 @@ impl MarkedEventReceiver for Builder {
             Event::SequenceStart(anchor, _) => {
                 if self.add_nodes(1, &mark) {
                     let loc = self.loc(&mark);
-                    self.stack.push(Frame::Seq(Vec::new(), loc, anchor));
+                    self.push_frame(Frame::Seq(Vec::new(), loc, anchor), &mark);
                 }
             }
             Event::MappingStart(anchor, _) => {
                 if self.add_nodes(1, &mark) {
                     let loc = self.loc(&mark);
-                    self.stack.push(Frame::Map(Vec::new(), None, loc, anchor));
+                    self.push_frame(Frame::Map(Vec::new(), None, loc, anchor), &mark);
                 }
             }
             Event::SequenceEnd => {
@@ -336,7 +349,10 @@ impl MarkedEventReceiver for Builder {
             }
             Event::Alias(id) => {
                 let Some((node, size)) = self.anchors.get(&id).cloned() else {
-                    self.error = Some(Diagnostic::error(self.loc(&mark), "alias to an unknown anchor"));
+                    self.error = Some(Box::new(Diagnostic::error(
+                        self.loc(&mark),
+                        "alias to an unknown anchor",
+                    )));
                     return;
                 };
                 if self.add_nodes(size, &mark) {
@@ -349,7 +365,7 @@ impl MarkedEventReceiver for Builder {
 }
 
 /// Parses the first document of a YAML text into a located tree. An empty document is `Null`.
-pub fn parse(file: &Arc<str>, text: &str) -> Result<Node, Diagnostic> {
+pub fn parse(file: &Arc<str>, text: &str) -> Result<Node, Box<Diagnostic>> {
     let mut b = Builder {
         file: file.clone(),
         stack: Vec::new(),
@@ -359,17 +375,30 @@ pub fn parse(file: &Arc<str>, text: &str) -> Result<Node, Diagnostic> {
         error: None,
         done: false,
     };
+    // Drive the parser's (iterative) state machine ourselves: its recursive `load` overflows
+    // the stack on deeply nested input.
     let mut parser = Parser::new_from_str(text);
-    if let Err(e) = parser.load(&mut b, false) {
-        let m = e.marker();
-        return Err(Diagnostic::error(
-            SourceLocation::Yaml {
-                file: file.clone(),
-                line: m.line() as u32,
-                col: m.col() as u32 + 1,
-            },
-            format!("YAML syntax error: {}", e.info()),
-        ));
+    loop {
+        match parser.next_token() {
+            Ok((Event::StreamEnd, _)) => break,
+            Ok((ev, mark)) => {
+                b.on_event(ev, mark);
+                if b.error.is_some() || b.done {
+                    break;
+                }
+            }
+            Err(e) => {
+                let m = e.marker();
+                return Err(Box::new(Diagnostic::error(
+                    SourceLocation::Yaml {
+                        file: file.clone(),
+                        line: m.line() as u32,
+                        col: m.col() as u32 + 1,
+                    },
+                    format!("YAML syntax error: {}", e.info()),
+                )));
+            }
+        }
     }
     if let Some(e) = b.error {
         return Err(e);
@@ -452,6 +481,14 @@ mod tests {
         }
         let e = parse(&Arc::from("t.yaml"), &s).expect_err("bomb");
         assert!(e.to_string().contains("more than"), "{e}");
+    }
+
+    #[test]
+    fn deep_nesting_is_refused() {
+        let s = "- ".repeat(100_000) + "x\n";
+        assert!(parse(&Arc::from("t.yaml"), &s).is_err());
+        let s = "[".repeat(200) + &"]".repeat(200);
+        assert!(parse(&Arc::from("t.yaml"), &s).is_err());
     }
 
     #[test]
