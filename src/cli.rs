@@ -125,10 +125,11 @@ pub struct ApiArgs {
     /// API base URL.
     #[arg(long, env = "ALLTOKEN_BASE_URL", default_value = DEFAULT_BASE_URL)]
     pub base_url: String,
-    /// API key (prefer the environment variable or --api-key-file: a flag shows in the process list).
+    /// API key (prefer the environment variable or --api-key-file: a flag shows in the process
+    /// list) [default: none]
     #[arg(long, env = "ALLTOKEN_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
-    /// Read the API key from this file (e.g. a mounted secret).
+    /// Read the API key from this file (e.g. a mounted secret) [default: none]
     #[arg(long, env = "VIDBATCH_API_KEY_FILE", value_name = "FILE")]
     pub api_key_file: Option<PathBuf>,
     /// Start the embedded simulator and use it (no key, no network).
