@@ -147,3 +147,61 @@ impl Drop for BarDisplay {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{CreateRequest, Timestamp};
+
+    fn planned(job: &str) -> Event {
+        Event::JobPlanned {
+            job: job.into(),
+            name: job.into(),
+            fingerprint: format!("fp-{job}"),
+            request: Box::new(CreateRequest::default()),
+            source: "test".into(),
+            estimated_tokens: None,
+        }
+    }
+
+    #[test]
+    fn counts_come_from_the_state_and_the_last_seen_status() {
+        let mut state = RunState::default();
+        for job in ["a", "b", "c", "d"] {
+            state.apply(&planned(job));
+        }
+        for (job, task) in [("a", "t1"), ("b", "t2"), ("c", "t3")] {
+            state.apply(&Event::Submitted {
+                job: job.into(),
+                task_id: task.into(),
+                at: Timestamp::now(),
+                reconciled: false,
+            });
+        }
+        for (job, task, status) in [
+            ("a", "t1", TaskStatus::Queued),
+            ("b", "t2", TaskStatus::Processing),
+        ] {
+            state.apply(&Event::TaskProgress {
+                job: job.into(),
+                task_id: task.into(),
+                status,
+                at: Timestamp::now(),
+            });
+        }
+        let c = Counts::of(&state);
+        assert_eq!(
+            c,
+            Counts {
+                done: 0,
+                failed: 0,
+                in_flight: 3,
+                queued: 1
+            }
+        );
+        assert_eq!(
+            c.message(4),
+            "0/4 done, 3 in flight (1 queued on the server), 0 failed"
+        );
+    }
+}
