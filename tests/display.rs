@@ -198,7 +198,7 @@ async fn run_help_shows_the_environment_variable_and_default_of_every_option() {
         let starts_option = trimmed.starts_with('-') && line.len() - trimmed.len() <= 6;
         if starts_option {
             let name = trimmed
-                .split(|c: char| c == ' ' || c == ',' || c == '=')
+                .split([' ', ',', '='])
                 .find(|w| w.starts_with("--"))
                 .unwrap_or(trimmed)
                 .to_string();
