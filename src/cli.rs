@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use sha2::{Digest, Sha256};
 
 use crate::api::{ApiKey, Client, ClientConfig, DEFAULT_BASE_URL, http_client};
-use crate::display::LineDisplay;
+use crate::display;
 use crate::events::{RunOutcome, SourceRecord};
 use crate::journal;
 use crate::manifest::{self, ManifestArgs, Plan};
@@ -31,7 +31,8 @@ pub struct Cli {
     /// The command.
     #[command(subcommand)]
     pub command: Command,
-    /// Log format on stderr.
+    /// Log format on stderr; `json` prints one JSON object per line (events carry `event`,
+    /// `job`, `task_id`) and replaces the progress display.
     #[arg(
         long,
         global = true,
@@ -108,6 +109,14 @@ pub enum Command {
     },
     /// Run the local simulator of the API.
     Sim(SimArgs),
+    /// Print a shell completion script, e.g. `vidbatch completions bash > /etc/bash_completion.d/vidbatch`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), e.g. `vidbatch man > vidbatch.1`.
+    Man,
 }
 
 /// Where the API is and how to sign in.
@@ -116,10 +125,11 @@ pub struct ApiArgs {
     /// API base URL.
     #[arg(long, env = "ALLTOKEN_BASE_URL", default_value = DEFAULT_BASE_URL)]
     pub base_url: String,
-    /// API key (prefer the environment variable or --api-key-file: a flag shows in the process list).
+    /// API key (prefer the environment variable or --api-key-file: a flag shows in the process
+    /// list) [default: none]
     #[arg(long, env = "ALLTOKEN_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
-    /// Read the API key from this file (e.g. a mounted secret).
+    /// Read the API key from this file (e.g. a mounted secret) [default: none]
     #[arg(long, env = "VIDBATCH_API_KEY_FILE", value_name = "FILE")]
     pub api_key_file: Option<PathBuf>,
     /// Start the embedded simulator and use it (no key, no network).
@@ -172,19 +182,19 @@ pub struct RunArgs {
     /// Show what would run; send nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Run only shard K of N (jobs split by a hash of their id), e.g. 2/4.
+    /// Run only shard K of N (jobs split by a hash of their id), e.g. 2/4 [default: all jobs]
     #[arg(long, value_name = "K/N", env = "VIDBATCH_SHARD")]
     pub shard: Option<String>,
-    /// Stop submitting after N failed jobs.
+    /// Stop submitting after N failed jobs [default: no limit]
     #[arg(long, env = "VIDBATCH_MAX_FAIL")]
     pub max_fail: Option<u32>,
-    /// Stop submitting when the estimated tokens would pass N.
+    /// Stop submitting when the estimated tokens would pass N [default: no limit]
     #[arg(long, env = "VIDBATCH_BUDGET_TOKENS")]
     pub budget_tokens: Option<u64>,
     /// Also cancel the tasks in flight on Ctrl-C.
     #[arg(long)]
     pub cancel_on_interrupt: bool,
-    /// Progress display.
+    /// Progress display: `auto` draws a bar when stderr is a terminal, else plain lines.
     #[arg(long, value_enum, default_value = "auto", env = "VIDBATCH_PROGRESS")]
     pub progress: Progress,
 }
@@ -202,8 +212,10 @@ pub enum Progress {
 
 /// Runs the parsed command; returns the process exit code.
 pub async fn run(cli: Cli) -> i32 {
+    let verbosity = display::Verbosity::from_flags(cli.quiet, cli.verbose);
+    let json_logs = cli.log_format == LogFormat::Json;
     let result = match cli.command {
-        Command::Run(args) => cmd_run(*args, cli.quiet).await,
+        Command::Run(args) => cmd_run(*args, verbosity, json_logs).await,
         Command::Validate(args) => Ok(manifest::cmd_validate(
             &args,
             &mut std::io::stdout().lock(),
@@ -220,6 +232,14 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Report { out } => cmd_report(&out),
         Command::Models { api, json } => cmd_models(&api, json).await,
         Command::Sim(args) => crate::sim::run_cli(args).await.map(|()| 0),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "vidbatch", &mut std::io::stdout());
+            Ok(0)
+        }
+        Command::Man => clap_mangen::Man::new(Cli::command())
+            .render(&mut std::io::stdout())
+            .map(|()| 0)
+            .map_err(Into::into),
     };
     match result {
         Ok(code) => code,
@@ -452,7 +472,7 @@ async fn wait_signal() {
     }
 }
 
-async fn cmd_run(args: RunArgs, quiet: bool) -> anyhow::Result<i32> {
+async fn cmd_run(args: RunArgs, verbosity: display::Verbosity, json_logs: bool) -> anyhow::Result<i32> {
     let plan = match manifest::load_plan(&args.manifest) {
         Ok(plan) => plan,
         Err(diags) => {
@@ -461,7 +481,7 @@ async fn cmd_run(args: RunArgs, quiet: bool) -> anyhow::Result<i32> {
         }
     };
     for w in &plan.warnings {
-        eprintln!("{w}");
+        note(json_logs, &w.to_string());
     }
     let shard = match args.shard.as_deref().map(parse_shard).transpose() {
         Ok(s) => s,
@@ -537,7 +557,8 @@ async fn cmd_run(args: RunArgs, quiet: bool) -> anyhow::Result<i32> {
     };
     let http = http_client(Duration::from_secs(10), None)?;
     let mut runner = Runner::new(client, http, settings.clone());
-    runner.observe(Box::new(LineDisplay::new(quiet)));
+    let shown = display::choose(args.progress, json_logs, verbosity, display::stderr_is_terminal());
+    runner.observe(display::observer(shown, verbosity));
     let result = runner
         .run(jobs, manifests, args.shard.clone(), interrupted())
         .await;
@@ -556,19 +577,31 @@ async fn cmd_run(args: RunArgs, quiet: bool) -> anyhow::Result<i32> {
     report::write_report(&out, &summary.state)
         .with_context(|| format!("writing {}/report.json", out.display()))?;
     if !summary.orphaned.is_empty() {
-        eprintln!(
-            "{} jobs in the state are no longer in the manifest (kept, not deleted): {}",
-            summary.orphaned.len(),
-            summary
-                .orphaned
-                .iter()
-                .take(5)
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(", ")
+        note(
+            json_logs,
+            &format!(
+                "{} jobs in the state are no longer in the manifest (kept, not deleted): {}",
+                summary.orphaned.len(),
+                summary
+                    .orphaned
+                    .iter()
+                    .take(5)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         );
     }
     Ok(summary.outcome.exit_code())
+}
+
+/// A warning for whoever watches the run: a plain line, or a JSON log record with json logs.
+fn note(json_logs: bool, message: &str) {
+    if json_logs {
+        tracing::warn!("{message}");
+    } else {
+        eprintln!("{message}");
+    }
 }
 
 fn load_state(out: &Path) -> anyhow::Result<RunState> {

@@ -14,13 +14,16 @@ fn main() -> std::process::ExitCode {
         (false, 2) => "debug",
         (false, _) => "trace",
     };
-    let filter = EnvFilter::try_from_env("VIDBATCH_LOG")
-        .unwrap_or_else(|_| EnvFilter::new(format!("vidbatch={level},warn")));
+    let filter = EnvFilter::try_from_env("VIDBATCH_LOG").unwrap_or_else(|_| {
+        // Run events (target vidbatch::events) are only logged with --log-format json, which
+        // picks them by -q/-v itself.
+        EnvFilter::new(format!("vidbatch={level},vidbatch::events=info,warn"))
+    });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     match cli.log_format {
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Text => builder.with_ansi(false).init(),
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Serialize;
 
-use crate::api::{CreateRequest, Timestamp, Usage};
+use crate::api::{CreateRequest, TaskStatus, Timestamp, Usage};
 use crate::events::{Counters, Event, Failure, RunOutcome, SourceRecord};
 
 /// Where a job is.
@@ -93,6 +93,9 @@ pub struct JobState {
     pub failures: u32,
     /// URL refreshes.
     pub url_refreshes: u32,
+    /// The status the current task last showed on the server (for the display; not reported).
+    #[serde(skip)]
+    pub last_status: Option<TaskStatus>,
 }
 
 impl JobState {
@@ -195,6 +198,7 @@ impl RunState {
                             failure: None,
                             failures: 0,
                             url_refreshes: 0,
+                            last_status: None,
                         },
                     );
                 }
@@ -228,16 +232,17 @@ impl RunState {
                         j.task_ids.push(task_id.clone());
                     }
                     j.submitted_at = Some(*at);
+                    j.last_status = None;
                     j.processing_at = None;
                     j.completed_at = None;
                 }
             }
             Event::TaskProgress { job, status, at, .. } => {
-                if let Some(j) = self.jobs.get_mut(job)
-                    && *status == crate::api::TaskStatus::Processing
-                    && j.processing_at.is_none()
-                {
-                    j.processing_at = Some(*at);
+                if let Some(j) = self.jobs.get_mut(job) {
+                    if *status == TaskStatus::Processing && j.processing_at.is_none() {
+                        j.processing_at = Some(*at);
+                    }
+                    j.last_status = Some(status.clone());
                 }
             }
             Event::TaskCompleted {

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Nightly batch from cron: resumes tonight's run if an earlier attempt was cut short, keeps the
+# last KEEP nights of out dirs, and exits with vidbatch's own exit code (0 all done, 1 some
+# failed, 2 bad manifest, 3 key or balance, 130 interrupted) so cron mail or a monitor sees it.
+#
+#   # crontab -e: every night at 01:30, logs as JSON lines for the log shipper
+#   30 1 * * * /opt/vidbatch/nightly.sh /opt/vidbatch/prompts.yaml >>/var/log/vidbatch.jsonl 2>&1
+#
+# Needs ALLTOKEN_API_KEY in the environment, or VIDBATCH_API_KEY_FILE naming a secret file.
+set -euo pipefail
+
+manifest=${1:?usage: nightly.sh MANIFEST [ROOT]}
+root=${2:-/var/lib/vidbatch}
+keep=${KEEP:-7}
+night=$(date -u +%Y-%m-%d)
+out="$root/$night"
+
+mkdir -p "$root"
+
+# Check the manifest before anything is spent; exit 2 on a mistake.
+vidbatch validate "$manifest"
+
+# Run (or resume: the same --out picks up where an interrupted attempt stopped; finished videos
+# are re-verified, submitted tasks are polled, never sent again). Failed jobs of an earlier
+# attempt tonight are tried once more.
+status=0
+vidbatch run "$manifest" \
+  --out "$out" \
+  --retry-failed \
+  --max-fail 20 \
+  --progress never \
+  --log-format json || status=$?
+
+# Rotate: keep the newest $keep nightly out dirs (named YYYY-MM-DD, so names sort by date).
+find "$root" -mindepth 1 -maxdepth 1 -type d -name '????-??-??' -print0 \
+  | sort -z -r \
+  | tail -z -n +"$((keep + 1))" \
+  | xargs -0 -r rm -rf --
+
+# Point "latest" at tonight's out dir for whoever picks the videos up.
+ln -sfn "$night" "$root/latest"
+
+vidbatch status --out "$out" || true
+exit "$status"
