@@ -77,6 +77,8 @@ pub struct JobState {
     pub completed_at: Option<Timestamp>,
     /// When the job became done or failed.
     pub finished_at: Option<Timestamp>,
+    /// When the video URL given with the completed task stops working.
+    pub video_url_expires_at: Option<Timestamp>,
     /// Tokens billed.
     pub usage: Option<Usage>,
     /// Video path relative to the out dir, when done.
@@ -187,6 +189,7 @@ impl RunState {
                             processing_at: None,
                             completed_at: None,
                             finished_at: None,
+                            video_url_expires_at: None,
                             usage: None,
                             path: None,
                             last_frame: None,
@@ -230,6 +233,7 @@ impl RunState {
                     j.submitted_at = Some(*at);
                     j.processing_at = None;
                     j.completed_at = None;
+                    j.video_url_expires_at = None;
                 }
             }
             Event::TaskProgress { job, status, at, .. } => {
@@ -244,6 +248,7 @@ impl RunState {
                 job,
                 usage,
                 completed_at,
+                video_url_expires_at,
                 at,
                 ..
             } => {
@@ -251,6 +256,7 @@ impl RunState {
                     j.phase = Phase::Generated;
                     j.usage = *usage;
                     j.completed_at = Some(completed_at.unwrap_or(*at));
+                    j.video_url_expires_at = *video_url_expires_at;
                 }
             }
             Event::Retrying { job: Some(job), .. } => {
