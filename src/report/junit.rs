@@ -70,11 +70,14 @@ fn verdict(j: &JobReport) -> Verdict {
 }
 
 fn failure_text(j: &JobReport) -> (String, String, String) {
-    match &j.error {
+    match j.error.as_ref().or(j.recovered_from.as_ref()) {
         Some(f) => {
             let kind = f.kind.name();
             let kind_or_code = f.code.clone().unwrap_or_else(|| kind.to_string());
             let mut body = format!("state: {}\nkind: {kind}\n", j.state);
+            if j.flaky {
+                let _ = writeln!(body, "retries: {}\nfailures: {}", j.retries, j.failures);
+            }
             if let Some(s) = f.http_status {
                 let _ = writeln!(body, "http status: {s}");
             }

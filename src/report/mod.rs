@@ -167,6 +167,8 @@ pub struct JobReport {
     pub flaky: bool,
     /// Why it is not done (null when done).
     pub error: Option<Failure>,
+    /// For a job done after a failure: the latest failure it got over.
+    pub recovered_from: Option<Failure>,
     /// Video path relative to the out dir.
     pub file: Option<String>,
     /// Last frame path relative to the out dir.
@@ -229,6 +231,7 @@ fn job_report(j: &JobState) -> JobReport {
         url_refreshes: j.url_refreshes,
         flaky: done && (j.failures > 0 || j.retries > 0),
         error: if done { None } else { j.failure.clone() },
+        recovered_from: if done { j.failure.clone() } else { None },
         file: j.path.clone().filter(|_| done),
         last_frame: j.last_frame.clone().filter(|_| done),
         bytes: j.bytes.filter(|_| done),
