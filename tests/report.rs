@@ -202,7 +202,7 @@ async fn reports_of_clean_failed_and_interrupted_runs_match_the_schema() {
         &sim,
         settings(dir.path()),
         jobs(3, "cut-short", false),
-        tokio::time::sleep(Duration::from_millis(400)),
+        tokio::time::sleep(Duration::from_millis(800)),
     )
     .await;
     assert_eq!(summary.outcome, RunOutcome::Interrupted);
@@ -210,7 +210,13 @@ async fn reports_of_clean_failed_and_interrupted_runs_match_the_schema() {
     assert_matches_schema(&r);
     assert_eq!(r["run"]["outcome"], "interrupted");
     assert_eq!(r["run"]["exit_code"], 130);
-    assert_eq!(r["summary"]["by_state"]["submitted"], 3);
+    let by_state = r["summary"]["by_state"].as_object().unwrap();
+    assert!(by_state["submitted"].as_u64().unwrap() >= 1, "{by_state:?}");
+    let unfinished: u64 = ["pending", "submitting", "submitted"]
+        .iter()
+        .filter_map(|k| by_state.get(*k).and_then(|v| v.as_u64()))
+        .sum();
+    assert_eq!(unfinished, 3, "{by_state:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -316,15 +322,23 @@ async fn last_frames_are_saved_as_valid_pngs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_urls_are_refreshed_and_counted_in_the_report() {
     let sim = Sim::start(SimConfig {
-        short_url_rate: 0.5,
+        // Each refresh may draw another short URL: at 0.2, six in a row (the limit) for one of
+        // 30 jobs is about 0.2% likely, and no short URL at all about 0.1%.
+        short_url_rate: 0.2,
         seed: 3,
         ..fast_sim()
     })
     .await
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let summary = run(&sim, settings(dir.path()), jobs(10, "short", false)).await;
-    assert_eq!(summary.outcome, RunOutcome::Success);
+    let summary = run(&sim, settings(dir.path()), jobs(30, "short", false)).await;
+    let failures: Vec<_> = summary
+        .state
+        .jobs
+        .values()
+        .filter_map(|j| j.failure.as_ref())
+        .collect();
+    assert_eq!(summary.outcome, RunOutcome::Success, "{failures:?}");
     let r = write_and_read(dir.path(), &summary, &Outputs::default());
     assert_matches_schema(&r);
     let per_job: u64 = r["jobs"]
@@ -335,7 +349,7 @@ async fn expired_urls_are_refreshed_and_counted_in_the_report() {
         .sum();
     assert!(per_job > 0, "no URL was refreshed");
     assert_eq!(r["summary"]["url_refreshes"], per_job);
-    assert_eq!(sim.stats().tasks_created, 10, "a refresh never generates again");
+    assert_eq!(sim.stats().tasks_created, 30, "a refresh never generates again");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
