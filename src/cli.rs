@@ -92,11 +92,14 @@ pub enum Command {
         #[command(flatten)]
         api: ApiArgs,
     },
-    /// Rebuild report.json from the state file.
+    /// Rebuild report.json (and --junit, --summary-md) from the state file.
     Report {
         /// Out dir.
         #[arg(long, default_value = "./vidbatch-out", env = "VIDBATCH_OUT")]
         out: PathBuf,
+        /// CI outputs.
+        #[command(flatten)]
+        ci: CiArgs,
     },
     /// List the models the API offers.
     Models {
@@ -140,6 +143,30 @@ pub struct ApiArgs {
     pub request_timeout: Duration,
 }
 
+/// Reports for CI besides `OUT/report.json`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct CiArgs {
+    /// Also write JUnit XML here: one testcase per job, flaky ones marked.
+    #[arg(long, value_name = "FILE", env = "VIDBATCH_JUNIT")]
+    pub junit: Option<PathBuf>,
+    /// Also write a Markdown summary here (and append it to $GITHUB_STEP_SUMMARY when set).
+    #[arg(long, value_name = "FILE", env = "VIDBATCH_SUMMARY_MD")]
+    pub summary_md: Option<PathBuf>,
+}
+
+impl CiArgs {
+    /// The files to write, `$GITHUB_STEP_SUMMARY` included.
+    pub fn outputs(&self) -> report::Outputs {
+        report::Outputs {
+            junit: self.junit.clone(),
+            summary_md: self.summary_md.clone(),
+            step_summary: std::env::var_os("GITHUB_STEP_SUMMARY")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from),
+        }
+    }
+}
+
 /// Options of `vidbatch run`.
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
@@ -152,6 +179,9 @@ pub struct RunArgs {
     /// Out dir: videos/, report.json, state.jsonl [default: ./vidbatch-out]
     #[arg(long, env = "VIDBATCH_OUT")]
     pub out: Option<PathBuf>,
+    /// CI outputs.
+    #[command(flatten)]
+    pub ci: CiArgs,
     /// API requests per minute (token bucket rate) [default: 60]
     #[arg(long, env = "VIDBATCH_RPM")]
     pub rpm: Option<u32>,
@@ -229,7 +259,7 @@ pub async fn run(cli: Cli) -> i32 {
         )),
         Command::Status { out, json } => cmd_status(&out, json),
         Command::Cancel { out, api } => cmd_cancel(&out, &api).await,
-        Command::Report { out } => cmd_report(&out),
+        Command::Report { out, ci } => cmd_report(&out, &ci),
         Command::Models { api, json } => cmd_models(&api, json).await,
         Command::Sim(args) => crate::sim::run_cli(args).await.map(|()| 0),
         Command::Completions { shell } => {
@@ -569,13 +599,13 @@ async fn cmd_run(args: RunArgs, verbosity: display::Verbosity, json_logs: bool) 
         Err(e) => {
             // Write what is known, then fail.
             if let Ok(loaded) = journal::load(&out.join(journal::STATE_FILE)) {
-                let _ = report::write_report(&out, &loaded.state);
+                let _ = report::write_all(&out, &loaded.state, &args.ci.outputs());
             }
             return Err(e.into());
         }
     };
-    report::write_report(&out, &summary.state)
-        .with_context(|| format!("writing {}/report.json", out.display()))?;
+    report::write_all(&out, &summary.state, &args.ci.outputs())
+        .with_context(|| format!("writing the report of {}", out.display()))?;
     if !summary.orphaned.is_empty() {
         note(
             json_logs,
@@ -670,10 +700,13 @@ async fn cmd_cancel(out: &Path, api: &ApiArgs) -> anyhow::Result<i32> {
     Ok(if failed == 0 { 0 } else { 1 })
 }
 
-fn cmd_report(out: &Path) -> anyhow::Result<i32> {
+fn cmd_report(out: &Path, ci: &CiArgs) -> anyhow::Result<i32> {
     let state = load_state(out)?;
-    report::write_report(out, &state)?;
+    report::write_all(out, &state, &ci.outputs())?;
     println!("wrote {}", out.join("report.json").display());
+    for path in ci.junit.iter().chain(&ci.summary_md) {
+        println!("wrote {}", path.display());
+    }
     Ok(0)
 }
 

@@ -5,6 +5,7 @@
 //! cost money (a submit intent, a task id received) are marked durable: they reach the disk
 //! before the runner takes its next step.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::api::{CreateRequest, TaskStatus, Timestamp, Usage};
@@ -97,6 +98,9 @@ pub enum Event {
         completed_at: Option<Timestamp>,
         /// When the server says it started.
         created_at: Option<Timestamp>,
+        /// When the video URL given with the completed task stops working.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        video_url_expires_at: Option<Timestamp>,
         /// When seen.
         at: Timestamp,
     },
@@ -223,7 +227,7 @@ impl Event {
 }
 
 /// A manifest file and its hash.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct SourceRecord {
     /// Path as given.
     pub path: String,
@@ -232,7 +236,7 @@ pub struct SourceRecord {
 }
 
 /// Why a job failed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Failure {
     /// What kind of failure.
     pub kind: FailureKind,
@@ -245,7 +249,7 @@ pub struct Failure {
 }
 
 /// The kinds of job failure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FailureKind {
     /// The API refused the request (400, 404, ...).
@@ -288,7 +292,7 @@ impl FailureKind {
 }
 
 /// How a run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RunOutcome {
     /// Every job of the plan is done.
@@ -314,7 +318,7 @@ impl RunOutcome {
 }
 
 /// Counts a run keeps for its report.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Counters {
     /// API requests sent (downloads excluded).
     pub api_requests: u64,

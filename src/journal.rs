@@ -378,6 +378,7 @@ fn compacted_events(state: &RunState) -> Vec<Event> {
                     usage: j.usage,
                     completed_at: Some(completed),
                     created_at: j.submitted_at,
+                    video_url_expires_at: j.video_url_expires_at,
                     at: completed,
                 });
             }

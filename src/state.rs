@@ -77,6 +77,8 @@ pub struct JobState {
     pub completed_at: Option<Timestamp>,
     /// When the job became done or failed.
     pub finished_at: Option<Timestamp>,
+    /// When the video URL given with the completed task stops working.
+    pub video_url_expires_at: Option<Timestamp>,
     /// Tokens billed.
     pub usage: Option<Usage>,
     /// Video path relative to the out dir, when done.
@@ -190,6 +192,7 @@ impl RunState {
                             processing_at: None,
                             completed_at: None,
                             finished_at: None,
+                            video_url_expires_at: None,
                             usage: None,
                             path: None,
                             last_frame: None,
@@ -235,6 +238,7 @@ impl RunState {
                     j.last_status = None;
                     j.processing_at = None;
                     j.completed_at = None;
+                    j.video_url_expires_at = None;
                 }
             }
             Event::TaskProgress { job, status, at, .. } => {
@@ -249,6 +253,7 @@ impl RunState {
                 job,
                 usage,
                 completed_at,
+                video_url_expires_at,
                 at,
                 ..
             } => {
@@ -256,6 +261,7 @@ impl RunState {
                     j.phase = Phase::Generated;
                     j.usage = *usage;
                     j.completed_at = Some(completed_at.unwrap_or(*at));
+                    j.video_url_expires_at = *video_url_expires_at;
                 }
             }
             Event::Retrying { job: Some(job), .. } => {

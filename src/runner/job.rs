@@ -445,6 +445,7 @@ async fn on_task(
                 usage: task.usage,
                 completed_at: task.completed_at,
                 created_at: task.created_at,
+                video_url_expires_at: task.video_url_expires_at,
                 at: Timestamp::now(),
             })
             .await?;
@@ -527,6 +528,7 @@ async fn fetch(ctx: &Ctx, job: &JobState, task: Option<Task>) -> Step<()> {
             Some(t) if !url_expired(&t) => t,
             stale => {
                 if stale.is_some() {
+                    tracing::info!(job = %job.id, "video URL past its expiry; reading the task for a fresh one");
                     ctx.emit(Event::UrlRefreshed {
                         job: job.id.clone(),
                         status: 0,

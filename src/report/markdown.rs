@@ -1,0 +1,97 @@
+//! A short Markdown summary of a run: a headline, a table of jobs by state, the totals, and a
+//! table of the jobs that are not done (for `--summary-md` and `$GITHUB_STEP_SUMMARY`).
+
+use std::fmt::Write;
+
+use super::{Percentiles, Report};
+
+/// Jobs listed in the table of jobs not done; the rest are counted.
+const MAX_ROWS: usize = 50;
+
+/// Makes text safe inside a table cell: no pipes, no line breaks.
+fn cell(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('|', "\\|")
+        .replace(['\n', '\r'], " ")
+}
+
+fn secs(v: Option<f64>) -> String {
+    v.map_or_else(|| "–".to_string(), |s| format!("{s:.1} s"))
+}
+
+fn pair(p: &Percentiles) -> String {
+    format!("{} / {}", secs(p.p50), secs(p.p95))
+}
+
+/// The Markdown summary of a report.
+pub fn render(report: &Report) -> String {
+    let s = &report.summary;
+    let done = s.by_state.get("done").copied().unwrap_or(0);
+    let outcome = report
+        .run
+        .outcome
+        .and_then(|o| serde_json::to_value(o).ok())
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_else(|| "unfinished".into());
+    let mut m = String::new();
+    let _ = writeln!(m, "### vidbatch: {done} of {} jobs done ({outcome})\n", s.jobs);
+    m.push_str("| state | jobs |\n|---|---:|\n");
+    for (state, n) in &s.by_state {
+        let _ = writeln!(m, "| {} | {n} |", cell(state));
+    }
+    let c = &s.counters;
+    let _ = writeln!(
+        m,
+        "\nTokens used: {} · video bytes: {} · API requests: {} · 429s: {} · retries: {} · URL refreshes: {} · flaky: {}",
+        s.tokens_used, s.bytes, c.api_requests, c.rate_limited, c.retries, s.url_refreshes, s.flaky
+    );
+    let _ = writeln!(
+        m,
+        "Queue time p50 / p95: {} · generation time p50 / p95: {}",
+        pair(&s.queue_seconds),
+        pair(&s.generation_seconds)
+    );
+    let not_done: Vec<_> = report.jobs.iter().filter(|j| j.state != "done").collect();
+    if !not_done.is_empty() {
+        m.push_str("\n| job | state | source | error |\n|---|---|---|---|\n");
+        for j in not_done.iter().take(MAX_ROWS) {
+            let error = match &j.error {
+                Some(f) => {
+                    let mut e = String::new();
+                    if let Some(code) = &f.code {
+                        let _ = write!(e, "`{code}` ");
+                    }
+                    if let Some(status) = f.http_status {
+                        let _ = write!(e, "(HTTP {status}) ");
+                    }
+                    e.push_str(&f.message);
+                    e
+                }
+                None => String::new(),
+            };
+            let _ = writeln!(
+                m,
+                "| {} | {} | {} | {} |",
+                cell(&j.id),
+                cell(&j.state),
+                cell(&j.source),
+                cell(&error)
+            );
+        }
+        if not_done.len() > MAX_ROWS {
+            let _ = writeln!(m, "\n…and {} more jobs not done.", not_done.len() - MAX_ROWS);
+        }
+    }
+    m.push('\n');
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cells_keep_the_table_intact() {
+        assert_eq!(cell("a|b\nc"), "a\\|b c");
+    }
+}

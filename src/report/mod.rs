@@ -1,0 +1,368 @@
+//! A run's report, built from the run state alone; the main structure here is [`Report`].
+//!
+//! The report is a pure function of [`RunState`], so `vidbatch report` rebuilds from
+//! `state.jsonl` exactly what a run writes. Three renderings share the one model:
+//! - [`json`]: `report.json` and its JSON Schema (`schemas/report.schema.json`);
+//! - [`junit`]: JUnit XML for CI, one testcase per job;
+//! - [`markdown`]: a short human summary with a table (also for `$GITHUB_STEP_SUMMARY`).
+//!
+//! Every file is written atomically (temporary file, fsync, rename) at the end of every run,
+//! also after a failure or an interrupt.
+
+pub mod json;
+pub mod junit;
+pub mod markdown;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use schemars::JsonSchema;
+use serde::Serialize;
+
+use crate::api::{CreateRequest, Timestamp, Usage};
+use crate::events::{Counters, Failure, RunOutcome, SourceRecord};
+use crate::state::{JobState, Phase, RunState};
+
+pub use json::{report_schema, write_report};
+
+/// The whole report.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[schemars(title = "vidbatch report")]
+pub struct Report {
+    /// The run.
+    pub run: RunInfo,
+    /// Totals.
+    pub summary: Summary,
+    /// One entry per job of the state, in plan order.
+    pub jobs: Vec<JobReport>,
+}
+
+/// What ran, when, and how.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct RunInfo {
+    /// vidbatch version.
+    pub tool_version: String,
+    /// Id of the out dir's state.
+    pub run_id: Option<String>,
+    /// Manifests and their sha256.
+    pub manifests: Vec<SourceRecord>,
+    /// When the latest run started.
+    pub started_at: Option<Timestamp>,
+    /// When it ended (null while running or when it was killed).
+    pub finished_at: Option<Timestamp>,
+    /// How it ended.
+    pub outcome: Option<RunOutcome>,
+    /// Exit code of that outcome.
+    pub exit_code: Option<i32>,
+    /// Settings in effect (never the key).
+    pub settings: Option<serde_json::Value>,
+    /// Shard, `K/N`.
+    pub shard: Option<String>,
+    /// Runs recorded in the state (1 + resumes).
+    pub runs: u32,
+}
+
+/// The 50th and 95th percentiles (nearest rank) of a duration over the jobs that have it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, JsonSchema)]
+pub struct Percentiles {
+    /// Jobs measured.
+    pub count: usize,
+    /// Median in seconds; null when no job has the figure.
+    pub p50: Option<f64>,
+    /// 95th percentile in seconds; null when no job has the figure.
+    pub p95: Option<f64>,
+}
+
+impl Percentiles {
+    /// Nearest-rank percentiles of `values` (any order).
+    pub fn of(mut values: Vec<f64>) -> Percentiles {
+        values.sort_by(f64::total_cmp);
+        let rank = |p: f64| -> Option<f64> {
+            if values.is_empty() {
+                return None;
+            }
+            let n = values.len();
+            let r = ((p / 100.0) * n as f64).ceil() as usize;
+            Some(values[r.clamp(1, n) - 1])
+        };
+        Percentiles {
+            count: values.len(),
+            p50: rank(50.0),
+            p95: rank(95.0),
+        }
+    }
+}
+
+/// Totals over the jobs.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct Summary {
+    /// Jobs in all.
+    pub jobs: usize,
+    /// Jobs per final state (`done`, `task_failed`, `download_failed`, `pending`, ...).
+    pub by_state: BTreeMap<String, usize>,
+    /// Jobs done after a failure or a retry (marked flaky in JUnit).
+    pub flaky: usize,
+    /// Tokens billed (sum of usage).
+    pub tokens_used: u64,
+    /// Bytes of verified videos.
+    pub bytes: u64,
+    /// Request counts, summed over the runs (`rate_limited` counts 429 answers).
+    #[serde(flatten)]
+    pub counters: Counters,
+    /// Video URLs refreshed because they expired or were refused.
+    pub url_refreshes: u64,
+    /// Queue time: from task creation until it was first seen processing.
+    pub queue_seconds: Percentiles,
+    /// Generation time: from processing start (creation when never seen processing) to completion.
+    pub generation_seconds: Percentiles,
+}
+
+/// When things happened to one job, and the durations between.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct Timings {
+    /// When the latest create was sent.
+    pub submit_sent_at: Option<Timestamp>,
+    /// When its task was created.
+    pub created_at: Option<Timestamp>,
+    /// When the task was first seen processing.
+    pub processing_at: Option<Timestamp>,
+    /// When the task finished on the server.
+    pub completed_at: Option<Timestamp>,
+    /// When the job became done or failed.
+    pub finished_at: Option<Timestamp>,
+    /// `processing_at - created_at`; null when processing was never seen.
+    pub queue_seconds: Option<f64>,
+    /// `completed_at - processing_at` (from `created_at` when processing was never seen).
+    pub generation_seconds: Option<f64>,
+    /// `finished_at - created_at` (download included).
+    pub total_seconds: Option<f64>,
+}
+
+/// One job's outcome.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct JobReport {
+    /// Job id.
+    pub id: String,
+    /// Output file stem.
+    pub name: String,
+    /// Where it came from (`file:line:col`, or `file: row N`).
+    pub source: String,
+    /// Final state: `done`, a failure kind (`task_failed`, `download_failed`, ...), or
+    /// where an unfinished job stands (`pending`, `submitted`, `generated`, ...).
+    pub state: String,
+    /// The request sent.
+    pub request: CreateRequest,
+    /// Every task id it had, oldest first.
+    pub task_ids: Vec<String>,
+    /// Creates sent.
+    pub attempts: u32,
+    /// Retries of any kind (create, poll, download).
+    pub retries: u32,
+    /// Failures over its life (a `download_failed` later finished counts).
+    pub failures: u32,
+    /// Video URLs refreshed.
+    pub url_refreshes: u32,
+    /// Done after a failure or a retry.
+    pub flaky: bool,
+    /// Why it is not done (null when done).
+    pub error: Option<Failure>,
+    /// For a job done after a failure: the latest failure it got over.
+    pub recovered_from: Option<Failure>,
+    /// Video path relative to the out dir.
+    pub file: Option<String>,
+    /// Last frame path relative to the out dir.
+    pub last_frame: Option<String>,
+    /// Video size.
+    pub bytes: Option<u64>,
+    /// Video sha256.
+    pub sha256: Option<String>,
+    /// When the video URL given with the completed task stops working.
+    pub video_url_expires_at: Option<Timestamp>,
+    /// Tokens billed.
+    pub usage: Option<Usage>,
+    /// Timestamps and durations.
+    pub timings: Timings,
+}
+
+/// The name of a job's final state in reports.
+pub fn job_state_name(j: &JobState) -> String {
+    match (j.phase, &j.failure) {
+        (Phase::Failed, Some(f)) => f.kind.name().to_string(),
+        (Phase::Submitted | Phase::Generated, Some(f)) if f.kind.resumes_by_itself() => {
+            f.kind.name().to_string()
+        }
+        (phase, _) => phase.name().to_string(),
+    }
+}
+
+/// Seconds from `a` to `b`, never negative (server clocks are in whole seconds).
+fn seconds(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<f64> {
+    let (a, b) = (a?, b?);
+    Some((b.0 - a.0).as_seconds_f64().max(0.0))
+}
+
+fn timings(j: &JobState) -> Timings {
+    let generation_from = j.processing_at.or(j.submitted_at);
+    Timings {
+        submit_sent_at: j.intent_at,
+        created_at: j.submitted_at,
+        processing_at: j.processing_at,
+        completed_at: j.completed_at,
+        finished_at: j.finished_at,
+        queue_seconds: seconds(j.submitted_at, j.processing_at),
+        generation_seconds: seconds(generation_from, j.completed_at),
+        total_seconds: seconds(j.submitted_at, j.finished_at),
+    }
+}
+
+fn job_report(j: &JobState) -> JobReport {
+    let done = j.phase == Phase::Done;
+    JobReport {
+        id: j.id.clone(),
+        name: j.name.clone(),
+        source: j.source.clone(),
+        state: job_state_name(j),
+        request: j.request.clone(),
+        task_ids: j.task_ids.clone(),
+        attempts: j.attempts,
+        retries: j.retries,
+        failures: j.failures,
+        url_refreshes: j.url_refreshes,
+        flaky: done && (j.failures > 0 || j.retries > 0),
+        error: if done { None } else { j.failure.clone() },
+        recovered_from: if done { j.failure.clone() } else { None },
+        file: j.path.clone().filter(|_| done),
+        last_frame: j.last_frame.clone().filter(|_| done),
+        bytes: j.bytes.filter(|_| done),
+        sha256: j.sha256.clone().filter(|_| done),
+        video_url_expires_at: j.video_url_expires_at,
+        usage: j.usage,
+        timings: timings(j),
+    }
+}
+
+impl Report {
+    /// Builds the report from a state (a pure function: the same state, the same report).
+    pub fn from_state(state: &RunState) -> Report {
+        let jobs: Vec<JobReport> = state.jobs_in_order().map(job_report).collect();
+        let mut by_state = BTreeMap::new();
+        for j in &jobs {
+            *by_state.entry(j.state.clone()).or_insert(0) += 1;
+        }
+        let queue = jobs.iter().filter_map(|j| j.timings.queue_seconds).collect();
+        let generation = jobs.iter().filter_map(|j| j.timings.generation_seconds).collect();
+        Report {
+            run: RunInfo {
+                tool_version: env!("CARGO_PKG_VERSION").to_string(),
+                run_id: state.run_id.clone(),
+                manifests: state.manifests.clone(),
+                started_at: state.started_at,
+                finished_at: state.finished_at,
+                outcome: state.outcome,
+                exit_code: state.outcome.map(RunOutcome::exit_code),
+                settings: state.settings.clone(),
+                shard: state.shard.clone(),
+                runs: state.runs,
+            },
+            summary: Summary {
+                jobs: jobs.len(),
+                flaky: jobs.iter().filter(|j| j.flaky).count(),
+                tokens_used: jobs.iter().filter_map(|j| j.usage).map(|u| u.total_tokens).sum(),
+                bytes: jobs.iter().filter_map(|j| j.bytes).sum(),
+                by_state,
+                counters: state.counters.clone(),
+                url_refreshes: jobs.iter().map(|j| u64::from(j.url_refreshes)).sum(),
+                queue_seconds: Percentiles::of(queue),
+                generation_seconds: Percentiles::of(generation),
+            },
+            jobs,
+        }
+    }
+}
+
+/// Where to write the CI renderings besides `OUT/report.json`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outputs {
+    /// JUnit XML file (`--junit`).
+    pub junit: Option<PathBuf>,
+    /// Markdown summary file (`--summary-md`).
+    pub summary_md: Option<PathBuf>,
+    /// File the Markdown summary is appended to as well (`$GITHUB_STEP_SUMMARY`; only with
+    /// `summary_md`).
+    pub step_summary: Option<PathBuf>,
+}
+
+/// Writes `OUT/report.json` and the asked-for renderings from a state. Every file is tried
+/// even when an earlier one fails; the first error is returned.
+pub fn write_all(out_dir: &Path, state: &RunState, outputs: &Outputs) -> std::io::Result<()> {
+    let report = Report::from_state(state);
+    let mut first_error = None;
+    let mut note = |r: std::io::Result<()>, what: &Path| {
+        if let Err(e) = r
+            && first_error.is_none()
+        {
+            first_error = Some(std::io::Error::new(
+                e.kind(),
+                format!("writing {}: {e}", what.display()),
+            ));
+        }
+    };
+    let json_path = out_dir.join("report.json");
+    note(json::write(&json_path, &report), &json_path);
+    if let Some(path) = &outputs.junit {
+        note(write_atomic(path, junit::render(&report).as_bytes()), path);
+    }
+    if let Some(path) = &outputs.summary_md {
+        let md = markdown::render(&report);
+        note(write_atomic(path, md.as_bytes()), path);
+        if let Some(step) = &outputs.step_summary {
+            note(append(step, md.as_bytes()), step);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+/// Appends `contents` to `path` in one write (the file is shared with other steps).
+fn append(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+    f.write_all(contents)?;
+    f.sync_all()
+}
+
+/// Writes `contents` to `path` atomically: a temporary file beside it, fsync, rename.
+pub fn write_atomic(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(contents)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))?;
+    }
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    crate::journal::sync_dir(dir);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let p = Percentiles::of(vec![]);
+        assert_eq!((p.count, p.p50, p.p95), (0, None, None));
+        let p = Percentiles::of(vec![7.0]);
+        assert_eq!((p.p50, p.p95), (Some(7.0), Some(7.0)));
+        let p = Percentiles::of((1..=20).rev().map(f64::from).collect());
+        assert_eq!((p.p50, p.p95), (Some(10.0), Some(19.0)));
+        let p = Percentiles::of((1..=100).map(f64::from).collect());
+        assert_eq!((p.p50, p.p95), (Some(50.0), Some(95.0)));
+    }
+}
