@@ -11,6 +11,9 @@ use super::diag::{Diagnostic, SourceLocation};
 
 /// The most nodes one YAML document may expand to (aliases included); guards against alias bombs.
 pub const MAX_NODES: usize = 2_000_000;
+/// The deepest nesting of sequences and mappings accepted; deeper trees would overflow the
+/// stack of the recursive code that walks (and drops) them.
+pub const MAX_DEPTH: usize = 64;
 
 /// A value with the place it was written.
 #[derive(Debug, Clone, PartialEq)]
@@ -179,6 +182,18 @@ impl Builder {
         }
     }
 
+    /// Whether one more level of nesting is allowed; sets the error when not.
+    fn may_nest(&mut self, mark: &Marker) -> bool {
+        if self.stack.len() >= MAX_DEPTH {
+            self.error = Some(Diagnostic::error(
+                self.loc(mark),
+                format!("the document is nested more than {MAX_DEPTH} levels deep"),
+            ));
+            return false;
+        }
+        true
+    }
+
     fn add_nodes(&mut self, n: usize, mark: &Marker) -> bool {
         self.nodes = self.nodes.saturating_add(n);
         if self.nodes > MAX_NODES {
@@ -298,13 +313,13 @@ impl MarkedEventReceiver for Builder {
                 self.finish_node(node, anchor);
             }
             Event::SequenceStart(anchor, _) => {
-                if self.add_nodes(1, &mark) {
+                if self.may_nest(&mark) && self.add_nodes(1, &mark) {
                     let loc = self.loc(&mark);
                     self.stack.push(Frame::Seq(Vec::new(), loc, anchor));
                 }
             }
             Event::MappingStart(anchor, _) => {
-                if self.add_nodes(1, &mark) {
+                if self.may_nest(&mark) && self.add_nodes(1, &mark) {
                     let loc = self.loc(&mark);
                     self.stack.push(Frame::Map(Vec::new(), None, loc, anchor));
                 }
@@ -360,7 +375,25 @@ pub fn parse(file: &Arc<str>, text: &str) -> Result<Node, Diagnostic> {
         done: false,
     };
     let mut parser = Parser::new_from_str(text);
-    if let Err(e) = parser.load(&mut b, false) {
+    // Pulled one event at a time: `Parser::load` recurses once per level of nesting and would
+    // overflow the stack on a deeply nested document before the depth cap could refuse it.
+    let mut pulled = Ok(());
+    while b.error.is_none() && !b.done {
+        match parser.next_token() {
+            Ok((ev, mark)) => {
+                let end = ev == Event::StreamEnd;
+                b.on_event(ev, mark);
+                if end {
+                    break;
+                }
+            }
+            Err(e) => {
+                pulled = Err(e);
+                break;
+            }
+        }
+    }
+    if let Err(e) = pulled {
         let m = e.marker();
         return Err(Diagnostic::error(
             SourceLocation::Yaml {
