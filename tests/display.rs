@@ -392,10 +392,7 @@ async fn check_vidbatch_flags(script: &str, origin: &str) -> usize {
             let known = help
                 .split(|c: char| c.is_whitespace() || c == ',' || c == '=' || c == '[')
                 .any(|w| w == flag);
-            assert!(
-                known,
-                "{origin}: `vidbatch {sub}` has no {flag}"
-            );
+            assert!(known, "{origin}: `vidbatch {sub}` has no {flag}");
             checked += 1;
         }
     }
