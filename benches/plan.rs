@@ -11,7 +11,11 @@ const ROWS: usize = 100_000;
 fn vm_hwm() -> String {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(|l| l.trim_start_matches("VmHWM:").trim().to_string()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .map(|l| l.trim_start_matches("VmHWM:").trim().to_string())
+        })
         .unwrap_or_else(|| "unknown".into())
 }
 
@@ -28,13 +32,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("big.csv");
     let mut f = std::io::BufWriter::new(std::fs::File::create(&path)?);
-    writeln!(f, "id,model,prompt,duration,ratio,resolution,first_frame,animal,notes")?;
+    writeln!(
+        f,
+        "id,model,prompt,duration,ratio,resolution,first_frame,animal,notes"
+    )?;
     let models = ["seedance-1.5-pro", "seedance-2.0", "seedance-2.0-fast"];
     let ratios = ["16:9", "9:16", "1:1", "4:3"];
     let animals = ["fox", "owl", "cat", "dog", "heron"];
     for i in 0..ROWS {
-        let first = if i % 3 == 0 { format!("https://cdn.example.com/frames/{i}.png") } else { String::new() };
-        let id = if i % 2 == 0 { format!("shot-{i:06}") } else { String::new() };
+        let first = if i % 3 == 0 {
+            format!("https://cdn.example.com/frames/{i}.png")
+        } else {
+            String::new()
+        };
+        let id = if i % 2 == 0 {
+            format!("shot-{i:06}")
+        } else {
+            String::new()
+        };
         writeln!(
             f,
             "{id},{},\"A {{animal}} walking, take {i}, cinematic, \"\"golden\"\" hour\",{},{},{},{first},{},note {i}",
@@ -68,7 +83,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             plan.total_tokens()
         );
         if run == 1 {
-            println!("peak RSS after run 1 (VmHWM): {} (before load_plan: {before})", vm_hwm());
+            println!(
+                "peak RSS after run 1 (VmHWM): {} (before load_plan: {before})",
+                vm_hwm()
+            );
         }
     }
     println!("peak RSS (VmHWM): {}", vm_hwm());

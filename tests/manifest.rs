@@ -37,7 +37,12 @@ fn ids(p: &Plan) -> Vec<String> {
 
 #[test]
 fn examples_validate() {
-    for ex in ["examples/quickstart.yaml", "examples/storyboard.yaml", "examples/prompts.csv", "examples/prompts.xlsx"] {
+    for ex in [
+        "examples/quickstart.yaml",
+        "examples/storyboard.yaml",
+        "examples/prompts.csv",
+        "examples/prompts.xlsx",
+    ] {
         let (mut out, mut err) = (Vec::new(), Vec::new());
         let code = cmd_validate(&args(&[Path::new(ex)]), &mut out, &mut err);
         assert_eq!(code, 0, "{ex}: {}", String::from_utf8_lossy(&err));
@@ -59,10 +64,17 @@ fn quickstart_is_six_short_jobs_with_a_matrix() {
     let p = load_plan(&args(&[Path::new("examples/quickstart.yaml")])).expect("valid");
     assert_eq!(p.jobs.len(), 6);
     let models: std::collections::BTreeSet<_> = p.jobs.iter().map(|j| j.request.model.as_str()).collect();
-    assert_eq!(models.into_iter().collect::<Vec<_>>(), ["seedance-1.5-pro", "seedance-2.0"]);
+    assert_eq!(
+        models.into_iter().collect::<Vec<_>>(),
+        ["seedance-1.5-pro", "seedance-2.0"]
+    );
     for j in &p.jobs {
         assert!(matches!(j.request.duration, Some(4 | 5)), "{}", j.id);
-        assert!(matches!(j.request.resolution.as_deref(), Some("480p" | "720p")), "{}", j.id);
+        assert!(
+            matches!(j.request.resolution.as_deref(), Some("480p" | "720p")),
+            "{}",
+            j.id
+        );
     }
     assert!(ids(&p).contains(&"owl-desert".to_string()));
 }
@@ -85,13 +97,17 @@ fn schema_file_is_up_to_date() {
 #[test]
 fn schema_job_properties_are_the_job_keys() {
     let v: serde_json::Value = serde_json::from_str(&manifest::manifest_schema()).expect("json");
-    let props = v["$defs"]["JobSpec"]["properties"].as_object().expect("JobSpec properties");
+    let props = v["$defs"]["JobSpec"]["properties"]
+        .as_object()
+        .expect("JobSpec properties");
     let mut a: Vec<&str> = props.keys().map(String::as_str).collect();
     let mut b: Vec<&str> = manifest::job::job_keys().collect();
     a.sort();
     b.sort();
     assert_eq!(a, b);
-    let run = v["$defs"]["RunSection"]["properties"].as_object().expect("RunSection");
+    let run = v["$defs"]["RunSection"]["properties"]
+        .as_object()
+        .expect("RunSection");
     let mut r: Vec<&str> = run.keys().map(String::as_str).collect();
     r.sort();
     let mut k = manifest::run::RUN_KEYS.to_vec();
@@ -119,7 +135,10 @@ fn alias_bomb_is_an_error_not_a_crash() {
     let d = tempfile::tempdir().expect("tmp");
     let mut s = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
     for i in 1..12 {
-        s.push_str(&format!("a{i}: &a{i} [{}]\n", vec![format!("*a{}", i - 1); 10].join(", ")));
+        s.push_str(&format!(
+            "a{i}: &a{i} [{}]\n",
+            vec![format!("*a{}", i - 1); 10].join(", ")
+        ));
     }
     assert!(errors_of(d.path(), "bomb.yaml", &s).contains("more than"));
 }
@@ -143,7 +162,13 @@ fn matrix_expands_with_templates_and_field_axes() {
 #[test]
 fn repeat_appends_an_index() {
     let d = tempfile::tempdir().expect("tmp");
-    let p = plan_of(d.path(), "m.yaml", &format!("{BASE}jobs:\n  - prompt: same\n    repeat: 3\n  - id: named\n    prompt: x\n    repeat: 2\n"));
+    let p = plan_of(
+        d.path(),
+        "m.yaml",
+        &format!(
+            "{BASE}jobs:\n  - prompt: same\n    repeat: 3\n  - id: named\n    prompt: x\n    repeat: 2\n"
+        ),
+    );
     let i = ids(&p);
     assert_eq!(i.len(), 5);
     assert!(i[0].starts_with("j-") && i[0].ends_with("-1") && i[2].ends_with("-3"));
@@ -154,7 +179,10 @@ fn repeat_appends_an_index() {
 fn unknown_key_suggests_the_nearest() {
     let d = tempfile::tempdir().expect("tmp");
     let e = errors_of(d.path(), "m.yaml", &format!("{BASE}jobs:\n  - promt: hi\n"));
-    assert!(e.contains("m.yaml:6:5: error: unknown key `promt`; did you mean `prompt`?"), "{e}");
+    assert!(
+        e.contains("m.yaml:6:5: error: unknown key `promt`; did you mean `prompt`?"),
+        "{e}"
+    );
     let e = errors_of(d.path(), "m.yaml", "job:\n  - prompt: hi\n");
     assert!(e.contains("did you mean `jobs`?"), "{e}");
 }
@@ -165,27 +193,54 @@ fn all_errors_are_reported_at_once_with_locations() {
     let e = errors_of(
         d.path(),
         "m.yaml",
-        &format!("{BASE}jobs:\n  - prompt: a\n    duration: 99\n  - prompt: b\n    ratio: wide\n  - prompt: c\n    seed: x\n"),
+        &format!(
+            "{BASE}jobs:\n  - prompt: a\n    duration: 99\n  - prompt: b\n    ratio: wide\n  - prompt: c\n    seed: x\n"
+        ),
     );
-    assert!(e.contains("m.yaml:7:15: error: field `duration`: found `99`"), "{e}");
-    assert!(e.contains("m.yaml:9:12: error: field `ratio`: found `wide`"), "{e}");
-    assert!(e.contains("m.yaml:11:11: error: field `seed`: found `x`, expected a whole number"), "{e}");
+    assert!(
+        e.contains("m.yaml:7:15: error: field `duration`: found `99`"),
+        "{e}"
+    );
+    assert!(
+        e.contains("m.yaml:9:12: error: field `ratio`: found `wide`"),
+        "{e}"
+    );
+    assert!(
+        e.contains("m.yaml:11:11: error: field `seed`: found `x`, expected a whole number"),
+        "{e}"
+    );
     assert!(e.contains("3 errors"), "{e}");
 }
 
 #[test]
 fn duplicate_ids_name_both_places() {
     let d = tempfile::tempdir().expect("tmp");
-    let e = errors_of(d.path(), "m.yaml", &format!("{BASE}jobs:\n  - {{id: a, prompt: x}}\n  - {{id: a, prompt: y}}\n"));
-    assert!(e.contains("m.yaml:7:10: error: field `id`: found duplicate id `a`, also at ") && e.contains("m.yaml:6:10"), "{e}");
-    let e = errors_of(d.path(), "m.yaml", &format!("{BASE}jobs:\n  - prompt: x\n  - prompt: x\n"));
+    let e = errors_of(
+        d.path(),
+        "m.yaml",
+        &format!("{BASE}jobs:\n  - {{id: a, prompt: x}}\n  - {{id: a, prompt: y}}\n"),
+    );
+    assert!(
+        e.contains("m.yaml:7:10: error: field `id`: found duplicate id `a`, also at ")
+            && e.contains("m.yaml:6:10"),
+        "{e}"
+    );
+    let e = errors_of(
+        d.path(),
+        "m.yaml",
+        &format!("{BASE}jobs:\n  - prompt: x\n  - prompt: x\n"),
+    );
     assert!(e.contains("use `repeat: N`"), "{e}");
 }
 
 #[test]
 fn file_names_must_be_unique_ignoring_case() {
     let d = tempfile::tempdir().expect("tmp");
-    let e = errors_of(d.path(), "m.yaml", &format!("{BASE}jobs:\n  - {{id: Cat, prompt: x}}\n  - {{id: cat, prompt: y}}\n"));
+    let e = errors_of(
+        d.path(),
+        "m.yaml",
+        &format!("{BASE}jobs:\n  - {{id: Cat, prompt: x}}\n  - {{id: cat, prompt: y}}\n"),
+    );
     assert!(e.contains("file name `cat` already used"), "{e}");
 }
 
@@ -193,12 +248,24 @@ fn file_names_must_be_unique_ignoring_case() {
 fn unsafe_ids_and_names_are_refused() {
     let d = tempfile::tempdir().expect("tmp");
     for bad in ["../up", "a/b", "NUL", "..", "tab\\there"] {
-        let e = errors_of(d.path(), "m.yaml", &format!("{BASE}jobs:\n  - id: \"{bad}\"\n    prompt: x\n"));
+        let e = errors_of(
+            d.path(),
+            "m.yaml",
+            &format!("{BASE}jobs:\n  - id: \"{bad}\"\n    prompt: x\n"),
+        );
         assert!(e.contains("field `id`"), "{bad}: {e}");
     }
-    let e = errors_of(d.path(), "m.yaml", &format!("{BASE}jobs:\n  - name: \"../x\"\n    prompt: x\n"));
+    let e = errors_of(
+        d.path(),
+        "m.yaml",
+        &format!("{BASE}jobs:\n  - name: \"../x\"\n    prompt: x\n"),
+    );
     assert!(e.contains("field `name`"), "{e}");
-    let e = errors_of(d.path(), "m.yaml", &format!("{BASE}jobs:\n  - id: \"{}\"\n    prompt: x\n", "a".repeat(130)));
+    let e = errors_of(
+        d.path(),
+        "m.yaml",
+        &format!("{BASE}jobs:\n  - id: \"{}\"\n    prompt: x\n", "a".repeat(130)),
+    );
     assert!(e.contains("field `id`"), "{e}");
 }
 
@@ -208,18 +275,33 @@ fn templates_with_unknown_variables_are_errors() {
     let e = errors_of(
         d.path(),
         "m.yaml",
-        &format!("{BASE}jobs:\n  - id: \"{{animal}}-{{color}}\"\n    prompt: \"{{animal}}\"\n    matrix: {{animal: [fox]}}\n"),
+        &format!(
+            "{BASE}jobs:\n  - id: \"{{animal}}-{{color}}\"\n    prompt: \"{{animal}}\"\n    matrix: {{animal: [fox]}}\n"
+        ),
     );
-    assert!(e.contains("unknown template variable `{color}`, expected a defined variable: animal"), "{e}");
+    assert!(
+        e.contains("unknown template variable `{color}`, expected a defined variable: animal"),
+        "{e}"
+    );
 }
 
 #[test]
 fn urls_must_have_an_allowed_scheme() {
     let d = tempfile::tempdir().expect("tmp");
-    let e = errors_of(d.path(), "m.yaml", &format!("{BASE}jobs:\n  - prompt: x\n    first_frame: \"asset://me\"\n    callback_url: \"javascript:alert(1)\"\n"));
+    let e = errors_of(
+        d.path(),
+        "m.yaml",
+        &format!(
+            "{BASE}jobs:\n  - prompt: x\n    first_frame: \"asset://me\"\n    callback_url: \"javascript:alert(1)\"\n"
+        ),
+    );
     assert!(e.contains("field `first_frame`: found `asset://me`"), "{e}");
     assert!(e.contains("field `callback_url`"), "{e}");
-    let p = plan_of(d.path(), "ok.yaml", "jobs:\n  - {model: seedance-2.0, prompt: x, reference_image: [\"asset://me\", \"https://x.test/a.png\"]}\n");
+    let p = plan_of(
+        d.path(),
+        "ok.yaml",
+        "jobs:\n  - {model: seedance-2.0, prompt: x, reference_image: [\"asset://me\", \"https://x.test/a.png\"]}\n",
+    );
     assert_eq!(p.jobs[0].request.content.len(), 2);
 }
 
@@ -232,15 +314,33 @@ fn shorthands_become_content_items() {
         "jobs:\n  - model: seedance-2.0\n    prompt: x\n    first_frame: https://x.test/f.png\n    last_frame: https://x.test/l.png\n    reference_video: https://x.test/v.mp4\n    reference_audio: https://x.test/a.mp3\n    draft_task: vgen_123\n",
     );
     let v = serde_json::to_value(&p.jobs[0].request).expect("json");
-    let roles: Vec<&str> = v["content"].as_array().expect("content").iter().map(|c| c["role"].as_str().unwrap_or("-")).collect();
-    assert_eq!(roles, ["first_frame", "last_frame", "reference_video", "reference_audio", "-"]);
+    let roles: Vec<&str> = v["content"]
+        .as_array()
+        .expect("content")
+        .iter()
+        .map(|c| c["role"].as_str().unwrap_or("-"))
+        .collect();
+    assert_eq!(
+        roles,
+        [
+            "first_frame",
+            "last_frame",
+            "reference_video",
+            "reference_audio",
+            "-"
+        ]
+    );
     assert_eq!(v["input_has_video"], true);
 }
 
 #[test]
 fn unknown_model_is_a_warning() {
     let d = tempfile::tempdir().expect("tmp");
-    let p = plan_of(d.path(), "m.yaml", "jobs:\n  - {model: seedance-3.0, prompt: x, duration: 30}\n");
+    let p = plan_of(
+        d.path(),
+        "m.yaml",
+        "jobs:\n  - {model: seedance-3.0, prompt: x, duration: 30}\n",
+    );
     assert_eq!(p.warnings.len(), 1);
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let code = cmd_validate(&args(&[&d.path().join("m.yaml")]), &mut out, &mut err);
@@ -251,11 +351,23 @@ fn unknown_model_is_a_warning() {
 #[test]
 fn run_section_is_read_and_checked() {
     let d = tempfile::tempdir().expect("tmp");
-    let p = plan_of(d.path(), "m.yaml", &format!("{BASE}jobs: [{{prompt: x}}]\nrun: {{rpm: 30, poll_interval: 2s, out: o}}\n"));
+    let p = plan_of(
+        d.path(),
+        "m.yaml",
+        &format!("{BASE}jobs: [{{prompt: x}}]\nrun: {{rpm: 30, poll_interval: 2s, out: o}}\n"),
+    );
     assert_eq!(p.run.rpm, Some(30));
     assert_eq!(p.run.poll_interval, Some(std::time::Duration::from_secs(2)));
-    let e = errors_of(d.path(), "m.yaml", &format!("{BASE}jobs: [{{prompt: x}}]\nrun: {{rpm: 30, polling: 2s}}\n"));
-    assert!(e.contains("unknown key `polling`; did you mean `poll_interval`?") || e.contains("unknown key `polling`"), "{e}");
+    let e = errors_of(
+        d.path(),
+        "m.yaml",
+        &format!("{BASE}jobs: [{{prompt: x}}]\nrun: {{rpm: 30, polling: 2s}}\n"),
+    );
+    assert!(
+        e.contains("unknown key `polling`; did you mean `poll_interval`?")
+            || e.contains("unknown key `polling`"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -271,14 +383,20 @@ fn csv_alone_takes_defaults_from_flags() {
     assert_eq!(plan.jobs[1].request.model, "seedance-2.0");
     a.set = vec!["durration=5".into()];
     let e = load_plan(&a).expect_err("bad --set").to_string();
-    assert!(e.contains("command line `--set durration=5`: error: unknown key `durration`; did you mean `duration`?"), "{e}");
+    assert!(
+        e.contains(
+            "command line `--set durration=5`: error: unknown key `durration`; did you mean `duration`?"
+        ),
+        "{e}"
+    );
 }
 
 #[test]
 fn csv_dialects_give_the_same_jobs() {
     let d = tempfile::tempdir().expect("tmp");
     let plain = "id,model,prompt,duration\na,seedance-1.5-pro,\"Hello, \"\"world\"\"\nline 2\",5\n";
-    let semi = "\u{feff}id;model;prompt;duration\r\na;seedance-1.5-pro;\"Hello, \"\"world\"\"\nline 2\";5\r\n";
+    let semi =
+        "\u{feff}id;model;prompt;duration\r\na;seedance-1.5-pro;\"Hello, \"\"world\"\"\nline 2\";5\r\n";
     let tab = "id\tmodel\tprompt\tduration\r\n# comment\r\na\tseedance-1.5-pro\t\"Hello, \"\"world\"\"\nline 2\"\t5\r\n";
     let a = plan_of(d.path(), "a.csv", plain);
     let b = plan_of(d.path(), "b.csv", semi);
@@ -297,8 +415,15 @@ fn csv_dialects_give_the_same_jobs() {
 #[test]
 fn csv_errors_name_row_and_column() {
     let d = tempfile::tempdir().expect("tmp");
-    let e = errors_of(d.path(), "p.csv", "prompt,model,duration\nok,seedance-1.5-pro,5\nbad,seedance-1.5-pro,99\n");
-    assert!(e.contains("p.csv: row 3, column `duration`: error: field `duration`: found `99`"), "{e}");
+    let e = errors_of(
+        d.path(),
+        "p.csv",
+        "prompt,model,duration\nok,seedance-1.5-pro,5\nbad,seedance-1.5-pro,99\n",
+    );
+    assert!(
+        e.contains("p.csv: row 3, column `duration`: error: field `duration`: found `99`"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -311,7 +436,12 @@ fn sheets_first_or_named_and_ods() {
     a.sheet = Some("Jobs".into());
     assert_eq!(ids(&load_plan(&a).expect("named sheet")), ids(&p));
     a.sheet = Some("Nope".into());
-    assert!(load_plan(&a).expect_err("no sheet").to_string().contains("field `sheet`: found `Nope`"));
+    assert!(
+        load_plan(&a)
+            .expect_err("no sheet")
+            .to_string()
+            .contains("field `sheet`: found `Nope`")
+    );
 }
 
 #[test]
@@ -327,18 +457,37 @@ fn yaml_rows_pull_a_sheet_under_its_defaults() {
     assert_eq!(p.jobs[1].request.prompt, "Hi Ann");
     assert_eq!(p.jobs[2].name, "Bob");
     assert_eq!(p.sources.len(), 2);
-    write(d.path(), "m2.yaml", "defaults: {model: seedance-2.0}\nrows: {path: rows.xlsx, sheet: S}\n");
-    let e = load_plan(&args(&[&d.path().join("m2.yaml")])).expect_err("missing").to_string();
+    write(
+        d.path(),
+        "m2.yaml",
+        "defaults: {model: seedance-2.0}\nrows: {path: rows.xlsx, sheet: S}\n",
+    );
+    let e = load_plan(&args(&[&d.path().join("m2.yaml")]))
+        .expect_err("missing")
+        .to_string();
     assert!(e.contains("rows.xlsx"), "{e}");
 }
 
 #[test]
 fn several_manifests_make_one_plan() {
     let d = tempfile::tempdir().expect("tmp");
-    let a = write(d.path(), "a.yaml", &format!("{BASE}jobs: [{{id: one, prompt: x}}]\n"));
-    let b = write(d.path(), "b.csv", "id,model,prompt\ntwo,seedance-2.0,y\none,seedance-2.0,z\n");
-    let e = load_plan(&args(&[&a, &b])).expect_err("dup across files").to_string();
-    assert!(e.contains("duplicate id `one`, also at") && e.contains("a.yaml:5:13"), "{e}");
+    let a = write(
+        d.path(),
+        "a.yaml",
+        &format!("{BASE}jobs: [{{id: one, prompt: x}}]\n"),
+    );
+    let b = write(
+        d.path(),
+        "b.csv",
+        "id,model,prompt\ntwo,seedance-2.0,y\none,seedance-2.0,z\n",
+    );
+    let e = load_plan(&args(&[&a, &b]))
+        .expect_err("dup across files")
+        .to_string();
+    assert!(
+        e.contains("duplicate id `one`, also at") && e.contains("a.yaml:5:13"),
+        "{e}"
+    );
     let b = write(d.path(), "b.csv", "id,model,prompt\ntwo,seedance-2.0,y\n");
     assert_eq!(ids(&load_plan(&args(&[&a, &b])).expect("ok")), ["one", "two"]);
 }
@@ -346,16 +495,29 @@ fn several_manifests_make_one_plan() {
 #[test]
 fn ids_are_stable_across_reorder_additions_and_reformatting() {
     let d = tempfile::tempdir().expect("tmp");
-    let one = plan_of(d.path(), "a.csv", "prompt,model,duration\nA cat,seedance-2.0,5\nA dog,seedance-2.0,4\n");
+    let one = plan_of(
+        d.path(),
+        "a.csv",
+        "prompt,model,duration\nA cat,seedance-2.0,5\nA dog,seedance-2.0,4\n",
+    );
     let two = plan_of(
         d.path(),
         "b.csv",
         "duration;model;prompt;notes\r\n4;seedance-2.0;A dog;\r\n6;seedance-2.0;A bird;new row\r\n5;seedance-2.0;A cat;\r\n",
     );
-    let find = |p: &Plan, prompt: &str| p.jobs.iter().find(|j| j.request.prompt == prompt).map(|j| j.id.clone());
+    let find = |p: &Plan, prompt: &str| {
+        p.jobs
+            .iter()
+            .find(|j| j.request.prompt == prompt)
+            .map(|j| j.id.clone())
+    };
     assert_eq!(find(&one, "A cat"), find(&two, "A cat"));
     assert_eq!(find(&one, "A dog"), find(&two, "A dog"));
-    let y1 = plan_of(d.path(), "a.yaml", "defaults: {model: seedance-2.0}\njobs:\n  - prompt: A cat\n    duration: 5\n  - prompt: A dog\n    duration: 4\n");
+    let y1 = plan_of(
+        d.path(),
+        "a.yaml",
+        "defaults: {model: seedance-2.0}\njobs:\n  - prompt: A cat\n    duration: 5\n  - prompt: A dog\n    duration: 4\n",
+    );
     let y2 = plan_of(
         d.path(),
         "b.yaml",
@@ -364,10 +526,18 @@ fn ids_are_stable_across_reorder_additions_and_reformatting() {
     assert_eq!(find(&y1, "A cat"), find(&one, "A cat"));
     assert_eq!(find(&y2, "A cat"), find(&one, "A cat"));
     assert_eq!(find(&y2, "A dog"), find(&one, "A dog"));
-    let changed = plan_of(d.path(), "c.yaml", "jobs: [{model: seedance-2.0, prompt: A cat, duration: 6}]\n");
+    let changed = plan_of(
+        d.path(),
+        "c.yaml",
+        "jobs: [{model: seedance-2.0, prompt: A cat, duration: 6}]\n",
+    );
     assert_ne!(find(&changed, "A cat"), find(&one, "A cat"));
     assert_eq!(y1.jobs[0].fingerprint().len(), 64);
-    assert!(y1.jobs[0].id.starts_with(&format!("j-{}", &y1.jobs[0].fingerprint()[..12])));
+    assert!(
+        y1.jobs[0]
+            .id
+            .starts_with(&format!("j-{}", &y1.jobs[0].fingerprint()[..12]))
+    );
 }
 
 #[test]
@@ -376,7 +546,10 @@ fn plan_prints_table_and_json() {
     let (mut out, mut err) = (Vec::new(), Vec::new());
     assert_eq!(cmd_plan(&a, false, &mut out, &mut err), 0);
     let t = String::from_utf8_lossy(&out);
-    assert!(t.starts_with("ID ") && t.contains("videos/cat-surf.mp4") && t.contains("6 jobs"), "{t}");
+    assert!(
+        t.starts_with("ID ") && t.contains("videos/cat-surf.mp4") && t.contains("6 jobs"),
+        "{t}"
+    );
     let mut out = Vec::new();
     assert_eq!(cmd_plan(&a, true, &mut out, &mut err), 0);
     let v: serde_json::Value = serde_json::from_slice(&out).expect("json");
@@ -388,18 +561,31 @@ fn plan_prints_table_and_json() {
 #[test]
 fn unknown_estimate_is_not_zero() {
     let d = tempfile::tempdir().expect("tmp");
-    let p = write(d.path(), "m.yaml", "jobs: [{model: seedance-2.0, prompt: x, duration: -1}, {model: seedance-2.0, prompt: y}]\n");
+    let p = write(
+        d.path(),
+        "m.yaml",
+        "jobs: [{model: seedance-2.0, prompt: x, duration: -1}, {model: seedance-2.0, prompt: y}]\n",
+    );
     let (mut out, mut err) = (Vec::new(), Vec::new());
     assert_eq!(cmd_plan(&args(&[&p]), false, &mut out, &mut err), 0);
     let t = String::from_utf8_lossy(&out);
-    assert!(t.contains("unknown") && t.contains("estimated tokens: unknown (at least 108000; 1 job(s) unknown)"), "{t}");
+    assert!(
+        t.contains("unknown") && t.contains("estimated tokens: unknown (at least 108000; 1 job(s) unknown)"),
+        "{t}"
+    );
 }
 
 #[test]
 fn validate_exits_2_on_errors() {
     let (mut out, mut err) = (Vec::new(), Vec::new());
-    assert_eq!(cmd_validate(&args(&[Path::new("tests/fixtures/bad.yaml")]), &mut out, &mut err), 2);
-    assert_eq!(cmd_validate(&args(&[Path::new("no/such.yaml")]), &mut out, &mut err), 2);
+    assert_eq!(
+        cmd_validate(&args(&[Path::new("tests/fixtures/bad.yaml")]), &mut out, &mut err),
+        2
+    );
+    assert_eq!(
+        cmd_validate(&args(&[Path::new("no/such.yaml")]), &mut out, &mut err),
+        2
+    );
     assert_eq!(cmd_validate(&args(&[Path::new("x.json")]), &mut out, &mut err), 2);
 }
 

@@ -72,7 +72,11 @@ impl fmt::Display for SourceLocation {
                 row,
                 column: Some(c),
             } => write!(f, "{file}: row {row}, column `{c}`"),
-            SourceLocation::Row { file, row, column: None } => write!(f, "{file}: row {row}"),
+            SourceLocation::Row {
+                file,
+                row,
+                column: None,
+            } => write!(f, "{file}: row {row}"),
             SourceLocation::File { file } => write!(f, "{file}"),
             SourceLocation::Arg { arg } => write!(f, "command line `{arg}`"),
         }

@@ -74,9 +74,18 @@ mod tests {
 
     #[test]
     fn formula_and_defaults() {
-        assert_eq!(estimate_tokens(&r(None, None, None, None)), Some(1280 * 720 * 24 * 5 / 1024));
-        assert_eq!(estimate_tokens(&r(Some("480p"), Some("9:16"), Some(4), None)), Some(864 * 480 * 24 * 4 / 1024));
-        assert_eq!(estimate_tokens(&r(Some("720p"), Some("1:1"), Some(5), None)), Some(720 * 720 * 120 / 1024));
+        assert_eq!(
+            estimate_tokens(&r(None, None, None, None)),
+            Some(1280 * 720 * 24 * 5 / 1024)
+        );
+        assert_eq!(
+            estimate_tokens(&r(Some("480p"), Some("9:16"), Some(4), None)),
+            Some(864 * 480 * 24 * 4 / 1024)
+        );
+        assert_eq!(
+            estimate_tokens(&r(Some("720p"), Some("1:1"), Some(5), None)),
+            Some(720 * 720 * 120 / 1024)
+        );
         assert_eq!(
             estimate_tokens(&r(Some("1080p"), Some("adaptive"), Some(10), None)),
             Some(1920 * 1080 * 240 / 1024)
@@ -97,6 +106,9 @@ mod tests {
 
     #[test]
     fn frames_take_precedence() {
-        assert_eq!(estimate_tokens(&r(None, None, Some(10), Some(121))), Some(1280 * 720 * 121 / 1024));
+        assert_eq!(
+            estimate_tokens(&r(None, None, Some(10), Some(121))),
+            Some(1280 * 720 * 121 / 1024)
+        );
     }
 }

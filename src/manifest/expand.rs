@@ -57,7 +57,11 @@ pub fn render<'a>(tpl: &str, lookup: impl Fn(&str) -> Option<&'a str>) -> Result
         rest = &tail[1..];
     }
     out.push_str(rest);
-    if unknown.is_empty() { Ok(out) } else { Err(TemplateError::Unknown(unknown)) }
+    if unknown.is_empty() {
+        Ok(out)
+    } else {
+        Err(TemplateError::Unknown(unknown))
+    }
 }
 
 /// The variable names a template uses.
@@ -88,8 +92,8 @@ pub fn cartesian(axes: &[usize]) -> Option<Vec<Vec<usize>>> {
 }
 
 const RESERVED: &[&str] = &[
-    "CON", "PRN", "AUX", "NUL", "COM1", "COM2", "COM3", "COM4", "COM5", "COM6", "COM7", "COM8", "COM9", "LPT1",
-    "LPT2", "LPT3", "LPT4", "LPT5", "LPT6", "LPT7", "LPT8", "LPT9",
+    "CON", "PRN", "AUX", "NUL", "COM1", "COM2", "COM3", "COM4", "COM5", "COM6", "COM7", "COM8", "COM9",
+    "LPT1", "LPT2", "LPT3", "LPT4", "LPT5", "LPT6", "LPT7", "LPT8", "LPT9",
 ];
 
 /// Checks that an id or file name is safe as a file stem on every platform: not empty, at most
@@ -131,7 +135,10 @@ mod tests {
     #[test]
     fn renders_variables_and_escapes() {
         assert_eq!(render("{animal}-{place}", vars).as_deref(), Ok("fox-forest"));
-        assert_eq!(render("{{animal}} {x y} {", vars).as_deref(), Ok("{animal} {x y} {"));
+        assert_eq!(
+            render("{{animal}} {x y} {", vars).as_deref(),
+            Ok("{animal} {x y} {")
+        );
         assert_eq!(render("plain", vars).as_deref(), Ok("plain"));
     }
 
@@ -146,7 +153,10 @@ mod tests {
 
     #[test]
     fn cartesian_product() {
-        assert_eq!(cartesian(&[2, 2]), Some(vec![vec![0, 0], vec![0, 1], vec![1, 0], vec![1, 1]]));
+        assert_eq!(
+            cartesian(&[2, 2]),
+            Some(vec![vec![0, 0], vec![0, 1], vec![1, 0], vec![1, 1]])
+        );
         assert_eq!(cartesian(&[]), Some(vec![vec![]]));
         assert_eq!(cartesian(&[1000, 1000]), None);
         assert_eq!(cartesian(&[usize::MAX, 3]), None);
@@ -158,7 +168,9 @@ mod tests {
             assert!(check_safe_name(ok).is_ok(), "{ok}");
         }
         let long = "x".repeat(121);
-        for bad in ["", "a/b", "a\\b", "..", "../x", ".hidden", "CON", "nul.txt", "com1", "a\nb", "x.", "a:b", &long] {
+        for bad in [
+            "", "a/b", "a\\b", "..", "../x", ".hidden", "CON", "nul.txt", "com1", "a\nb", "x.", "a:b", &long,
+        ] {
             assert!(check_safe_name(bad).is_err(), "{bad:?}");
         }
     }

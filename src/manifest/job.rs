@@ -99,7 +99,11 @@ pub struct Vars<'a> {
 impl<'a> Vars<'a> {
     /// The value of a variable.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.pairs.iter().rev().find(|(n, _)| *n == name).map(|(_, v)| v.as_ref())
+        self.pairs
+            .iter()
+            .rev()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_ref())
     }
 
     fn names(&self) -> String {
@@ -133,7 +137,13 @@ fn type_error(n: &Node, field: &str, expected: &str) -> Diagnostic {
 }
 
 /// Renders a template, reporting unknown variables.
-pub fn render_field(text: &str, field: &str, loc: &SourceLocation, vars: &Vars, diags: &mut Vec<Diagnostic>) -> Option<String> {
+pub fn render_field(
+    text: &str,
+    field: &str,
+    loc: &SourceLocation,
+    vars: &Vars,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<String> {
     match expand::render(text, |n| vars.get(n)) {
         Ok(s) => Some(s),
         Err(TemplateError::Unknown(names)) => {
@@ -241,12 +251,18 @@ fn tools(n: &Node, vars: &Vars, diags: &mut Vec<Diagnostic>) -> Option<Vec<Tool>
                 match kind {
                     Some(kind) => Some(Tool { kind }),
                     None => {
-                        diags.push(type_error(it, "tools", "a mapping with `type`, e.g. {type: web_search}"));
+                        diags.push(type_error(
+                            it,
+                            "tools",
+                            "a mapping with `type`, e.g. {type: web_search}",
+                        ));
                         None
                     }
                 }
             }
-            Value::Str(s) => Some(Tool { kind: s.trim().to_string() }),
+            Value::Str(s) => Some(Tool {
+                kind: s.trim().to_string(),
+            }),
             _ => {
                 diags.push(type_error(it, "tools", "a tool type or {type: ...}"));
                 None
@@ -262,7 +278,11 @@ fn tools(n: &Node, vars: &Vars, diags: &mut Vec<Diagnostic>) -> Option<Vec<Tool>
                 .collect(),
         ),
         _ => {
-            diags.push(type_error(n, "tools", "a list of tools, e.g. [{type: web_search}]"));
+            diags.push(type_error(
+                n,
+                "tools",
+                "a list of tools, e.g. [{type: web_search}]",
+            ));
             None
         }
     }
@@ -282,7 +302,11 @@ fn content(n: &Node, vars: &Vars, diags: &mut Vec<Diagnostic>) -> Option<Vec<Con
             Ok(serde_json::Value::Array(a)) => a,
             Ok(other) => vec![other],
             Err(e) => {
-                diags.push(type_error(n, "content", &format!("a JSON list of content items ({e})")));
+                diags.push(type_error(
+                    n,
+                    "content",
+                    &format!("a JSON list of content items ({e})"),
+                ));
                 return None;
             }
         },
@@ -335,7 +359,12 @@ pub fn lookup<'n>(fields: &[(&str, &'n Node)], key: &str) -> Option<&'n Node> {
 /// Builds the request of one job from its merged fields (each key at most once, defaults
 /// already overridden). Pushes every problem to `diags`; [`Built::ok`] says whether there was
 /// an error.
-pub fn build(fields: &[(&str, &Node)], vars: &Vars, job_loc: &SourceLocation, diags: &mut Vec<Diagnostic>) -> Built {
+pub fn build(
+    fields: &[(&str, &Node)],
+    vars: &Vars,
+    job_loc: &SourceLocation,
+    diags: &mut Vec<Diagnostic>,
+) -> Built {
     let before = diags.iter().filter(|d| d.is_error()).count();
     let mut req = CreateRequest::default();
     let mut content_src: Vec<(SourceLocation, Option<&str>)> = Vec::new();
@@ -432,7 +461,9 @@ pub fn build(fields: &[(&str, &Node)], vars: &Vars, job_loc: &SourceLocation, di
                 if let Some(id) = string(n, key, vars, diags) {
                     shorthand.push((
                         ContentItem::DraftTask {
-                            draft_task: DraftTaskRef { id: id.trim().to_string() },
+                            draft_task: DraftTaskRef {
+                                id: id.trim().to_string(),
+                            },
                             role: None,
                         },
                         n.loc.clone(),
@@ -447,7 +478,12 @@ pub fn build(fields: &[(&str, &Node)], vars: &Vars, job_loc: &SourceLocation, di
         req.content.push(item);
         content_src.push((loc, Some(key)));
     }
-    if req.input_has_video.is_none() && req.content.iter().any(|c| matches!(c, ContentItem::VideoUrl { .. })) {
+    if req.input_has_video.is_none()
+        && req
+            .content
+            .iter()
+            .any(|c| matches!(c, ContentItem::VideoUrl { .. }))
+    {
         req.input_has_video = Some(true);
     }
     for p in rules::check_request(&req) {
@@ -463,10 +499,16 @@ pub fn build(fields: &[(&str, &Node)], vars: &Vars, job_loc: &SourceLocation, di
                 .unwrap_or_else(|| job_loc.clone())
         } else {
             let base = field.split(['[', '.']).next().unwrap_or(&field);
-            lookup(fields, base).map(|n| n.loc.clone()).unwrap_or_else(|| job_loc.clone())
+            lookup(fields, base)
+                .map(|n| n.loc.clone())
+                .unwrap_or_else(|| job_loc.clone())
         };
         let d = Diagnostic::field_error(loc, field, p.found, p.expected);
-        diags.push(if p.warning { d.with_severity(Severity::Warning) } else { d });
+        diags.push(if p.warning {
+            d.with_severity(Severity::Warning)
+        } else {
+            d
+        });
     }
     built.request = req;
     built.ok = diags.iter().filter(|d| d.is_error()).count() == before;
@@ -625,10 +667,22 @@ impl Canon<'_> {
 
     fn content(&mut self, item: &ContentItem) {
         let (key, inner_key, inner, role, kind) = match item {
-            ContentItem::ImageUrl { image_url: MediaUrl { url }, role } => ("image_url", "url", url, role, "image_url"),
-            ContentItem::VideoUrl { video_url: MediaUrl { url }, role } => ("video_url", "url", url, role, "video_url"),
-            ContentItem::AudioUrl { audio_url: MediaUrl { url }, role } => ("audio_url", "url", url, role, "audio_url"),
-            ContentItem::DraftTask { draft_task: DraftTaskRef { id }, role } => ("draft_task", "id", id, role, "draft_task"),
+            ContentItem::ImageUrl {
+                image_url: MediaUrl { url },
+                role,
+            } => ("image_url", "url", url, role, "image_url"),
+            ContentItem::VideoUrl {
+                video_url: MediaUrl { url },
+                role,
+            } => ("video_url", "url", url, role, "video_url"),
+            ContentItem::AudioUrl {
+                audio_url: MediaUrl { url },
+                role,
+            } => ("audio_url", "url", url, role, "audio_url"),
+            ContentItem::DraftTask {
+                draft_task: DraftTaskRef { id },
+                role,
+            } => ("draft_task", "id", id, role, "draft_task"),
         };
         let outer_first = self.first;
         self.buf.push('{');
@@ -707,7 +761,12 @@ mod tests {
             node(Value::Str(" 5 ".into())),
             node(Value::Str("Yes".into())),
         );
-        let fields = [("model", &m), ("prompt", &p), ("duration", &d), ("generate_audio", &a)];
+        let fields = [
+            ("model", &m),
+            ("prompt", &p),
+            ("duration", &d),
+            ("generate_audio", &a),
+        ];
         let vars = Vars {
             pairs: vec![("x", Cow::Borrowed("cat"))],
         };
@@ -779,7 +838,12 @@ mod tests {
             service_tier: Some("flex".into()),
             execution_expires_after: Some(3600),
             draft: Some(false),
-            tools: Some(vec![Tool { kind: "web_search".into() }, Tool { kind: "x".into() }]),
+            tools: Some(vec![
+                Tool {
+                    kind: "web_search".into(),
+                },
+                Tool { kind: "x".into() },
+            ]),
             safety_identifier: Some("s".into()),
         };
         fn sorted(v: &serde_json::Value) -> String {
@@ -793,11 +857,20 @@ mod tests {
                         .collect();
                     format!("{{{}}}", parts.join(","))
                 }
-                serde_json::Value::Array(a) => format!("[{}]", a.iter().map(sorted).collect::<Vec<_>>().join(",")),
+                serde_json::Value::Array(a) => {
+                    format!("[{}]", a.iter().map(sorted).collect::<Vec<_>>().join(","))
+                }
                 other => other.to_string(),
             }
         }
-        for r in [full.clone(), CreateRequest::default(), CreateRequest { tools: Some(vec![]), ..full }] {
+        for r in [
+            full.clone(),
+            CreateRequest::default(),
+            CreateRequest {
+                tools: Some(vec![]),
+                ..full
+            },
+        ] {
             let generic = sorted(&serde_json::to_value(&r).expect("value"));
             assert_eq!(canonical_json(&r), generic);
             assert_eq!(fingerprint(&r).len(), 64);

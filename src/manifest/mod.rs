@@ -153,9 +153,15 @@ pub fn load_plan(args: &ManifestArgs) -> Result<Plan, Diagnostics> {
         }
     }
     if ctx.jobs.is_empty() && !ctx.diags.iter().any(Diagnostic::is_error) {
-        let file = args.manifests.first().map(|p| p.display().to_string()).unwrap_or_default();
+        let file = args
+            .manifests
+            .first()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
         ctx.diags.push(Diagnostic::error(
-            SourceLocation::File { file: Arc::from(file) },
+            SourceLocation::File {
+                file: Arc::from(file),
+            },
             "the manifests describe no jobs (add `jobs:` or `rows:`)",
         ));
     }
@@ -262,8 +268,12 @@ impl Ctx {
                 arg: Arc::from(format!("--set {s}")),
             };
             let Some((k, v)) = s.split_once('=') else {
-                self.diags
-                    .push(Diagnostic::field_error(loc, "--set", format!("`{s}`"), "KEY=VALUE, e.g. duration=5"));
+                self.diags.push(Diagnostic::field_error(
+                    loc,
+                    "--set",
+                    format!("`{s}`"),
+                    "KEY=VALUE, e.g. duration=5",
+                ));
                 continue;
             };
             let k = k.trim();
@@ -346,7 +356,14 @@ impl Ctx {
         });
     }
 
-    fn load_yaml(&mut self, path: &Path, file: &Arc<str>, cli: &[(String, Node)], delim: Option<u8>, sheet_arg: Option<&str>) {
+    fn load_yaml(
+        &mut self,
+        path: &Path,
+        file: &Arc<str>,
+        cli: &[(String, Node)],
+        delim: Option<u8>,
+        sheet_arg: Option<&str>,
+    ) {
         let text = match std::fs::read(path) {
             Ok(b) => {
                 self.add_source(path, &b);
@@ -391,7 +408,12 @@ impl Ctx {
             match key.as_str() {
                 "version" => {
                     if v.value != Value::Int(1) && v.value != Value::Str("1".into()) {
-                        self.diags.push(Diagnostic::field_error(v.loc.clone(), "version", v.value.describe(), "1"));
+                        self.diags.push(Diagnostic::field_error(
+                            v.loc.clone(),
+                            "version",
+                            v.value.describe(),
+                            "1",
+                        ));
                     }
                 }
                 "defaults" => defaults = Some(v),
@@ -402,7 +424,12 @@ impl Ctx {
                     self.run.merge_from(r);
                 }
                 k2 if k2.starts_with("x-") => {}
-                other => self.diags.push(job::unknown_key(k.loc.clone(), other, "top-level", TOP_KEYS.iter().copied())),
+                other => self.diags.push(job::unknown_key(
+                    k.loc.clone(),
+                    other,
+                    "top-level",
+                    TOP_KEYS.iter().copied(),
+                )),
             }
         }
         // defaults < command line
@@ -411,7 +438,9 @@ impl Ctx {
             match &d.value {
                 Value::Map(entries) => {
                     for (k, v) in entries {
-                        let Some(key) = self.job_key(k, "defaults") else { continue };
+                        let Some(key) = self.job_key(k, "defaults") else {
+                            continue;
+                        };
                         if matches!(key, "id" | "matrix") {
                             self.diags.push(Diagnostic::field_error(
                                 k.loc.clone(),
@@ -443,7 +472,12 @@ impl Ctx {
                     }
                 }
                 Value::Null => {}
-                other => self.diags.push(Diagnostic::field_error(j.loc.clone(), "jobs", other.describe(), "a list of jobs")),
+                other => self.diags.push(Diagnostic::field_error(
+                    j.loc.clone(),
+                    "jobs",
+                    other.describe(),
+                    "a list of jobs",
+                )),
             }
         }
         if let Some(r) = rows {
@@ -464,13 +498,21 @@ impl Ctx {
         match job::job_keys().find(|j| *j == key) {
             Some(j) => Some(j),
             None => {
-                self.diags.push(job::unknown_key(k.loc.clone(), &key, what, job::job_keys()));
+                self.diags
+                    .push(job::unknown_key(k.loc.clone(), &key, what, job::job_keys()));
                 None
             }
         }
     }
 
-    fn rows_entry(&mut self, e: &Node, dir: &Path, base: &[(&str, &Node)], delim: Option<u8>, sheet_arg: Option<&str>) {
+    fn rows_entry(
+        &mut self,
+        e: &Node,
+        dir: &Path,
+        base: &[(&str, &Node)],
+        delim: Option<u8>,
+        sheet_arg: Option<&str>,
+    ) {
         let (mut p, mut sheet, mut d) = (None, sheet_arg.map(str::to_string), delim);
         match &e.value {
             Value::Str(s) => p = Some(s.clone()),
@@ -515,7 +557,12 @@ impl Ctx {
             }
         }
         let Some(p) = p.filter(|p| !p.trim().is_empty()) else {
-            self.diags.push(Diagnostic::field_error(e.loc.clone(), "rows", "no path", "the path of a CSV/XLSX/ODS file"));
+            self.diags.push(Diagnostic::field_error(
+                e.loc.clone(),
+                "rows",
+                "no path",
+                "the path of a CSV/XLSX/ODS file",
+            ));
             return;
         };
         let full = dir.join(&p);
@@ -543,13 +590,20 @@ impl Ctx {
 
     fn yaml_job(&mut self, item: &Node, base: &[(&str, &Node)]) {
         let Value::Map(entries) = &item.value else {
-            self.diags.push(Diagnostic::field_error(item.loc.clone(), "jobs[]", item.value.describe(), "a mapping of job fields"));
+            self.diags.push(Diagnostic::field_error(
+                item.loc.clone(),
+                "jobs[]",
+                item.value.describe(),
+                "a mapping of job fields",
+            ));
             return;
         };
         let mut own: Vec<(&str, &Node)> = Vec::with_capacity(entries.len());
         let mut matrix = None;
         for (k, v) in entries {
-            let Some(key) = self.job_key(k, "job") else { continue };
+            let Some(key) = self.job_key(k, "job") else {
+                continue;
+            };
             if key == "matrix" {
                 matrix = Some(v);
             } else {
@@ -615,7 +669,10 @@ impl Ctx {
             let mut over: Vec<(&str, &Node)> = Vec::new();
             for (i, &vi) in combo.iter().enumerate() {
                 let node = values[i][vi];
-                vars.pairs.push((names[i].as_str(), Cow::Owned(node.value.scalar_text().unwrap_or_default())));
+                vars.pairs.push((
+                    names[i].as_str(),
+                    Cow::Owned(node.value.scalar_text().unwrap_or_default()),
+                ));
                 if let Some(key) = job::job_keys().find(|k| *k == names[i])
                     && !matches!(key, "matrix" | "id" | "name" | "repeat")
                 {
@@ -726,32 +783,52 @@ impl Ctx {
     }
 
     fn emit(&mut self, mut b: Built, vars: &Vars, loc: &SourceLocation) {
-        let fp = if b.id.is_none() { job::fingerprint(&b.request) } else { String::new() };
+        let fp = if b.id.is_none() {
+            job::fingerprint(&b.request)
+        } else {
+            String::new()
+        };
         let est = estimate::estimate_tokens(&b.request);
         for k in 1..=b.repeat {
-            let suffix = if b.repeat > 1 { format!("-{k}") } else { String::new() };
+            let suffix = if b.repeat > 1 {
+                format!("-{k}")
+            } else {
+                String::new()
+            };
             let (id, derived, id_loc) = match &b.id {
                 Some((tpl, iloc)) => {
-                    let Some(r) = job::render_field(tpl, "id", iloc, vars, &mut self.diags) else { return };
+                    let Some(r) = job::render_field(tpl, "id", iloc, vars, &mut self.diags) else {
+                        return;
+                    };
                     (r + &suffix, false, iloc)
                 }
                 None => (format!("j-{}{suffix}", &fp[..12]), true, loc),
             };
             if let Err(exp) = expand::check_safe_name(&id) {
-                self.diags
-                    .push(Diagnostic::field_error(id_loc.clone(), "id", format!("`{}`", yaml::excerpt(&id, 60)), exp));
+                self.diags.push(Diagnostic::field_error(
+                    id_loc.clone(),
+                    "id",
+                    format!("`{}`", yaml::excerpt(&id, 60)),
+                    exp,
+                ));
                 return;
             }
             let name = match &b.name {
                 Some((tpl, nloc)) => {
                     let mut v = vars.clone();
                     v.pairs.push(("id", Cow::Borrowed(id.as_str())));
-                    let Some(r) = job::render_field(tpl, "name", nloc, &v, &mut self.diags) else { return };
+                    let Some(r) = job::render_field(tpl, "name", nloc, &v, &mut self.diags) else {
+                        return;
+                    };
                     let uses_id = expand::variables(tpl).iter().any(|x| x == "id");
                     let n = if uses_id { r } else { r + &suffix };
                     if let Err(exp) = expand::check_safe_name(&n) {
-                        self.diags
-                            .push(Diagnostic::field_error(nloc.clone(), "name", format!("`{}`", yaml::excerpt(&n, 60)), exp));
+                        self.diags.push(Diagnostic::field_error(
+                            nloc.clone(),
+                            "name",
+                            format!("`{}`", yaml::excerpt(&n, 60)),
+                            exp,
+                        ));
                         return;
                     }
                     n
@@ -779,12 +856,19 @@ impl Ctx {
                     e.insert((slot, derived));
                 }
             }
-            let lower = if name.chars().any(char::is_uppercase) { name.to_lowercase() } else { name.clone() };
+            let lower = if name.chars().any(char::is_uppercase) {
+                name.to_lowercase()
+            } else {
+                name.clone()
+            };
             match self.names.entry(lower) {
                 Entry::Occupied(e) => {
                     let (prev_loc, prev_name) = &self.seen[*e.get()];
                     self.diags.push(Diagnostic::field_error(
-                        b.name.as_ref().map(|(_, l)| l.clone()).unwrap_or_else(|| id_loc.clone()),
+                        b.name
+                            .as_ref()
+                            .map(|(_, l)| l.clone())
+                            .unwrap_or_else(|| id_loc.clone()),
                         "name",
                         format!("file name `{name}` already used by the job at {prev_loc} (`{prev_name}`)"),
                         "file names unique (ignoring case)",
@@ -800,7 +884,11 @@ impl Ctx {
             if !b.ok {
                 continue;
             }
-            let request = if k == b.repeat { std::mem::take(&mut b.request) } else { b.request.clone() };
+            let request = if k == b.repeat {
+                std::mem::take(&mut b.request)
+            } else {
+                b.request.clone()
+            };
             self.jobs.push(Job {
                 id,
                 name,

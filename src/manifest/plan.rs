@@ -52,10 +52,12 @@ pub struct PlanView<'a> {
 }
 
 fn known(plan: &Plan) -> (u64, usize) {
-    plan.jobs.iter().fold((0u64, 0usize), |(s, u), j| match j.estimated_tokens {
-        Some(t) => (s.saturating_add(t), u),
-        None => (s, u + 1),
-    })
+    plan.jobs
+        .iter()
+        .fold((0u64, 0usize), |(s, u), j| match j.estimated_tokens {
+            Some(t) => (s.saturating_add(t), u),
+            None => (s, u + 1),
+        })
 }
 
 /// The plan as `plan --json` prints it.
@@ -87,7 +89,9 @@ pub fn plan_view(plan: &Plan) -> PlanView<'_> {
 }
 
 fn opt<T: ToString>(v: &Option<T>, default: &str) -> String {
-    v.as_ref().map(T::to_string).unwrap_or_else(|| default.to_string())
+    v.as_ref()
+        .map(T::to_string)
+        .unwrap_or_else(|| default.to_string())
 }
 
 fn row(j: &Job) -> [String; 8] {
@@ -111,7 +115,16 @@ fn row(j: &Job) -> [String; 8] {
 
 /// Writes the plan as a table, then the count and the estimated tokens.
 pub fn render_table(plan: &Plan, out: &mut dyn Write) -> std::io::Result<()> {
-    let header = ["ID", "MODEL", "DURATION", "RATIO", "RESOLUTION", "TOKENS", "PROMPT", "OUTPUT"];
+    let header = [
+        "ID",
+        "MODEL",
+        "DURATION",
+        "RATIO",
+        "RESOLUTION",
+        "TOKENS",
+        "PROMPT",
+        "OUTPUT",
+    ];
     let rows: Vec<[String; 8]> = plan.jobs.iter().map(row).collect();
     let mut w = header.map(|h| h.chars().count());
     for r in &rows {
@@ -140,7 +153,10 @@ pub fn render_table(plan: &Plan, out: &mut dyn Write) -> std::io::Result<()> {
     writeln!(out, "{n} job{}", if n == 1 { "" } else { "s" })?;
     match plan.total_tokens() {
         Some(t) => writeln!(out, "estimated tokens: {t}")?,
-        None => writeln!(out, "estimated tokens: unknown (at least {sum}; {unknown} job(s) unknown)")?,
+        None => writeln!(
+            out,
+            "estimated tokens: unknown (at least {sum}; {unknown} job(s) unknown)"
+        )?,
     }
     writeln!(out, "({})", estimate::FORMULA)
 }

@@ -71,7 +71,10 @@ pub fn check_url(url: &str, allow_asset: bool) -> Result<(), String> {
     } else {
         "an `https://` or `http://` URL"
     };
-    let rest = if let Some(r) = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://")) {
+    let rest = if let Some(r) = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+    {
         r
     } else if let Some(r) = url.strip_prefix("asset://") {
         if !allow_asset {
@@ -125,14 +128,21 @@ pub fn check_request(req: &CreateRequest) -> Vec<Problem> {
     let mut out = Vec::new();
     let model = req.model.as_str();
     if model.trim().is_empty() {
-        out.push(problem("model", "nothing", "a model id such as `seedance-1.5-pro`"));
+        out.push(problem(
+            "model",
+            "nothing",
+            "a model id such as `seedance-1.5-pro`",
+        ));
     } else if !is_known_model(model) {
         out.push(Problem {
             warning: true,
             ..problem(
                 "model",
                 quote(model),
-                format!("a known model ({}); the live list may have more", KNOWN_MODELS.join(", ")),
+                format!(
+                    "a known model ({}); the live list may have more",
+                    KNOWN_MODELS.join(", ")
+                ),
             )
         });
     }
@@ -142,12 +152,20 @@ pub fn check_request(req: &CreateRequest) -> Vec<Problem> {
     if let Some(r) = &req.ratio
         && !RATIOS.contains(&r.as_str())
     {
-        out.push(problem("ratio", quote(r), format!("one of {}", RATIOS.join(", "))));
+        out.push(problem(
+            "ratio",
+            quote(r),
+            format!("one of {}", RATIOS.join(", ")),
+        ));
     }
     if let Some(r) = &req.resolution
         && !RESOLUTIONS.contains(&r.as_str())
     {
-        out.push(problem("resolution", quote(r), format!("one of {}", RESOLUTIONS.join(", "))));
+        out.push(problem(
+            "resolution",
+            quote(r),
+            format!("one of {}", RESOLUTIONS.join(", ")),
+        ));
     }
     if let Some(d) = req.duration {
         match duration_range(model) {
@@ -156,9 +174,11 @@ pub fn check_request(req: &CreateRequest) -> Vec<Problem> {
                 format!("`{d}`"),
                 format!("{lo}..{hi} seconds or -1 (model decides) for {model}"),
             )),
-            None if d != -1 && d < 1 => {
-                out.push(problem("duration", format!("`{d}`"), "a positive number of seconds or -1"))
-            }
+            None if d != -1 && d < 1 => out.push(problem(
+                "duration",
+                format!("`{d}`"),
+                "a positive number of seconds or -1",
+            )),
             _ => {}
         }
     }
@@ -170,11 +190,19 @@ pub fn check_request(req: &CreateRequest) -> Vec<Problem> {
                 format!("no `frames` for {model} (only the seedance-1.0 models take it); use `duration`"),
             ));
         } else if !(29..=289).contains(&f) || (f - 25) % 4 != 0 {
-            out.push(problem("frames", format!("`{f}`"), "29..289 frames of the form 25+4n (29, 33, ..., 289)"));
+            out.push(problem(
+                "frames",
+                format!("`{f}`"),
+                "29..289 frames of the form 25+4n (29, 33, ..., 289)",
+            ));
         } else if req.duration.is_some() {
             out.push(Problem {
                 warning: true,
-                ..problem("frames", format!("`{f}`"), "either `frames` or `duration`; `frames` takes precedence")
+                ..problem(
+                    "frames",
+                    format!("`{f}`"),
+                    "either `frames` or `duration`; `frames` takes precedence",
+                )
             });
         }
     }
@@ -193,7 +221,11 @@ pub fn check_request(req: &CreateRequest) -> Vec<Problem> {
     if let Some(e) = req.execution_expires_after
         && !(3600..=259_200).contains(&e)
     {
-        out.push(problem("execution_expires_after", format!("`{e}`"), "3600..259200 seconds"));
+        out.push(problem(
+            "execution_expires_after",
+            format!("`{e}`"),
+            "3600..259200 seconds",
+        ));
     }
     if let Some(s) = &req.safety_identifier {
         let n = s.chars().count();
@@ -204,13 +236,21 @@ pub fn check_request(req: &CreateRequest) -> Vec<Problem> {
                 format!("at most {MAX_SAFETY_IDENTIFIER} characters"),
             ));
         } else if s.is_empty() {
-            out.push(problem("safety_identifier", "an empty string", "1..64 characters"));
+            out.push(problem(
+                "safety_identifier",
+                "an empty string",
+                "1..64 characters",
+            ));
         }
     }
     if let Some(t) = &req.service_tier
         && !SERVICE_TIERS.contains(&t.as_str())
     {
-        out.push(problem("service_tier", quote(t), format!("one of {}", SERVICE_TIERS.join(", "))));
+        out.push(problem(
+            "service_tier",
+            quote(t),
+            format!("one of {}", SERVICE_TIERS.join(", ")),
+        ));
     }
     if let Some(u) = &req.callback_url
         && let Err(exp) = check_url(u, false)
@@ -220,11 +260,19 @@ pub fn check_request(req: &CreateRequest) -> Vec<Problem> {
     if let Some(tools) = &req.tools {
         for (i, t) in tools.iter().enumerate() {
             if t.kind.trim().is_empty() {
-                out.push(problem(format!("tools[{i}]"), "an empty type", "a tool type such as `web_search`"));
+                out.push(problem(
+                    format!("tools[{i}]"),
+                    "an empty type",
+                    "a tool type such as `web_search`",
+                ));
             } else if !KNOWN_TOOLS.contains(&t.kind.as_str()) {
                 out.push(Problem {
                     warning: true,
-                    ..problem(format!("tools[{i}]"), quote(&t.kind), format!("a known tool ({})", KNOWN_TOOLS.join(", ")))
+                    ..problem(
+                        format!("tools[{i}]"),
+                        quote(&t.kind),
+                        format!("a known tool ({})", KNOWN_TOOLS.join(", ")),
+                    )
                 });
             }
         }
@@ -242,12 +290,20 @@ fn check_content(req: &CreateRequest, out: &mut Vec<Problem>) {
         if let Some(u) = item.url()
             && let Err(exp) = check_url(u, allow_asset)
         {
-            out.push(problem(format!("{}.{}.url", field(), item.type_name()), quote(u), exp));
+            out.push(problem(
+                format!("{}.{}.url", field(), item.type_name()),
+                quote(u),
+                exp,
+            ));
         }
         if let ContentItem::DraftTask { draft_task, .. } = item
             && draft_task.id.trim().is_empty()
         {
-            out.push(problem(format!("{}.draft_task.id", field()), "nothing", "the id of a draft task (`vgen_...`)"));
+            out.push(problem(
+                format!("{}.draft_task.id", field()),
+                "nothing",
+                "the id of a draft task (`vgen_...`)",
+            ));
         }
         let allowed = allowed_roles(item);
         match item.role() {
@@ -257,7 +313,14 @@ fn check_content(req: &CreateRequest, out: &mut Vec<Problem>) {
                 if allowed.is_empty() {
                     "no role on a draft_task".to_string()
                 } else {
-                    format!("one of {}", allowed.iter().map(|r| role_name(*r)).collect::<Vec<_>>().join(", "))
+                    format!(
+                        "one of {}",
+                        allowed
+                            .iter()
+                            .map(|r| role_name(*r))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
                 },
             )),
             Some(ContentRole::FirstFrame) => first += 1,
@@ -269,19 +332,39 @@ fn check_content(req: &CreateRequest, out: &mut Vec<Problem>) {
         }
     }
     if first > 1 {
-        out.push(problem("content", format!("{first} first frames"), "at most one first_frame"));
+        out.push(problem(
+            "content",
+            format!("{first} first frames"),
+            "at most one first_frame",
+        ));
     }
     if last > 1 {
-        out.push(problem("content", format!("{last} last frames"), "at most one last_frame"));
+        out.push(problem(
+            "content",
+            format!("{last} last frames"),
+            "at most one last_frame",
+        ));
     }
     if last > 0 && first == 0 {
-        out.push(problem("content", "a last_frame without a first_frame", "a first_frame with the last_frame"));
+        out.push(problem(
+            "content",
+            "a last_frame without a first_frame",
+            "a first_frame with the last_frame",
+        ));
     }
     if req.input_has_video == Some(false) && videos > 0 {
-        out.push(problem("input_has_video", "`false` with a video in content", "`true` (or unset)"));
+        out.push(problem(
+            "input_has_video",
+            "`false` with a video in content",
+            "`true` (or unset)",
+        ));
     }
     if req.input_has_video == Some(true) && videos == 0 {
-        out.push(problem("input_has_video", "`true` without a video in content", "a reference_video, or no input_has_video"));
+        out.push(problem(
+            "input_has_video",
+            "`true` without a video in content",
+            "a reference_video, or no input_has_video",
+        ));
     }
 }
 
@@ -299,7 +382,11 @@ mod tests {
     }
 
     fn fields(r: &CreateRequest) -> Vec<String> {
-        check_request(r).into_iter().filter(|p| !p.warning).map(|p| p.field).collect()
+        check_request(r)
+            .into_iter()
+            .filter(|p| !p.warning)
+            .map(|p| p.field)
+            .collect()
     }
 
     fn img(url: &str, role: ContentRole) -> ContentItem {
@@ -332,7 +419,14 @@ mod tests {
     #[test]
     fn duration_per_model() {
         let mut r = req("seedance-1.5-pro");
-        for (d, ok) in [(4, true), (12, true), (13, false), (3, false), (-1, true), (0, false)] {
+        for (d, ok) in [
+            (4, true),
+            (12, true),
+            (13, false),
+            (3, false),
+            (-1, true),
+            (0, false),
+        ] {
             r.duration = Some(d);
             assert_eq!(fields(&r).is_empty(), ok, "1.5 {d}");
         }
@@ -421,7 +515,9 @@ mod tests {
     fn roles_match_types_and_frames_are_single() {
         let mut r = req("seedance-2.0");
         r.content = vec![ContentItem::VideoUrl {
-            video_url: MediaUrl { url: "https://x/v.mp4".into() },
+            video_url: MediaUrl {
+                url: "https://x/v.mp4".into(),
+            },
             role: Some(ContentRole::FirstFrame),
         }];
         assert_eq!(fields(&r), ["content[0].role"]);

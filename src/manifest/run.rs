@@ -106,7 +106,12 @@ fn small(n: &Node, key: &str, min: u64, diags: &mut Vec<Diagnostic>) -> Option<u
     match u32::try_from(v) {
         Ok(v) => Some(v),
         Err(_) => {
-            diags.push(Diagnostic::field_error(n.loc.clone(), format!("run.{key}"), format!("`{v}`"), "at most 4294967295"));
+            diags.push(Diagnostic::field_error(
+                n.loc.clone(),
+                format!("run.{key}"),
+                format!("`{v}`"),
+                "at most 4294967295",
+            ));
             None
         }
     }
@@ -135,7 +140,12 @@ pub fn parse_run(node: &Node, diags: &mut Vec<Diagnostic>) -> RunSection {
     let mut run = RunSection::default();
     let Value::Map(entries) = &node.value else {
         if node.value != Value::Null {
-            diags.push(Diagnostic::field_error(node.loc.clone(), "run", node.value.describe(), "a mapping of run settings"));
+            diags.push(Diagnostic::field_error(
+                node.loc.clone(),
+                "run",
+                node.value.describe(),
+                "a mapping of run settings",
+            ));
         }
         return run;
     };
@@ -156,7 +166,12 @@ pub fn parse_run(node: &Node, diags: &mut Vec<Diagnostic>) -> RunSection {
             "budget_tokens" => run.budget_tokens = number(v, &key, 1, diags),
             "out" => match &v.value {
                 Value::Str(s) if !s.trim().is_empty() => run.out = Some(s.clone()),
-                _ => diags.push(Diagnostic::field_error(v.loc.clone(), "run.out", v.value.describe(), "a directory path")),
+                _ => diags.push(Diagnostic::field_error(
+                    v.loc.clone(),
+                    "run.out",
+                    v.value.describe(),
+                    "a directory path",
+                )),
             },
             other => diags.push(unknown_key(k.loc.clone(), other, "run", RUN_KEYS.iter().copied())),
         }
@@ -170,7 +185,18 @@ impl RunSection {
         macro_rules! fill {
             ($($f:ident),*) => { $( if self.$f.is_none() { self.$f = other.$f; } )* };
         }
-        fill!(rpm, burst, concurrency, download_concurrency, max_retries, poll_interval, job_timeout, max_fail, budget_tokens, out);
+        fill!(
+            rpm,
+            burst,
+            concurrency,
+            download_concurrency,
+            max_retries,
+            poll_interval,
+            job_timeout,
+            max_fail,
+            budget_tokens,
+            out
+        );
     }
 }
 
@@ -187,7 +213,9 @@ mod tests {
 
     #[test]
     fn reads_every_setting() {
-        let (r, d) = run("rpm: 60\nburst: 5\nconcurrency: 8\ndownload_concurrency: 4\nmax_retries: 0\npoll_interval: 3s\njob_timeout: 20m\nmax_fail: 3\nbudget_tokens: 1000000\nout: ./o\n");
+        let (r, d) = run(
+            "rpm: 60\nburst: 5\nconcurrency: 8\ndownload_concurrency: 4\nmax_retries: 0\npoll_interval: 3s\njob_timeout: 20m\nmax_fail: 3\nbudget_tokens: 1000000\nout: ./o\n",
+        );
         assert!(d.is_empty(), "{d:?}");
         assert_eq!(r.poll_interval, Some(Duration::from_secs(3)));
         assert_eq!(r.job_timeout, Some(Duration::from_secs(1200)));
@@ -199,6 +227,10 @@ mod tests {
     fn bad_values_and_unknown_keys() {
         let (_, d) = run("rpm: 0\npoll_interval: soon\nconcurency: 3\n");
         assert_eq!(d.len(), 3);
-        assert!(d[2].to_string().contains("did you mean `concurrency`?"), "{}", d[2]);
+        assert!(
+            d[2].to_string().contains("did you mean `concurrency`?"),
+            "{}",
+            d[2]
+        );
     }
 }

@@ -140,7 +140,10 @@ impl Builder {
                 _ => {
                     if !self.too_big {
                         self.too_big = true;
-                        diags.push(Diagnostic::error(file_loc(&self.file), "the sheet holds more than 4 GB of text"));
+                        diags.push(Diagnostic::error(
+                            file_loc(&self.file),
+                            "the sheet holds more than 4 GB of text",
+                        ));
                     }
                     return;
                 }
@@ -154,14 +157,22 @@ impl Builder {
             return None;
         }
         if self.table.is_none() {
-            diags.push(Diagnostic::error(file_loc(&self.file), "no header row: the sheet is empty"));
+            diags.push(Diagnostic::error(
+                file_loc(&self.file),
+                "no header row: the sheet is empty",
+            ));
         }
         self.table
     }
 }
 
 /// Reads a CSV file. `delimiter` `None` detects it from the first line.
-pub fn read_csv(path: &Path, file: &Arc<str>, delimiter: Option<u8>, diags: &mut Vec<Diagnostic>) -> Option<Table> {
+pub fn read_csv(
+    path: &Path,
+    file: &Arc<str>,
+    delimiter: Option<u8>,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Table> {
     let data = match std::fs::read(path) {
         Ok(d) => d,
         Err(e) => {
@@ -173,7 +184,12 @@ pub fn read_csv(path: &Path, file: &Arc<str>, delimiter: Option<u8>, diags: &mut
 }
 
 /// Reads CSV text (see [`read_csv`]).
-pub fn read_csv_bytes(data: &[u8], file: &Arc<str>, delimiter: Option<u8>, diags: &mut Vec<Diagnostic>) -> Option<Table> {
+pub fn read_csv_bytes(
+    data: &[u8],
+    file: &Arc<str>,
+    delimiter: Option<u8>,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Table> {
     let data = data.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(data);
     let delim = delimiter.unwrap_or_else(|| detect_delimiter(data));
     let mut rdr = csv::ReaderBuilder::new()
@@ -220,11 +236,19 @@ fn cell_text(d: &Data) -> String {
 }
 
 /// Reads a sheet of an XLSX/XLS/ODS workbook: the named one, else the first.
-pub fn read_sheet(path: &Path, file: &Arc<str>, sheet: Option<&str>, diags: &mut Vec<Diagnostic>) -> Option<Table> {
+pub fn read_sheet(
+    path: &Path,
+    file: &Arc<str>,
+    sheet: Option<&str>,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Table> {
     let mut wb = match calamine::open_workbook_auto(path) {
         Ok(wb) => wb,
         Err(e) => {
-            diags.push(Diagnostic::error(file_loc(file), format!("cannot read the workbook: {e}")));
+            diags.push(Diagnostic::error(
+                file_loc(file),
+                format!("cannot read the workbook: {e}"),
+            ));
             return None;
         }
     };
@@ -251,7 +275,10 @@ pub fn read_sheet(path: &Path, file: &Arc<str>, sheet: Option<&str>, diags: &mut
     let range = match wb.worksheet_range(&name) {
         Ok(r) => r,
         Err(e) => {
-            diags.push(Diagnostic::error(file_loc(file), format!("cannot read sheet `{name}`: {e}")));
+            diags.push(Diagnostic::error(
+                file_loc(file),
+                format!("cannot read sheet `{name}`: {e}"),
+            ));
             return None;
         }
     };

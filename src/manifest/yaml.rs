@@ -227,7 +227,10 @@ impl Builder {
 /// Applies `<<` merge keys: entries of the merged mappings are added where the mapping does not
 /// set the key itself (the first of several merged mappings wins).
 fn apply_merges(entries: Vec<(Node, Node)>) -> Result<Vec<(Node, Node)>, Box<Diagnostic>> {
-    if !entries.iter().any(|(k, _)| matches!(&k.value, Value::Str(s) if s == "<<")) {
+    if !entries
+        .iter()
+        .any(|(k, _)| matches!(&k.value, Value::Str(s) if s == "<<"))
+    {
         return Ok(entries);
     }
     let mut own = Vec::with_capacity(entries.len());
@@ -287,11 +290,7 @@ impl MarkedEventReceiver for Builder {
             return;
         }
         match ev {
-            Event::DocumentEnd => {
-                if self.root.is_some() {
-                    self.done = true;
-                }
-            }
+            Event::DocumentEnd if self.root.is_some() => self.done = true,
             Event::Scalar(text, style, anchor, tag) => {
                 if !self.add_nodes(1, &mark) {
                     return;
@@ -307,17 +306,13 @@ impl MarkedEventReceiver for Builder {
                 };
                 self.finish_node(node, anchor);
             }
-            Event::SequenceStart(anchor, _) => {
-                if self.add_nodes(1, &mark) {
-                    let loc = self.loc(&mark);
-                    self.push_frame(Frame::Seq(Vec::new(), loc, anchor), &mark);
-                }
+            Event::SequenceStart(anchor, _) if self.add_nodes(1, &mark) => {
+                let loc = self.loc(&mark);
+                self.push_frame(Frame::Seq(Vec::new(), loc, anchor), &mark);
             }
-            Event::MappingStart(anchor, _) => {
-                if self.add_nodes(1, &mark) {
-                    let loc = self.loc(&mark);
-                    self.push_frame(Frame::Map(Vec::new(), None, loc, anchor), &mark);
-                }
+            Event::MappingStart(anchor, _) if self.add_nodes(1, &mark) => {
+                let loc = self.loc(&mark);
+                self.push_frame(Frame::Map(Vec::new(), None, loc, anchor), &mark);
             }
             Event::SequenceEnd => {
                 if let Some(Frame::Seq(items, loc, anchor)) = self.stack.pop() {
@@ -346,7 +341,10 @@ impl MarkedEventReceiver for Builder {
             }
             Event::Alias(id) => {
                 let Some((node, size)) = self.anchors.get(&id).cloned() else {
-                    self.error = Some(Box::new(Diagnostic::error(self.loc(&mark), "alias to an unknown anchor")));
+                    self.error = Some(Box::new(Diagnostic::error(
+                        self.loc(&mark),
+                        "alias to an unknown anchor",
+                    )));
                     return;
                 };
                 if self.add_nodes(size, &mark) {
@@ -417,7 +415,12 @@ mod tests {
 
     fn get<'a>(n: &'a Node, key: &str) -> &'a Node {
         match &n.value {
-            Value::Map(m) => &m.iter().find(|(k, _)| k.value == Value::Str(key.into())).expect(key).1,
+            Value::Map(m) => {
+                &m.iter()
+                    .find(|(k, _)| k.value == Value::Str(key.into()))
+                    .expect(key)
+                    .1
+            }
             _ => panic!("not a map"),
         }
     }
@@ -447,7 +450,9 @@ mod tests {
         let o = get(&n, "other");
         assert_eq!(get(o, "x").value, Value::Int(1));
         assert_eq!(get(o, "y").value, Value::Int(3));
-        let Value::Seq(l) = &get(&n, "list").value else { panic!() };
+        let Value::Seq(l) = &get(&n, "list").value else {
+            panic!()
+        };
         assert_eq!(l.len(), 2);
     }
 
