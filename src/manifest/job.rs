@@ -130,6 +130,10 @@ pub struct Built {
     pub repeat: u32,
     /// Whether the job is free of errors (ids are still checked when it is not).
     pub ok: bool,
+    /// [`fingerprint`] of the request when there is no `id` (it then makes the id), else empty.
+    pub fingerprint: String,
+    /// Estimated tokens of the request.
+    pub estimated_tokens: Option<u64>,
 }
 
 fn type_error(n: &Node, field: &str, expected: &str) -> Diagnostic {
@@ -375,6 +379,8 @@ pub fn build(
         name: None,
         repeat: 1,
         ok: true,
+        fingerprint: String::new(),
+        estimated_tokens: None,
     };
     for &(key, n) in fields {
         if n.value == Value::Null {
@@ -510,6 +516,10 @@ pub fn build(
             d
         });
     }
+    if built.id.is_none() {
+        built.fingerprint = fingerprint(&req);
+    }
+    built.estimated_tokens = super::estimate::estimate_tokens(&req);
     built.request = req;
     built.ok = diags.iter().filter(|d| d.is_error()).count() == before;
     built

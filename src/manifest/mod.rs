@@ -242,6 +242,72 @@ impl Hasher for FxHasher {
 
 type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
 
+/// Rows built per thread and batch.
+const ROW_BATCH: usize = 4096;
+
+/// Which columns of a sheet are fields and which are variables.
+struct Cols<'c> {
+    fields: &'c [(usize, &'static str)],
+    vars: &'c [usize],
+}
+
+/// One row built: its request, problems, variables and location.
+struct RowOut<'t> {
+    built: Built,
+    diags: Vec<Diagnostic>,
+    vars: Vars<'t>,
+    loc: SourceLocation,
+}
+
+/// Builds the requests of some rows of a table (no shared state: runs on any thread).
+fn build_rows<'t>(
+    t: &'t sheet::Table,
+    rows: std::ops::Range<usize>,
+    base: &[(&str, &Node)],
+    cols: &Cols,
+) -> Vec<RowOut<'t>> {
+    let mut out = Vec::with_capacity(rows.len());
+    let mut nodes: Vec<(&'static str, Node)> = Vec::with_capacity(cols.fields.len());
+    for r in rows {
+        let loc = SourceLocation::Row {
+            file: t.file.clone(),
+            row: t.row_number(r),
+            column: None,
+        };
+        nodes.clear();
+        for &(i, k) in cols.fields {
+            let c = t.cell(r, i);
+            if !c.trim().is_empty() {
+                nodes.push((
+                    k,
+                    Node {
+                        value: Value::Str(c.to_string()),
+                        loc: loc.with_column(&t.headers[i]),
+                    },
+                ));
+            }
+        }
+        let vars = Vars {
+            pairs: cols
+                .vars
+                .iter()
+                .map(|&i| (t.headers[i].as_ref(), Cow::Borrowed(t.cell(r, i))))
+                .collect(),
+        };
+        let own: Vec<(&str, &Node)> = nodes.iter().map(|(k, n)| (*k, n)).collect();
+        let fields = merge(base, &own);
+        let mut diags = Vec::new();
+        let built = job::build(&fields, &vars, &loc, &mut diags);
+        out.push(RowOut {
+            built,
+            diags,
+            vars,
+            loc,
+        });
+    }
+    out
+}
+
 #[derive(Default)]
 struct Ctx {
     diags: Vec<Diagnostic>,
@@ -745,35 +811,46 @@ impl Ctx {
         self.jobs.reserve(t.len());
         self.ids.reserve(t.len());
         self.names.reserve(t.len());
-        let mut nodes: Vec<(&'static str, Node)> = Vec::with_capacity(field_cols.len());
-        for r in 0..t.len() {
-            let row_loc = SourceLocation::Row {
-                file: t.file.clone(),
-                row: t.row_number(r),
-                column: None,
+        // Build the rows' requests in batches, on up to 4 threads; ids are then checked and
+        // jobs added in row order.
+        let n = t.len();
+        let threads = if n < 4096 {
+            1
+        } else {
+            std::thread::available_parallelism().map_or(1, |p| p.get()).clamp(1, 4)
+        };
+        let cols = Cols {
+            fields: &field_cols,
+            vars: &var_cols,
+        };
+        let mut start = 0;
+        while start < n {
+            let end = (start + ROW_BATCH * threads).min(n);
+            let parts: Vec<Vec<RowOut>> = if threads == 1 {
+                vec![build_rows(&t, start..end, base, &cols)]
+            } else {
+                let per = (end - start).div_ceil(threads);
+                std::thread::scope(|s| {
+                    let handles: Vec<_> = (0..threads)
+                        .map(|k| {
+                            let range = (start + k * per).min(end)..(start + (k + 1) * per).min(end);
+                            let (t, cols) = (&t, &cols);
+                            s.spawn(move || build_rows(t, range, base, cols))
+                        })
+                        .collect();
+                    handles
+                        .into_iter()
+                        .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                        .collect()
+                })
             };
-            nodes.clear();
-            for &(i, k) in &field_cols {
-                let c = t.cell(r, i);
-                if !c.trim().is_empty() {
-                    nodes.push((
-                        k,
-                        Node {
-                            value: Value::Str(c.to_string()),
-                            loc: row_loc.with_column(&t.headers[i]),
-                        },
-                    ));
+            for part in parts {
+                for out in part {
+                    self.diags.extend(out.diags);
+                    self.emit(out.built, &out.vars, &out.loc);
                 }
             }
-            let vars = Vars {
-                pairs: var_cols
-                    .iter()
-                    .map(|&i| (t.headers[i].as_ref(), Cow::Borrowed(t.cell(r, i))))
-                    .collect(),
-            };
-            let own: Vec<(&str, &Node)> = nodes.iter().map(|(k, n)| (*k, n)).collect();
-            let fields = merge(base, &own);
-            self.build_and_emit(&fields, &vars, &row_loc);
+            start = end;
         }
     }
 
