@@ -639,7 +639,13 @@ fn large_sheets_keep_row_order_and_find_duplicates_across_batches() {
     assert!(p.jobs.iter().enumerate().all(|(i, j)| j.id == format!("r{i}")));
     csv.push_str("r5,again,seedance-2.0\n,same,seedance-2.0\n,same,seedance-2.0\n");
     let e = errors_of(d.path(), "big.csv", &csv);
-    assert!(e.contains("row 10002, column `id`: error: field `id`: found duplicate id `r5`, also at"), "{e}");
+    assert!(
+        e.contains("row 10002, column `id`: error: field `id`: found duplicate id `r5`, also at"),
+        "{e}"
+    );
     assert!(e.contains("big.csv: row 7, column `id`"), "{e}");
-    assert!(e.contains("row 10004: error: field `id`: found duplicate id `j-") && e.contains("use `repeat: N`"), "{e}");
+    assert!(
+        e.contains("row 10004: error: field `id`: found duplicate id `j-") && e.contains("use `repeat: N`"),
+        "{e}"
+    );
 }

@@ -242,7 +242,7 @@ impl Hasher for FxHasher {
 
 type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
 
-/// Rows built per thread and batch.
+/// Rows built per batch.
 const ROW_BATCH: usize = 4096;
 
 /// Which columns of a sheet are fields and which are variables.
@@ -259,7 +259,7 @@ struct RowOut<'t> {
     loc: SourceLocation,
 }
 
-/// Builds the requests of some rows of a table (no shared state: runs on any thread).
+/// Builds the requests of some rows of a table (no shared state).
 fn build_rows<'t>(
     t: &'t sheet::Table,
     rows: std::ops::Range<usize>,
@@ -294,8 +294,14 @@ fn build_rows<'t>(
                 .map(|&i| (t.headers[i].as_ref(), Cow::Borrowed(t.cell(r, i))))
                 .collect(),
         };
-        let own: Vec<(&str, &Node)> = nodes.iter().map(|(k, n)| (*k, n)).collect();
-        let fields = merge(base, &own);
+        let mut fields: Vec<(&str, &Node)> = Vec::with_capacity(base.len() + nodes.len());
+        fields.extend_from_slice(base);
+        for (k, n) in &nodes {
+            match fields.iter_mut().find(|(k2, _)| k2 == k) {
+                Some(slot) => slot.1 = n,
+                None => fields.push((k, n)),
+            }
+        }
         let mut diags = Vec::new();
         let built = job::build(&fields, &vars, &loc, &mut diags);
         out.push(RowOut {
@@ -811,44 +817,20 @@ impl Ctx {
         self.jobs.reserve(t.len());
         self.ids.reserve(t.len());
         self.names.reserve(t.len());
-        // Build the rows' requests in batches, on up to 4 threads; ids are then checked and
-        // jobs added in row order.
-        let n = t.len();
-        let threads = if n < 4096 {
-            1
-        } else {
-            std::thread::available_parallelism().map_or(1, |p| p.get()).clamp(1, 4)
-        };
+        // Build the rows' requests in batches, then check ids and add jobs in row order. (One
+        // thread: with glibc's allocator, building on several threads cost more CPU than it
+        // saved on this 2-core machine.)
         let cols = Cols {
             fields: &field_cols,
             vars: &var_cols,
         };
+        let n = t.len();
         let mut start = 0;
         while start < n {
-            let end = (start + ROW_BATCH * threads).min(n);
-            let parts: Vec<Vec<RowOut>> = if threads == 1 {
-                vec![build_rows(&t, start..end, base, &cols)]
-            } else {
-                let per = (end - start).div_ceil(threads);
-                std::thread::scope(|s| {
-                    let handles: Vec<_> = (0..threads)
-                        .map(|k| {
-                            let range = (start + k * per).min(end)..(start + (k + 1) * per).min(end);
-                            let (t, cols) = (&t, &cols);
-                            s.spawn(move || build_rows(t, range, base, cols))
-                        })
-                        .collect();
-                    handles
-                        .into_iter()
-                        .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-                        .collect()
-                })
-            };
-            for part in parts {
-                for out in part {
-                    self.diags.extend(out.diags);
-                    self.emit(out.built, &out.vars, &out.loc);
-                }
+            let end = (start + ROW_BATCH).min(n);
+            for out in build_rows(&t, start..end, base, &cols) {
+                self.diags.extend(out.diags);
+                self.emit(out.built, &out.vars, &out.loc);
             }
             start = end;
         }
