@@ -7,6 +7,25 @@
 //! Precedence of job fields, lowest first: a YAML manifest's `defaults`, then `--model` and
 //! `--set key=value`, then the job's (or row's) own values. In YAML, `key: null` unsets a
 //! default; in a sheet, an empty cell keeps it.
+//!
+//! # Keys
+//! - Top level of a YAML manifest: `version` (1), `defaults`, `jobs`, `rows` (a path, or
+//!   `{path, sheet, delimiter}`, or a list of those; relative to the manifest), `run`
+//!   ([`RunSection`]); keys starting with `x-` are free (for anchors).
+//! - Job fields: the API request fields by API name ([`job::API_FIELDS`]), the content
+//!   shorthands ([`job::SHORTHANDS`]: `first_frame`, `last_frame`, `reference_image`,
+//!   `reference_video`, `reference_audio` (each one URL or a list), `draft_task` (an id)), and
+//!   `id`, `name`, `matrix`, `repeat`. `defaults` takes every job field but `id` and `matrix`.
+//! - Templates: `{var}` in any text field, `id` and `name` (which may also use `{id}`); `{{`
+//!   and `}}` are literal braces. Variables come from `matrix` (a variable named like a job
+//!   field also sets that field) and from sheet columns that name no field.
+//! - Sheets: the first non-skipped row is the header; headers are matched to fields
+//!   case-insensitively with spaces and dashes as underscores; a row whose first cell starts
+//!   with `#`, or whose cells are all blank, is skipped; a cell of `reference_*` may hold
+//!   several URLs separated by whitespace; `tools` a comma-separated list; `content` JSON.
+//!   Booleans accept true/false, yes/no, 1/0; numbers may be written as text.
+//! - Ids: the manifest's own, else `j-` + the first 12 hex characters of [`Job::fingerprint`];
+//!   `repeat: N` appends `-1`..`-N` (to the name as well, unless it uses `{id}`).
 
 pub mod diag;
 pub mod estimate;
