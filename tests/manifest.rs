@@ -649,3 +649,15 @@ fn large_sheets_keep_row_order_and_find_duplicates_across_batches() {
         "{e}"
     );
 }
+
+#[test]
+fn rows_with_errors_do_not_also_report_duplicate_derived_ids() {
+    let d = tempfile::tempdir().expect("tmp");
+    let e = errors_of(
+        d.path(),
+        "p.csv",
+        "prompt,model,duration\nx,seedance-2.0,five\nx,seedance-2.0,six\n",
+    );
+    assert!(!e.contains("duplicate"), "{e}");
+    assert!(e.contains("2 errors"), "{e}");
+}

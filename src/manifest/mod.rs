@@ -913,6 +913,11 @@ impl Ctx {
                 }
                 None => id.clone(),
             };
+            if derived && !b.ok {
+                // a request with errors is incomplete: its derived id would only make
+                // misleading duplicates
+                continue;
+            }
             let slot = self.seen.len();
             match self.ids.entry(id.clone()) {
                 Entry::Occupied(e) => {
