@@ -136,6 +136,15 @@ pub struct Built {
     pub estimated_tokens: Option<u64>,
 }
 
+/// `s` without surrounding whitespace, reusing its buffer when there is none.
+fn trimmed(s: String) -> String {
+    if s.trim().len() == s.len() {
+        s
+    } else {
+        s.trim().to_string()
+    }
+}
+
 fn type_error(n: &Node, field: &str, expected: &str) -> Diagnostic {
     Diagnostic::field_error(n.loc.clone(), field, n.value.describe(), expected)
 }
@@ -412,8 +421,8 @@ pub fn build(
                 }
             }
             "id" | "name" => match n.value.scalar_text() {
-                Some(t) if key == "id" => built.id = Some((t.trim().to_string(), n.loc.clone())),
-                Some(t) => built.name = Some((t.trim().to_string(), n.loc.clone())),
+                Some(t) if key == "id" => built.id = Some((trimmed(t), n.loc.clone())),
+                Some(t) => built.name = Some((trimmed(t), n.loc.clone())),
                 None => diags.push(type_error(n, key, "text (may use {variables})")),
             },
             "repeat" => {
@@ -440,7 +449,7 @@ pub fn build(
                     _ => ContentRole::ReferenceAudio,
                 };
                 let urls = if matches!(key, "first_frame" | "last_frame") {
-                    string(n, key, vars, diags).map(|s| vec![s.trim().to_string()])
+                    string(n, key, vars, diags).map(|s| vec![trimmed(s)])
                 } else {
                     text_list(n, key, vars, diags)
                 };
@@ -467,9 +476,7 @@ pub fn build(
                 if let Some(id) = string(n, key, vars, diags) {
                     shorthand.push((
                         ContentItem::DraftTask {
-                            draft_task: DraftTaskRef {
-                                id: id.trim().to_string(),
-                            },
+                            draft_task: DraftTaskRef { id: trimmed(id) },
                             role: None,
                         },
                         n.loc.clone(),
