@@ -19,12 +19,16 @@ fn vm_hwm() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// CPU time of this thread so far (from /proc/thread-self/schedstat), in seconds.
+/// CPU time of this process so far, all threads (utime + stime of /proc/self/stat, in clock
+/// ticks of 1/100 s), in seconds.
 fn cpu_s() -> f64 {
-    std::fs::read_to_string("/proc/thread-self/schedstat")
+    std::fs::read_to_string("/proc/self/stat")
         .ok()
-        .and_then(|s| s.split_whitespace().next().and_then(|n| n.parse::<f64>().ok()))
-        .map(|ns| ns / 1e9)
+        .and_then(|s| {
+            let rest = s.rsplit_once(')')?.1.split_whitespace().collect::<Vec<_>>();
+            let ticks = rest.get(11)?.parse::<f64>().ok()? + rest.get(12)?.parse::<f64>().ok()?;
+            Some(ticks / 100.0)
+        })
         .unwrap_or(f64::NAN)
 }
 
@@ -74,7 +78,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let (elapsed, cpu) = (t.elapsed(), cpu_s() - c);
         println!(
             "run {run}: {} rows ({:.1} MB CSV) -> {} jobs, {} warnings, validated and planned in {:.3} s \
-             ({cpu:.3} s on CPU; total estimated tokens {:?})",
+             ({cpu:.3} s CPU, all threads; total estimated tokens {:?})",
             ROWS,
             size as f64 / 1e6,
             plan.jobs.len(),

@@ -626,3 +626,38 @@ proptest! {
         let _ = load_plan(&args(&[&p]));
     }
 }
+
+#[test]
+fn large_sheets_keep_row_order_and_find_duplicates_across_batches() {
+    let d = tempfile::tempdir().expect("tmp");
+    let mut csv = String::from("id,prompt,model\n");
+    for i in 0..10_000 {
+        csv.push_str(&format!("r{i},take {i},seedance-2.0\n"));
+    }
+    let p = plan_of(d.path(), "big.csv", &csv);
+    assert_eq!(p.jobs.len(), 10_000);
+    assert!(p.jobs.iter().enumerate().all(|(i, j)| j.id == format!("r{i}")));
+    csv.push_str("r5,again,seedance-2.0\n,same,seedance-2.0\n,same,seedance-2.0\n");
+    let e = errors_of(d.path(), "big.csv", &csv);
+    assert!(
+        e.contains("row 10002, column `id`: error: field `id`: found duplicate id `r5`, also at"),
+        "{e}"
+    );
+    assert!(e.contains("big.csv: row 7, column `id`"), "{e}");
+    assert!(
+        e.contains("row 10004: error: field `id`: found duplicate id `j-") && e.contains("use `repeat: N`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn rows_with_errors_do_not_also_report_duplicate_derived_ids() {
+    let d = tempfile::tempdir().expect("tmp");
+    let e = errors_of(
+        d.path(),
+        "p.csv",
+        "prompt,model,duration\nx,seedance-2.0,five\nx,seedance-2.0,six\n",
+    );
+    assert!(!e.contains("duplicate"), "{e}");
+    assert!(e.contains("2 errors"), "{e}");
+}

@@ -130,6 +130,19 @@ pub struct Built {
     pub repeat: u32,
     /// Whether the job is free of errors (ids are still checked when it is not).
     pub ok: bool,
+    /// [`fingerprint`] of the request when there is no `id` (it then makes the id), else empty.
+    pub fingerprint: String,
+    /// Estimated tokens of the request.
+    pub estimated_tokens: Option<u64>,
+}
+
+/// `s` without surrounding whitespace, reusing its buffer when there is none.
+fn trimmed(s: String) -> String {
+    if s.trim().len() == s.len() {
+        s
+    } else {
+        s.trim().to_string()
+    }
 }
 
 fn type_error(n: &Node, field: &str, expected: &str) -> Diagnostic {
@@ -375,6 +388,8 @@ pub fn build(
         name: None,
         repeat: 1,
         ok: true,
+        fingerprint: String::new(),
+        estimated_tokens: None,
     };
     for &(key, n) in fields {
         if n.value == Value::Null {
@@ -406,8 +421,8 @@ pub fn build(
                 }
             }
             "id" | "name" => match n.value.scalar_text() {
-                Some(t) if key == "id" => built.id = Some((t.trim().to_string(), n.loc.clone())),
-                Some(t) => built.name = Some((t.trim().to_string(), n.loc.clone())),
+                Some(t) if key == "id" => built.id = Some((trimmed(t), n.loc.clone())),
+                Some(t) => built.name = Some((trimmed(t), n.loc.clone())),
                 None => diags.push(type_error(n, key, "text (may use {variables})")),
             },
             "repeat" => {
@@ -434,7 +449,7 @@ pub fn build(
                     _ => ContentRole::ReferenceAudio,
                 };
                 let urls = if matches!(key, "first_frame" | "last_frame") {
-                    string(n, key, vars, diags).map(|s| vec![s.trim().to_string()])
+                    string(n, key, vars, diags).map(|s| vec![trimmed(s)])
                 } else {
                     text_list(n, key, vars, diags)
                 };
@@ -461,9 +476,7 @@ pub fn build(
                 if let Some(id) = string(n, key, vars, diags) {
                     shorthand.push((
                         ContentItem::DraftTask {
-                            draft_task: DraftTaskRef {
-                                id: id.trim().to_string(),
-                            },
+                            draft_task: DraftTaskRef { id: trimmed(id) },
                             role: None,
                         },
                         n.loc.clone(),
@@ -510,6 +523,10 @@ pub fn build(
             d
         });
     }
+    if built.id.is_none() {
+        built.fingerprint = fingerprint(&req);
+    }
+    built.estimated_tokens = super::estimate::estimate_tokens(&req);
     built.request = req;
     built.ok = diags.iter().filter(|d| d.is_error()).count() == before;
     built

@@ -7,6 +7,25 @@
 //! Precedence of job fields, lowest first: a YAML manifest's `defaults`, then `--model` and
 //! `--set key=value`, then the job's (or row's) own values. In YAML, `key: null` unsets a
 //! default; in a sheet, an empty cell keeps it.
+//!
+//! # Keys
+//! - Top level of a YAML manifest: `version` (1), `defaults`, `jobs`, `rows` (a path, or
+//!   `{path, sheet, delimiter}`, or a list of those; relative to the manifest), `run`
+//!   ([`RunSection`]); keys starting with `x-` are free (for anchors).
+//! - Job fields: the API request fields by API name ([`job::API_FIELDS`]), the content
+//!   shorthands ([`job::SHORTHANDS`]: `first_frame`, `last_frame`, `reference_image`,
+//!   `reference_video`, `reference_audio` (each one URL or a list), `draft_task` (an id)), and
+//!   `id`, `name`, `matrix`, `repeat`. `defaults` takes every job field but `id` and `matrix`.
+//! - Templates: `{var}` in any text field, `id` and `name` (which may also use `{id}`); `{{`
+//!   and `}}` are literal braces. Variables come from `matrix` (a variable named like a job
+//!   field also sets that field) and from sheet columns that name no field.
+//! - Sheets: the first non-skipped row is the header; headers are matched to fields
+//!   case-insensitively with spaces and dashes as underscores; a row whose first cell starts
+//!   with `#`, or whose cells are all blank, is skipped; a cell of `reference_*` may hold
+//!   several URLs separated by whitespace; `tools` a comma-separated list; `content` JSON.
+//!   Booleans accept true/false, yes/no, 1/0; numbers may be written as text.
+//! - Ids: the manifest's own, else `j-` + the first 12 hex characters of [`Job::fingerprint`];
+//!   `repeat: N` appends `-1`..`-N` (to the name as well, unless it uses `{id}`).
 
 pub mod diag;
 pub mod estimate;
@@ -241,6 +260,78 @@ impl Hasher for FxHasher {
 }
 
 type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+
+/// Rows built per batch.
+const ROW_BATCH: usize = 4096;
+
+/// Which columns of a sheet are fields and which are variables.
+struct Cols<'c> {
+    fields: &'c [(usize, &'static str)],
+    vars: &'c [usize],
+}
+
+/// One row built: its request, problems, variables and location.
+struct RowOut<'t> {
+    built: Built,
+    diags: Vec<Diagnostic>,
+    vars: Vars<'t>,
+    loc: SourceLocation,
+}
+
+/// Builds the requests of some rows of a table (no shared state).
+fn build_rows<'t>(
+    t: &'t sheet::Table,
+    rows: std::ops::Range<usize>,
+    base: &[(&str, &Node)],
+    cols: &Cols,
+) -> Vec<RowOut<'t>> {
+    let mut out = Vec::with_capacity(rows.len());
+    let mut nodes: Vec<(&'static str, Node)> = Vec::with_capacity(cols.fields.len());
+    for r in rows {
+        let loc = SourceLocation::Row {
+            file: t.file.clone(),
+            row: t.row_number(r),
+            column: None,
+        };
+        nodes.clear();
+        for &(i, k) in cols.fields {
+            let c = t.cell(r, i);
+            if !c.trim().is_empty() {
+                nodes.push((
+                    k,
+                    Node {
+                        value: Value::Str(c.to_string()),
+                        loc: loc.with_column(&t.headers[i]),
+                    },
+                ));
+            }
+        }
+        let vars = Vars {
+            pairs: cols
+                .vars
+                .iter()
+                .map(|&i| (t.headers[i].as_ref(), Cow::Borrowed(t.cell(r, i))))
+                .collect(),
+        };
+        let mut fields: Vec<(&str, &Node)> = Vec::with_capacity(base.len() + nodes.len());
+        fields.extend_from_slice(base);
+        for (k, n) in &nodes {
+            match fields.iter_mut().find(|(k2, _)| k2 == k) {
+                Some(slot) => slot.1 = n,
+                None => fields.push((k, n)),
+            }
+        }
+        let mut diags = Vec::new();
+        let built = job::build(&fields, &vars, &loc, &mut diags);
+        out.push(RowOut {
+            built,
+            diags,
+            vars,
+            loc,
+        });
+    }
+    out
+}
 
 #[derive(Default)]
 struct Ctx {
@@ -745,35 +836,22 @@ impl Ctx {
         self.jobs.reserve(t.len());
         self.ids.reserve(t.len());
         self.names.reserve(t.len());
-        let mut nodes: Vec<(&'static str, Node)> = Vec::with_capacity(field_cols.len());
-        for r in 0..t.len() {
-            let row_loc = SourceLocation::Row {
-                file: t.file.clone(),
-                row: t.row_number(r),
-                column: None,
-            };
-            nodes.clear();
-            for &(i, k) in &field_cols {
-                let c = t.cell(r, i);
-                if !c.trim().is_empty() {
-                    nodes.push((
-                        k,
-                        Node {
-                            value: Value::Str(c.to_string()),
-                            loc: row_loc.with_column(&t.headers[i]),
-                        },
-                    ));
-                }
+        // Build the rows' requests in batches, then check ids and add jobs in row order. (One
+        // thread: with glibc's allocator, building on several threads cost more CPU than it
+        // saved on this 2-core machine.)
+        let cols = Cols {
+            fields: &field_cols,
+            vars: &var_cols,
+        };
+        let n = t.len();
+        let mut start = 0;
+        while start < n {
+            let end = (start + ROW_BATCH).min(n);
+            for out in build_rows(&t, start..end, base, &cols) {
+                self.diags.extend(out.diags);
+                self.emit(out.built, &out.vars, &out.loc);
             }
-            let vars = Vars {
-                pairs: var_cols
-                    .iter()
-                    .map(|&i| (t.headers[i].as_ref(), Cow::Borrowed(t.cell(r, i))))
-                    .collect(),
-            };
-            let own: Vec<(&str, &Node)> = nodes.iter().map(|(k, n)| (*k, n)).collect();
-            let fields = merge(base, &own);
-            self.build_and_emit(&fields, &vars, &row_loc);
+            start = end;
         }
     }
 
@@ -835,6 +913,11 @@ impl Ctx {
                 }
                 None => id.clone(),
             };
+            if derived && !b.ok {
+                // a request with errors is incomplete: its derived id would only make
+                // misleading duplicates
+                continue;
+            }
             let slot = self.seen.len();
             match self.ids.entry(id.clone()) {
                 Entry::Occupied(e) => {

@@ -290,11 +290,7 @@ impl MarkedEventReceiver for Builder {
             return;
         }
         match ev {
-            Event::DocumentEnd => {
-                if self.root.is_some() {
-                    self.done = true;
-                }
-            }
+            Event::DocumentEnd if self.root.is_some() => self.done = true,
             Event::Scalar(text, style, anchor, tag) => {
                 if !self.add_nodes(1, &mark) {
                     return;
@@ -310,17 +306,13 @@ impl MarkedEventReceiver for Builder {
                 };
                 self.finish_node(node, anchor);
             }
-            Event::SequenceStart(anchor, _) => {
-                if self.add_nodes(1, &mark) {
-                    let loc = self.loc(&mark);
-                    self.push_frame(Frame::Seq(Vec::new(), loc, anchor), &mark);
-                }
+            Event::SequenceStart(anchor, _) if self.add_nodes(1, &mark) => {
+                let loc = self.loc(&mark);
+                self.push_frame(Frame::Seq(Vec::new(), loc, anchor), &mark);
             }
-            Event::MappingStart(anchor, _) => {
-                if self.add_nodes(1, &mark) {
-                    let loc = self.loc(&mark);
-                    self.push_frame(Frame::Map(Vec::new(), None, loc, anchor), &mark);
-                }
+            Event::MappingStart(anchor, _) if self.add_nodes(1, &mark) => {
+                let loc = self.loc(&mark);
+                self.push_frame(Frame::Map(Vec::new(), None, loc, anchor), &mark);
             }
             Event::SequenceEnd => {
                 if let Some(Frame::Seq(items, loc, anchor)) = self.stack.pop() {
