@@ -57,6 +57,7 @@ fn job_events(i: usize) -> Vec<Event> {
             }),
             completed_at: Some(now),
             created_at: Some(now),
+            video_url_expires_at: Some(now),
             at: now,
         },
         Event::JobDone {

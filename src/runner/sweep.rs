@@ -171,7 +171,7 @@ pub(super) async fn run(ctx: Arc<Ctx>) {
             continue;
         }
         count += 1;
-        if count % RARE_EVERY == 0 {
+        if count.is_multiple_of(RARE_EVERY) {
             rare = None;
         }
         let result = async {
