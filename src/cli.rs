@@ -146,10 +146,11 @@ pub struct ApiArgs {
 /// Reports for CI besides `OUT/report.json`.
 #[derive(Debug, Clone, Default, Args)]
 pub struct CiArgs {
-    /// Also write JUnit XML here: one testcase per job, flaky ones marked.
+    /// Also write JUnit XML here: one testcase per job, flaky ones marked [default: none]
     #[arg(long, value_name = "FILE", env = "VIDBATCH_JUNIT")]
     pub junit: Option<PathBuf>,
-    /// Also write a Markdown summary here (and append it to $GITHUB_STEP_SUMMARY when set).
+    /// Also write a Markdown summary here (and append it to $GITHUB_STEP_SUMMARY when set)
+    /// [default: none]
     #[arg(long, value_name = "FILE", env = "VIDBATCH_SUMMARY_MD")]
     pub summary_md: Option<PathBuf>,
 }
