@@ -285,3 +285,60 @@ fn send_signal(pid: i32, signal: &str) {
         .unwrap();
     assert!(status.success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_jobs_are_retried_only_with_retry_failed() {
+    let sim = Sim::start(SimConfig {
+        fail_rate: 1.0,
+        ..fast_sim()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifest(dir.path(), 3);
+    let out = dir.path().join("out");
+    let args = ["run", m.to_str().unwrap(), "--out", out.to_str().unwrap()];
+    let o = output(vidbatch(&sim, &args)).await;
+    assert_eq!(o.status.code(), Some(1));
+    sim.update(|c| c.fail_rate = 0.0);
+    let o = output(vidbatch(&sim, &args)).await;
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "failed jobs stay failed without --retry-failed"
+    );
+    assert_eq!(sim.stats().tasks_created, 3);
+    let mut retry = args.to_vec();
+    retry.push("--retry-failed");
+    let o = output(vidbatch(&sim, &retry)).await;
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(sim.stats().tasks_created, 6);
+    let r = report(&out);
+    assert_eq!(r["summary"]["by_state"]["done"], 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fresh_starts_over_and_keeps_the_old_state_as_a_backup() {
+    let sim = Sim::start(fast_sim()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifest(dir.path(), 2);
+    let out = dir.path().join("out");
+    let args = ["run", m.to_str().unwrap(), "--out", out.to_str().unwrap()];
+    assert_eq!(output(vidbatch(&sim, &args)).await.status.code(), Some(0));
+    assert_eq!(output(vidbatch(&sim, &args)).await.status.code(), Some(0));
+    assert_eq!(
+        sim.stats().tasks_created,
+        2,
+        "a resumed run found nothing left to do"
+    );
+    let mut fresh = args.to_vec();
+    fresh.push("--fresh");
+    assert_eq!(output(vidbatch(&sim, &fresh)).await.status.code(), Some(0));
+    assert_eq!(sim.stats().tasks_created, 4);
+    let backups = std::fs::read_dir(&out)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".jsonl.bak"))
+        .count();
+    assert_eq!(backups, 1);
+}
