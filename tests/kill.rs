@@ -129,6 +129,7 @@ async fn killed_at_random_moments_and_resumed_every_job_runs_exactly_once() {
     assert_eq!(part_files(&out), 0, "seed {seed}: a .part file was left");
 
     let state = journal::load(&out.join(journal::STATE_FILE)).unwrap().state;
+    let prompts = sim.task_prompts("kill-test-key");
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
     let jobs = report["jobs"].as_array().unwrap();
@@ -144,6 +145,12 @@ async fn killed_at_random_moments_and_resumed_every_job_runs_exactly_once() {
             "seed {seed}: {id}"
         );
         assert_eq!(job.task_ids.len(), 1, "seed {seed}: {id} had several tasks");
+        let n = id.trim_start_matches("k-");
+        assert_eq!(
+            prompts.get(&job.task_ids[0]).map(String::as_str),
+            Some(format!("kill test shot {n}").as_str()),
+            "seed {seed}: {id} was given another job's task"
+        );
         let file = verify_file(&out.join(job.path.as_ref().unwrap()), MediaKind::Mp4).unwrap();
         assert_eq!(Some(file.sha256), job.sha256, "seed {seed}: {id}");
     }

@@ -191,6 +191,15 @@ async fn server_errors_drops_and_ambiguous_creates_cause_no_duplicates() {
     );
     assert!(summary.counters.reconciled > 0);
     assert_eq!(stats.tasks_created, 40, "a create was sent twice");
+    let prompts = sim.task_prompts("test-key");
+    for job in summary.state.jobs.values() {
+        assert_eq!(
+            prompts.get(job.task_id().unwrap()),
+            Some(&job.request.prompt),
+            "{} got another job's task",
+            job.id
+        );
+    }
     assert_eq!(stats.duplicate_creates, 0);
 }
 

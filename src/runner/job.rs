@@ -149,7 +149,7 @@ async fn fatal(ctx: &Ctx, e: &ApiError) {
 ///
 /// The intent is on disk before the request leaves. Creates that a task could not tell apart
 /// (same [`reconcile::match_key`]) are sent one at a time, so a lost answer can be matched
-/// to its task without doubt; the lock covers only the request itself.
+/// to its task without doubt; the lock covers the intent and the request, not the rest.
 async fn submit(ctx: &Ctx, run_id: &str, job: &JobState) -> Step<bool> {
     let lock = ctx.create_lock(reconcile::match_key(&job.request));
     let key = idempotency_key(run_id, job);
@@ -172,6 +172,13 @@ async fn submit(ctx: &Ctx, run_id: &str, job: &JobState) -> Step<bool> {
             .await;
             return Ok(false);
         }
+        let guard = lock.lock().await;
+        if ctx.submissions_stopped() {
+            ctx.tokens_committed.fetch_sub(cost, Ordering::SeqCst);
+            return Ok(false);
+        }
+        // The intent is written under the lock: for look-alike creates, intent order is send
+        // order, which is what lets a resumed run give each lost create its own task.
         attempt += 1;
         let intent_at = Timestamp::now();
         ctx.emit(Event::SubmitIntent {
@@ -181,17 +188,6 @@ async fn submit(ctx: &Ctx, run_id: &str, job: &JobState) -> Step<bool> {
             at: intent_at,
         })
         .await?;
-        let guard = lock.lock().await;
-        if ctx.submissions_stopped() {
-            drop(guard);
-            ctx.tokens_committed.fetch_sub(cost, Ordering::SeqCst);
-            ctx.emit(Event::SubmitNotCreated {
-                job: job.id.clone(),
-                reason: "submissions stopped before the create was sent".into(),
-            })
-            .await?;
-            return Ok(false);
-        }
         ctx.counters.creates.fetch_add(1, Ordering::Relaxed);
         let request = job.request.clone();
         let k = key.clone();
@@ -249,6 +245,43 @@ async fn submit(ctx: &Ctx, run_id: &str, job: &JobState) -> Step<bool> {
                 fail(ctx, &job.id, None, api_failure(FailureKind::Rejected, &e)).await?;
                 return Ok(false);
             }
+        }
+    }
+}
+
+/// Settles the creates an earlier run left without an answer, one at a time in the order they
+/// were sent, each taking the oldest matching task: look-alike creates were sent in intent
+/// order, so this gives each its own task.
+pub(super) async fn reconcile_interrupted(ctx: &Ctx, plan: &[String]) {
+    let mut pending: Vec<JobState> = {
+        let state = ctx.state();
+        plan.iter()
+            .filter_map(|id| state.jobs.get(id))
+            .filter(|j| j.phase == Phase::Submitting)
+            .cloned()
+            .collect()
+    };
+    pending.sort_by_key(|j| j.intent_at);
+    for job in pending {
+        let intent_at = job.intent_at.unwrap_or_else(Timestamp::now);
+        let settled = match reconcile_task(ctx, &job, intent_at).await {
+            Ok(Some(task)) => {
+                ctx.state().claimed_tasks.insert(task.id.clone());
+                ctx.tokens_committed
+                    .fetch_add(job.estimated_tokens.unwrap_or(0), Ordering::SeqCst);
+                adopt(ctx, &job, &task, true).await
+            }
+            Ok(None) => ctx
+                .emit(Event::SubmitNotCreated {
+                    job: job.id.clone(),
+                    reason: "no task found for the earlier create".into(),
+                })
+                .await
+                .map_err(Abort::from),
+            Err(abort) => Err(abort),
+        };
+        if settled.is_err() {
+            return;
         }
     }
 }

@@ -559,6 +559,7 @@ async fn prepare_jobs(ctx: &Ctx, jobs: &[JobSpec]) -> Result<(), RunError> {
 /// Starts job tasks in plan order (those with a task on the server first), each holding a
 /// slot of `--concurrency` while its task is queued or processing.
 async fn dispatch(ctx: Arc<Ctx>, run_id: String, plan: Vec<String>) {
+    job::reconcile_interrupted(&ctx, &plan).await;
     let slots = Arc::new(Semaphore::new(ctx.settings.concurrency.max(1)));
     let mut order: Vec<(u8, String)> = {
         let state = ctx.state();
@@ -623,7 +624,8 @@ async fn cancel_in_flight(ctx: &Ctx, plan: &[String]) {
             .collect()
     };
     for (job, task) in in_flight {
-        let result = ctx.api(|c| async move { c.cancel(&task).await }).await;
+        let id = task.clone();
+        let result = ctx.api(|c| async move { c.cancel(&id).await }).await;
         let message = match result {
             Ok(_) => "cancelled on interrupt (--cancel-on-interrupt)".to_string(),
             Err(e) => format!("cancel on interrupt failed: {e}"),
@@ -631,7 +633,7 @@ async fn cancel_in_flight(ctx: &Ctx, plan: &[String]) {
         let _ = ctx
             .emit(Event::JobFailed {
                 job,
-                task_id: None,
+                task_id: Some(task),
                 failure: crate::events::Failure {
                     kind: crate::events::FailureKind::Cancelled,
                     http_status: None,

@@ -164,6 +164,21 @@ impl SimHandle {
         self.inner.lock().snapshot(served)
     }
 
+    /// The prompt each task of the account of `api_key` was created with, by task id (answers
+    /// never echo prompts; this lets tests check that every job got its own task).
+    pub fn task_prompts(&self, api_key: &str) -> std::collections::HashMap<String, String> {
+        let st = self.inner.lock();
+        st.accounts
+            .get(api_key)
+            .map(|a| {
+                a.tasks
+                    .iter()
+                    .map(|t| (t.id.clone(), t.spec.prompt.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// The current configuration.
     pub fn config(&self) -> SimConfig {
         self.inner.lock().cfg.clone()

@@ -63,6 +63,8 @@ const RESOLUTIONS: [&str; 3] = ["480p", "720p", "1080p"];
 #[derive(Debug, Clone)]
 pub(crate) struct CreateSpec {
     pub model: String,
+    /// The prompt as sent (never echoed in answers, like the real API; kept for test checks).
+    pub prompt: String,
     pub ratio: String,
     pub resolution: String,
     /// As requested: -1 or a number of seconds.
@@ -452,6 +454,7 @@ pub(crate) fn validate_create(
     };
     let spec = CreateSpec {
         model: model.to_string(),
+        prompt: prompt.to_string(),
         ratio: ratio.to_string(),
         resolution: resolution.to_string(),
         duration,
