@@ -70,7 +70,7 @@ fn run(sim: &SimHandle, jobs: usize, args: &[&str]) -> Outcome {
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap_or_default())
             .unwrap_or_default();
-    let counters = &report["summary"]["counters"];
+    let counters = &report["summary"];
     Outcome {
         wall,
         exit: status.code(),

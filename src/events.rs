@@ -10,8 +10,53 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::{CreateRequest, TaskStatus, Timestamp, Usage};
 
+/// Defines [`Event`] (written internally tagged, `{"event": "submitted", ...}`) and its
+/// externally tagged twin, which serde reads without buffering each line first.
+macro_rules! events {
+    (
+        $(#[$enum_attr:meta])*
+        pub enum Event {
+            $(
+                $(#[$variant_attr:meta])*
+                $variant:ident {
+                    $(
+                        $(#[$field_attr:meta])*
+                        $field:ident : $ty:ty
+                    ),* $(,)?
+                }
+            ),* $(,)?
+        }
+    ) => {
+        $(#[$enum_attr])*
+        pub enum Event {
+            $(
+                $(#[$variant_attr])*
+                $variant {
+                    $( $(#[$field_attr])* $field: $ty ),*
+                }
+            ),*
+        }
+
+        /// [`Event`] with its variant as the key around its fields, for reading.
+        #[derive(Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        enum Tagged {
+            $( $variant { $( $(#[$field_attr])* $field: $ty ),* } ),*
+        }
+
+        impl From<Tagged> for Event {
+            fn from(t: Tagged) -> Event {
+                match t {
+                    $( Tagged::$variant { $($field),* } => Event::$variant { $($field),* } ),*
+                }
+            }
+        }
+    };
+}
+
+events! {
 /// Something that happened in a run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     /// A run began (a new one or a resumed one).
@@ -186,6 +231,125 @@ pub enum Event {
         counters: Counters,
     },
 }
+}
+
+impl<'de> Deserialize<'de> for Event {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Event, D::Error> {
+        d.deserialize_map(tagged::EventVisitor)
+    }
+}
+
+/// Reading an internally tagged event without buffering it: the tag is read first (vidbatch
+/// writes it first) and the rest of the object is handed to the externally tagged twin.
+mod tagged {
+    use std::fmt;
+
+    use serde::de::{self, DeserializeSeed, IntoDeserializer, MapAccess, Visitor};
+    use serde::forward_to_deserialize_any;
+
+    use super::{Event, Tagged};
+
+    pub(super) struct EventVisitor;
+
+    impl<'de> Visitor<'de> for EventVisitor {
+        type Value = Event;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a vidbatch event object with an \"event\" tag")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Event, A::Error> {
+            let Some(first) = map.next_key::<String>()? else {
+                return Err(de::Error::missing_field("event"));
+            };
+            if first == "event" {
+                let tag: String = map.next_value()?;
+                return de::Deserialize::deserialize(Rest { tag, map }).map(|t: Tagged| t.into());
+            }
+            // The tag is not first (a hand-edited line): gather the object, then read it.
+            let mut fields = serde_json::Map::new();
+            fields.insert(first, map.next_value()?);
+            while let Some((k, v)) = map.next_entry::<String, serde_json::Value>()? {
+                fields.insert(k, v);
+            }
+            let tag = match fields.remove("event") {
+                Some(serde_json::Value::String(tag)) => tag,
+                _ => return Err(de::Error::missing_field("event")),
+            };
+            let outer =
+                serde_json::Value::Object([(tag, serde_json::Value::Object(fields))].into_iter().collect());
+            serde_json::from_value::<Tagged>(outer)
+                .map(Event::from)
+                .map_err(de::Error::custom)
+        }
+    }
+
+    /// The tag and the rest of the object, seen as an externally tagged enum.
+    struct Rest<A> {
+        tag: String,
+        map: A,
+    }
+
+    impl<'de, A: MapAccess<'de>> de::Deserializer<'de> for Rest<A> {
+        type Error = A::Error;
+
+        fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, A::Error> {
+            visitor.visit_enum(self)
+        }
+
+        fn deserialize_enum<V: Visitor<'de>>(
+            self,
+            _name: &'static str,
+            _variants: &'static [&'static str],
+            visitor: V,
+        ) -> Result<V::Value, A::Error> {
+            visitor.visit_enum(self)
+        }
+
+        forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+            option unit unit_struct newtype_struct seq tuple tuple_struct map struct identifier
+            ignored_any
+        }
+    }
+
+    impl<'de, A: MapAccess<'de>> de::EnumAccess<'de> for Rest<A> {
+        type Error = A::Error;
+        type Variant = Fields<A>;
+
+        fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> Result<(V::Value, Fields<A>), A::Error> {
+            let tag: de::value::StringDeserializer<A::Error> = self.tag.into_deserializer();
+            Ok((seed.deserialize(tag)?, Fields(self.map)))
+        }
+    }
+
+    /// The fields after the tag.
+    struct Fields<A>(A);
+
+    impl<'de, A: MapAccess<'de>> de::VariantAccess<'de> for Fields<A> {
+        type Error = A::Error;
+
+        fn unit_variant(self) -> Result<(), A::Error> {
+            Err(de::Error::custom("every event has fields"))
+        }
+
+        fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, _seed: T) -> Result<T::Value, A::Error> {
+            Err(de::Error::custom("every event has named fields"))
+        }
+
+        fn tuple_variant<V: Visitor<'de>>(self, _len: usize, _visitor: V) -> Result<V::Value, A::Error> {
+            Err(de::Error::custom("every event has named fields"))
+        }
+
+        fn struct_variant<V: Visitor<'de>>(
+            self,
+            _fields: &'static [&'static str],
+            visitor: V,
+        ) -> Result<V::Value, A::Error> {
+            visitor.visit_map(self.0)
+        }
+    }
+}
 
 impl Event {
     /// The job the event is about, if any.
@@ -334,4 +498,46 @@ pub struct Counters {
     pub reconciled: u64,
     /// Bytes downloaded.
     pub bytes_downloaded: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_round_trip_with_the_tag_first_or_anywhere() {
+        let events = vec![
+            Event::Submitted {
+                job: "a".into(),
+                task_id: "vgen_1".into(),
+                at: Timestamp::now(),
+                reconciled: true,
+            },
+            Event::JobReopened { job: "b".into() },
+            Event::RateLimited {
+                wait_ms: 5,
+                rpm_now: 12.5,
+            },
+        ];
+        for e in events {
+            let line = serde_json::to_string(&e).unwrap();
+            assert!(line.starts_with(r#"{"event":""#), "{line}");
+            assert_eq!(serde_json::from_str::<Event>(&line).unwrap(), e);
+            // A line whose tag is not first still reads.
+            let mut v: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&line).unwrap();
+            let tag = v.remove("event").unwrap();
+            v.insert("event".into(), tag);
+            let moved = serde_json::to_string(&v).unwrap();
+            assert_eq!(serde_json::from_str::<Event>(&moved).unwrap(), e);
+        }
+        // Unknown fields are ignored; an unknown event is an error.
+        let extra = r#"{"event":"job_reopened","job":"c","new_field":1}"#;
+        assert_eq!(
+            serde_json::from_str::<Event>(extra).unwrap(),
+            Event::JobReopened { job: "c".into() }
+        );
+        assert!(serde_json::from_str::<Event>(r#"{"event":"no_such_event","job":"c"}"#).is_err());
+        assert!(serde_json::from_str::<Event>(r#"{"job":"c"}"#).is_err());
+        assert!(serde_json::from_str::<Event>("[1,2]").is_err());
+    }
 }

@@ -35,6 +35,8 @@ type Step<T> = Result<T, Abort>;
 const POLL_GROWTH: f64 = 1.25;
 /// Largest poll interval, as a multiple of `--poll-interval`.
 const POLL_MAX_FACTOR: u32 = 5;
+/// Sweeps in a row that may vouch for a task before it is read anyway.
+const VOUCHED_MAX: u32 = 30;
 /// URL refreshes before a download gives up.
 const MAX_URL_REFRESHES: u32 = 5;
 
@@ -339,6 +341,7 @@ async fn poll(ctx: &Ctx, job: &JobState) -> Step<Option<Task>> {
     let mut errors = 0u32;
     let mut last_status: Option<TaskStatus> = None;
     let _registration = ctx.sweeper.register(&task_id, job.submitted_at);
+    let mut vouched = 0u32;
     let mut sweeps = ctx.sweeper.subscribe();
     loop {
         // With many tasks in flight a sweep of the task lists vouches for the ones still
@@ -376,7 +379,11 @@ async fn poll(ctx: &Ctx, job: &JobState) -> Step<Option<Task>> {
             return Ok(None);
         }
         if verdict == Some(Verdict::Running) {
-            continue;
+            vouched += 1;
+            // However sure the lists seem, a task is read now and then.
+            if !vouched.is_multiple_of(VOUCHED_MAX) {
+                continue;
+            }
         }
         let id = task_id.clone();
         match ctx.api(|c| async move { c.get(&id).await }).await {

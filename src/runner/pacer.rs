@@ -23,6 +23,9 @@ const RAISE_FACTOR: f64 = 1.1;
 const CUT_FACTOR: f64 = 0.7;
 /// The slowest the pacer goes, in requests per minute.
 const MIN_RPM: f64 = 2.0;
+/// The share of the target rate actually sent: requests leave evenly spaced but arrive with
+/// jitter, and a server bucket at exactly the same rate would answer the early ones 429.
+const MARGIN: f64 = 0.97;
 
 struct Inner {
     limiter: Arc<DefaultDirectRateLimiter>,
@@ -40,13 +43,19 @@ pub struct Pacer {
     inner: Mutex<Inner>,
 }
 
-fn limiter(rpm: f64, burst: u32) -> Arc<DefaultDirectRateLimiter> {
-    let period = Duration::from_secs_f64(60.0 / rpm.max(MIN_RPM));
+/// A bucket at `rpm` (less [`MARGIN`]) holding `burst`. A `fresh` bucket starts full (the
+/// start of a run); a replacement starts empty, so changing the rate never grants a new burst.
+fn limiter(rpm: f64, burst: u32, fresh: bool) -> Arc<DefaultDirectRateLimiter> {
+    let period = Duration::from_secs_f64(60.0 / (rpm * MARGIN).max(MIN_RPM));
     let burst = NonZeroU32::new(burst.max(1)).unwrap_or(NonZeroU32::MIN);
     let quota = Quota::with_period(period)
         .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
         .allow_burst(burst);
-    Arc::new(RateLimiter::direct(quota))
+    let limiter = RateLimiter::direct(quota);
+    if !fresh {
+        let _ = limiter.check_n(burst);
+    }
+    Arc::new(limiter)
 }
 
 impl Pacer {
@@ -58,7 +67,7 @@ impl Pacer {
             burst,
             backoff,
             inner: Mutex::new(Inner {
-                limiter: limiter(rpm, burst),
+                limiter: limiter(rpm, burst, true),
                 rpm_now: rpm,
                 paused_until: None,
                 successes: 0,
@@ -114,7 +123,7 @@ impl Pacer {
             } else {
                 1
             };
-            inner.limiter = limiter(inner.rpm_now, burst);
+            inner.limiter = limiter(inner.rpm_now, burst, false);
         }
     }
 
@@ -137,7 +146,7 @@ impl Pacer {
             None => cut,
         };
         inner.rpm_now = target.max(MIN_RPM);
-        inner.limiter = limiter(inner.rpm_now, 1);
+        inner.limiter = limiter(inner.rpm_now, 1, false);
         wait
     }
 }

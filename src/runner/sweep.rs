@@ -124,7 +124,9 @@ fn covers(page: &TaskList, oldest: Option<Timestamp>, created: Option<Timestamp>
     if !full {
         return true;
     }
-    matches!((oldest, created), (Some(o), Some(c)) if c >= o)
+    // Strictly newer: a task created in the same instant as the page's oldest item (timestamps
+    // may be whole seconds) can be the next one past the page's end.
+    matches!((oldest, created), (Some(o), Some(c)) if c > o)
 }
 
 /// Judges each task from the finished-status pages.
@@ -235,6 +237,17 @@ mod tests {
         let v = judge(&tasks, &pages);
         assert_eq!(v["a"], Verdict::Check);
         assert_eq!(v["b"], Verdict::Running);
+    }
+
+    #[test]
+    fn a_task_created_in_the_same_second_as_a_full_pages_oldest_is_checked() {
+        let items: Vec<Task> = (0..100).map(|i| task(&format!("x{i}"), 100)).collect();
+        let pages = vec![TaskList {
+            items,
+            total: Some(500),
+        }];
+        let tasks: HashMap<String, Option<Timestamp>> = [("tie".to_string(), at(100))].into_iter().collect();
+        assert_eq!(judge(&tasks, &pages)["tie"], Verdict::Check);
     }
 
     #[test]
