@@ -85,8 +85,7 @@ enum Parsed {
 
 fn parse_chunk(first_line: usize, bytes: &[u8]) -> Vec<ParsedLine> {
     let mut out = Vec::new();
-    let mut number = first_line;
-    for raw in bytes.split_inclusive(|&b| b == b'\n') {
+    for (number, raw) in (first_line..).zip(bytes.split_inclusive(|&b| b == b'\n')) {
         let text = trim_line(raw);
         if !text.is_empty() {
             out.push(ParsedLine {
@@ -95,7 +94,6 @@ fn parse_chunk(first_line: usize, bytes: &[u8]) -> Vec<ParsedLine> {
                 event: serde_json::from_slice::<Event>(text).map_err(|e| e.to_string()),
             });
         }
-        number += 1;
     }
     out
 }
