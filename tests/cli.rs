@@ -1,6 +1,8 @@
 //! The real `vidbatch` binary against the simulator: exit codes, shards, dry runs, signals,
 //! the out-dir lock, status and report.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
@@ -9,15 +11,7 @@ use tokio::process::Command;
 use vidbatch::sim::{Sim, SimConfig, SimHandle};
 
 fn manifest(dir: &Path, jobs: usize) -> PathBuf {
-    let values: Vec<String> = (0..jobs).map(|i| format!("\"{i:02}\"")).collect();
-    let text = format!(
-        "version: 1\ndefaults:\n  model: seedance-1.5-pro\n  duration: 5\n  ratio: \"16:9\"\n  resolution: 480p\n\
-         jobs:\n  - id: \"shot-{{n}}\"\n    prompt: \"cli test shot {{n}}\"\n    matrix: {{n: [{}]}}\n",
-        values.join(", ")
-    );
-    let path = dir.join("manifest.yaml");
-    std::fs::write(&path, text).unwrap();
-    path
+    common::matrix_manifest(dir, "manifest.yaml", "shot", "cli test shot", jobs, "")
 }
 
 fn vidbatch(sim: &SimHandle, args: &[&str]) -> Command {

@@ -1,6 +1,8 @@
 //! The operator's side of the binary: the display with and without a terminal, JSON logs, help,
 //! completions, the man page, settings precedence, `cancel`, and the examples.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -34,15 +36,14 @@ const SETTINGS_ENV: &[&str] = &[
 ];
 
 fn manifest(dir: &Path, jobs: usize, run_section: &str) -> PathBuf {
-    let values: Vec<String> = (0..jobs).map(|i| format!("\"{i:02}\"")).collect();
-    let text = format!(
-        "version: 1\ndefaults:\n  model: seedance-1.5-pro\n  duration: 5\n  ratio: \"16:9\"\n  resolution: 480p\n\
-         {run_section}jobs:\n  - id: \"shot-{{n}}\"\n    prompt: \"display test shot {{n}}\"\n    matrix: {{n: [{}]}}\n",
-        values.join(", ")
-    );
-    let path = dir.join("manifest.yaml");
-    std::fs::write(&path, text).unwrap();
-    path
+    common::matrix_manifest(
+        dir,
+        "manifest.yaml",
+        "shot",
+        "display test shot",
+        jobs,
+        run_section,
+    )
 }
 
 /// The binary with a clean environment of settings.

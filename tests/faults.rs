@@ -6,6 +6,8 @@
 //! reason; the report agreeing with `state.jsonl`; no `.part` left; and the exit code SPEC
 //! gives (0 all done, 1 some failed).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
@@ -21,16 +23,14 @@ const JOBS: usize = 14;
 
 /// A manifest of `jobs` jobs that differ only in their prompt.
 fn manifest(dir: &Path, tag: &str, jobs: usize) -> PathBuf {
-    let values: Vec<String> = (0..jobs).map(|i| format!("\"{i:02}\"")).collect();
-    let text = format!(
-        "version: 1\ndefaults:\n  model: seedance-1.5-pro\n  ratio: \"16:9\"\n  resolution: 480p\n\
-         jobs:\n  - id: \"{tag}-{{n}}\"\n    prompt: \"fault matrix {tag} shot {{n}}\"\n    \
-         matrix: {{n: [{}]}}\n    duration: 5\n",
-        values.join(", ")
-    );
-    let path = dir.join(format!("{tag}.yaml"));
-    std::fs::write(&path, text).unwrap();
-    path
+    common::matrix_manifest(
+        dir,
+        &format!("{tag}.yaml"),
+        tag,
+        &format!("fault matrix {tag} shot"),
+        jobs,
+        "",
+    )
 }
 
 fn vidbatch(sim: &SimHandle, manifest: &Path, out: &Path, extra: &[&str]) -> Command {

@@ -3,6 +3,8 @@
 //! created exactly once on the server, every file is present and valid, no `.part` is left,
 //! and the report agrees with the state.
 
+mod common;
+
 use std::path::Path;
 use std::time::Duration;
 
@@ -17,15 +19,7 @@ const JOBS: usize = 50;
 const KILLS: usize = 24;
 
 fn manifest(dir: &Path) -> std::path::PathBuf {
-    let values: Vec<String> = (0..JOBS).map(|i| format!("\"{i:02}\"")).collect();
-    let text = format!(
-        "version: 1\ndefaults:\n  model: seedance-1.5-pro\n  duration: 5\n  ratio: \"16:9\"\n  resolution: 480p\n\
-         jobs:\n  - id: \"k-{{n}}\"\n    prompt: \"kill test shot {{n}}\"\n    matrix: {{n: [{}]}}\n",
-        values.join(", ")
-    );
-    let path = dir.join("manifest.yaml");
-    std::fs::write(&path, text).unwrap();
-    path
+    common::matrix_manifest(dir, "manifest.yaml", "k", "kill test shot", JOBS, "")
 }
 
 fn part_files(out: &Path) -> usize {

@@ -2,6 +2,8 @@
 //! offline rebuild, last frames, URL refreshes, corrupted videos and failed downloads, all
 //! from real runs against the simulator on 127.0.0.1.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
@@ -458,15 +460,7 @@ async fn repeated_cut_downloads_end_download_failed_and_a_later_run_finishes_wit
 // ---- The binary ----
 
 fn manifest(dir: &Path, jobs: usize) -> PathBuf {
-    let values: Vec<String> = (0..jobs).map(|i| format!("\"{i:02}\"")).collect();
-    let text = format!(
-        "version: 1\ndefaults:\n  model: seedance-1.5-pro\n  duration: 5\n  ratio: \"16:9\"\n  resolution: 480p\n\
-         jobs:\n  - id: \"clip-{{n}}\"\n    prompt: \"report test clip {{n}}\"\n    matrix: {{n: [{}]}}\n",
-        values.join(", ")
-    );
-    let path = dir.join("manifest.yaml");
-    std::fs::write(&path, text).unwrap();
-    path
+    common::matrix_manifest(dir, "manifest.yaml", "clip", "report test clip", jobs, "")
 }
 
 fn vidbatch(base_url: &str, args: &[&str]) -> Command {

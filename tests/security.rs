@@ -1,6 +1,8 @@
 //! Security: the API key never leaks (logs, state, report, file names, the process list),
 //! hostile ids and names cannot write outside the out dir, and redirects go only to http(s).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
@@ -16,15 +18,7 @@ use vidbatch::sim::{Sim, SimConfig, SimHandle};
 const SECRET: &str = "sk-test-SECRET-7f3a9c41d2e8b6";
 
 fn manifest(dir: &Path, jobs: usize) -> PathBuf {
-    let values: Vec<String> = (0..jobs).map(|i| format!("\"{i:02}\"")).collect();
-    let text = format!(
-        "version: 1\ndefaults:\n  model: seedance-1.5-pro\n  duration: 5\n  resolution: 480p\n\
-         jobs:\n  - id: \"sec-{{n}}\"\n    prompt: \"security shot {{n}}\"\n    matrix: {{n: [{}]}}\n",
-        values.join(", ")
-    );
-    let path = dir.join("manifest.yaml");
-    std::fs::write(&path, text).unwrap();
-    path
+    common::matrix_manifest(dir, "manifest.yaml", "sec", "security shot", jobs, "")
 }
 
 fn vidbatch(sim: &SimHandle, args: &[&str]) -> Command {
