@@ -17,7 +17,7 @@ use crate::events::{RunOutcome, SourceRecord};
 use crate::journal;
 use crate::manifest::{self, ManifestArgs, Plan};
 use crate::report;
-use crate::runner::{JobSpec, RetryPolicy, RunSettings, Runner, hex};
+use crate::runner::{JobSpec, RetryPolicy, RunSettings, Runner};
 use crate::sim::{Sim, SimArgs, SimConfig, SimHandle};
 use crate::state::{Phase, RunState};
 
@@ -324,13 +324,6 @@ async fn connect(api: &ApiArgs) -> anyhow::Result<(Client, Option<SimHandle>)> {
     Ok((client, sim))
 }
 
-fn sha256_file(path: &Path) -> String {
-    match std::fs::read(path) {
-        Ok(bytes) => hex(&Sha256::digest(&bytes)),
-        Err(_) => String::new(),
-    }
-}
-
 /// Parses `K/N` (1-based K).
 pub fn parse_shard(text: &str) -> Result<(u64, u64), String> {
     let (k, n) = text
@@ -574,11 +567,7 @@ async fn cmd_run(args: RunArgs, verbosity: display::Verbosity, json_logs: bool) 
         .iter()
         .map(|s| SourceRecord {
             path: s.path.display().to_string(),
-            sha256: if s.sha256.is_empty() {
-                sha256_file(&s.path)
-            } else {
-                s.sha256.clone()
-            },
+            sha256: s.sha256.clone(),
         })
         .collect();
 

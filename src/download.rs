@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncWriteExt, BufWriter};
 
 use crate::api::{describe, is_refused_url};
+use crate::hex::hex;
 use crate::mp4;
 
 /// Default time allowed without a single byte arriving before a download is abandoned.
@@ -536,15 +537,6 @@ fn sync_dir(dir: &Path) -> Result<(), DownloadError> {
 #[cfg(not(unix))]
 fn sync_dir(_dir: &Path) -> Result<(), DownloadError> {
     Ok(())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
 }
 
 /// Checks that the file at `path` is a well-formed file of `kind`, reading only its structure.

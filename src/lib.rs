@@ -10,6 +10,7 @@
 //! - [`download`] and [`mp4`]: streamed, resumable, verified downloads.
 //! - [`report`]: `report.json` from the state.
 //! - [`display`]: what a person watching sees.
+//! - [`hex`]: hex text of digests.
 //! - [`cli`]: the command line and its commands.
 //! - [`sim`]: the simulator of the API that every test runs against.
 pub mod api;
@@ -17,6 +18,7 @@ pub mod cli;
 pub mod display;
 pub mod download;
 pub mod events;
+pub mod hex;
 pub mod journal;
 pub mod manifest;
 pub mod mp4;

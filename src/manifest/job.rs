@@ -11,6 +11,7 @@ use super::expand::{self, TemplateError};
 use super::rules;
 use super::yaml::{Node, Value};
 use crate::api::{ContentItem, ContentRole, CreateRequest, DraftTaskRef, MediaUrl, Tool};
+use crate::hex::hex;
 
 /// The request fields of the API, by their API names.
 pub const API_FIELDS: &[&str] = &[
@@ -726,17 +727,6 @@ impl Canon<'_> {
     }
 }
 
-/// Lower-case hex of bytes.
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[(b >> 4) as usize] as char);
-        s.push(DIGITS[(b & 15) as usize] as char);
-    }
-    s
-}
-
 /// The sha256 (hex) of a request's canonical JSON.
 pub fn fingerprint(req: &CreateRequest) -> String {
     thread_local! {
@@ -814,7 +804,6 @@ mod tests {
             canonical_json(&r2),
             r#"{"content":[{"image_url":{"url":"u"},"role":"first_frame","type":"image_url"}],"duration":5,"model":"m","prompt":"p"}"#
         );
-        assert_eq!(hex(&[0, 15, 16, 255]), "000f10ff");
     }
 
     #[test]

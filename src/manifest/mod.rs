@@ -440,7 +440,7 @@ impl Ctx {
     }
 
     fn add_source(&mut self, path: &Path, bytes: &[u8]) {
-        let sha256 = job::hex(&Sha256::digest(bytes));
+        let sha256 = crate::hex::hex(&Sha256::digest(bytes));
         self.sources.push(SourceFile {
             path: path.to_path_buf(),
             sha256,

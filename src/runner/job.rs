@@ -13,10 +13,11 @@ use tokio::time::Instant;
 
 use super::reconcile::{self, Reconciled};
 use super::sweep::Verdict;
-use super::{Ctx, StopKind, hex, jittered};
+use super::{Ctx, StopKind, jittered};
 use crate::api::{ApiError, IdempotencyKey, Task, TaskStatus, Timestamp};
 use crate::download::{self, DownloadError, DownloadRequest, MediaKind};
 use crate::events::{Event, Failure, FailureKind};
+use crate::hex::hex;
 use crate::journal::JournalError;
 use crate::state::{JobState, Phase};
 

@@ -28,6 +28,7 @@ pub use pacer::Pacer;
 
 use crate::api::{ApiError, Client, CreateRequest, Timestamp};
 use crate::events::{Counters, Event, RunOutcome, SourceRecord};
+use crate::hex::hex;
 use crate::journal::{self, Journal, JournalError};
 use crate::state::{Phase, RunState};
 
@@ -480,17 +481,6 @@ fn new_run_id() -> String {
     ));
     h.update(rand::random::<u64>().to_le_bytes());
     format!("run_{}", &hex(&h.finalize())[..16])
-}
-
-/// Lowercase hex of bytes.
-pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
 }
 
 /// Two jobs must not write one file.
