@@ -170,66 +170,104 @@ async fn adapt() {
 }
 
 /// 3. Makespan over its lower bound for 1,000 jobs.
+///
+/// The provider: 50 tasks processing at once, 60 s each, 600 requests/min, polled every 3 s,
+/// all scaled by 0.05 (3 s tasks, 12,000 requests/min, 150 ms polls), so the generation cap
+/// sets the floor, as it does for real video models. Then the same batch against a rate limit
+/// that binds (0.6 s tasks at 6,000 requests/min), once with list answers carrying no video
+/// URL (every job needs its create and one read) and once with URLs in the lists.
 async fn makespan() {
+    makespan_case("cap-bound", 0.05, 12_000, "150ms", false).await;
+    makespan_case("rate-bound", 0.01, 6_000, "100ms", false).await;
+    makespan_case("rate-bound, URLs listed", 0.01, 6_000, "100ms", true).await;
+}
+
+async fn makespan_case(name: &str, scale: f64, rpm: u32, poll: &str, list_urls: bool) {
     let cap = 50;
-    let gen_real = 60.0 * 0.01;
-    let rpm = 6000.0;
+    let gen_real = 60.0 * scale;
     let sim = start(SimConfig {
         concurrency: cap,
+        time_scale: scale,
+        list_urls,
         ..sim_config()
     })
     .await;
     let jobs = 1000;
+    let rpm_arg = rpm.to_string();
     let o = run(
         &sim,
         jobs,
         &[
             "--rpm",
-            "6000",
+            &rpm_arg,
             "--burst",
             "100",
             "--concurrency",
             "100",
             "--poll-interval",
-            "100ms",
+            poll,
         ],
     );
-    let bound = (jobs as f64 * gen_real / cap as f64).max(jobs as f64 / (rpm / 60.0));
+    let bound = (jobs as f64 * gen_real / cap as f64).max(jobs as f64 / (f64::from(rpm) / 60.0));
     println!(
-        "makespan  {jobs} jobs, cap {cap}, {gen_real:.1}s each: {:.1}s over a bound of {bound:.1}s = {:.3} (exit {:?})",
+        "makespan  {name}: {jobs} jobs, cap {cap}, {gen_real:.1}s each, --rpm {rpm}: {:.1}s over a bound of {bound:.1}s = {:.3}; {} requests, {:.2} per job (exit {:?})",
         o.wall,
         o.wall / bound,
+        o.api_requests,
+        o.api_requests as f64 / jobs as f64,
         o.exit
     );
 }
 
-/// 4. API requests per finished job with 500 tasks in flight, 60 s jobs, 3 s polls (scaled).
+/// 4. API requests per finished job with 500 tasks in flight, 60 s jobs, 3 s polls.
+///
+/// Run in real time, then scaled by 0.05 (3 s jobs, 150 ms polls), where 20 times as many
+/// tasks share each whole-second timestamp.
 async fn requests() {
+    if std::env::var("REQ_DEBUG").is_ok() {
+        requests_case(0.1, "300ms", 30_000).await;
+        return;
+    }
+    requests_case(1.0, "3s", 3_000).await;
+    requests_case(0.05, "150ms", 60_000).await;
+}
+
+async fn requests_case(scale: f64, poll: &str, rpm: u32) {
     let sim = start(SimConfig {
-        time_scale: 0.05,
+        time_scale: scale,
         ..sim_config()
     })
     .await;
-    // 60 s x 0.05 = 3 s of generation; polls at 150 ms keep the 60 s : 3 s ratio.
+    let rpm_arg = rpm.to_string();
     let o = run(
         &sim,
         500,
         &[
             "--rpm",
-            "60000",
+            &rpm_arg,
             "--burst",
             "200",
             "--concurrency",
             "500",
             "--poll-interval",
-            "150ms",
+            poll,
         ],
     );
+    let stats = sim.stats();
+    let by_endpoint: Vec<String> = stats
+        .requests
+        .iter()
+        .filter(|(e, _)| e.as_str() != "download")
+        .map(|(e, s)| format!("{e} {}", s.values().sum::<u64>()))
+        .collect();
     println!(
-        "requests  500 in flight: {} API requests for {} jobs = {:.2} per job (exit {:?})",
+        "requests  500 in flight, {:.0}s jobs, {poll} polls, --rpm {rpm}: {} API requests for {} jobs = {:.2} per job [{}] in {:.1}s (exit {:?})",
+        60.0 * scale,
         o.api_requests,
         o.jobs,
         o.api_requests as f64 / o.jobs.max(1) as f64,
+        by_endpoint.join(", "),
+        o.wall,
         o.exit
     );
 }

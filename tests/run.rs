@@ -317,6 +317,42 @@ async fn many_tasks_in_flight_are_polled_by_list_sweeps_not_one_get_each() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_listed_as_completed_with_their_urls_are_downloaded_without_a_read() {
+    let sim = Sim::start(SimConfig {
+        gen_time: Some(Duration::from_secs(60)),
+        time_scale: 0.02,
+        concurrency: 200,
+        max_queued: 500,
+        list_urls: true,
+        ..fast_sim()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = settings(dir.path());
+    s.concurrency = 150;
+    s.poll_interval = Duration::from_millis(60);
+    let summary = run(&sim, s, jobs(150, "listed")).await;
+    assert_eq!(summary.outcome, RunOutcome::Success);
+    assert_all_done(&summary, dir.path());
+    let stats = sim.stats();
+    eprintln!(
+        "{} creates, {} reads, {} lists",
+        stats.total("create"),
+        stats.total("get"),
+        stats.total("list")
+    );
+    // Without URLs in the lists every job needs its own read; with them, only the tasks no
+    // page could speak for (ties with a full page's oldest) are read.
+    assert!(
+        stats.total("get") < 75,
+        "{} reads for 150 jobs",
+        stats.total("get")
+    );
+    assert_eq!(stats.tasks_created, 150);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sweeps_notice_failed_tasks_and_report_their_codes() {
     let sim = Sim::start(SimConfig {
         gen_time: Some(Duration::from_secs(60)),

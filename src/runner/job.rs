@@ -4,6 +4,7 @@
 //! where it stood: a create is never sent twice without first looking for the task it may
 //! have made, and a finished video is never generated again.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -347,7 +348,7 @@ async fn poll(ctx: &Ctx, job: &JobState) -> Step<Option<Task>> {
     loop {
         // With many tasks in flight a sweep of the task lists vouches for the ones still
         // running; otherwise (or when it cannot vouch) the task is read on its own.
-        let verdict = if ctx.sweeper.active() {
+        let verdict = if ctx.sweeper.sweeping() {
             tokio::select! {
                 v = ctx.sweeper.next_verdict(&task_id, &mut sweeps) => v,
                 () = tokio::time::sleep_until(deadline) => None,
@@ -379,12 +380,22 @@ async fn poll(ctx: &Ctx, job: &JobState) -> Step<Option<Task>> {
             .await?;
             return Ok(None);
         }
-        if verdict == Some(Verdict::Running) {
-            vouched += 1;
-            // However sure the lists seem, a task is read now and then.
-            if !vouched.is_multiple_of(VOUCHED_MAX) {
+        match verdict {
+            Some(Verdict::Running) => {
+                vouched += 1;
+                // However sure the lists seem, a task is read now and then.
+                if !vouched.is_multiple_of(VOUCHED_MAX) {
+                    continue;
+                }
+            }
+            Some(Verdict::Completed(task)) => {
+                let task = Arc::unwrap_or_clone(task);
+                if let Some(done) = on_task(ctx, job, &task_id, task, &mut last_status).await? {
+                    return Ok(done);
+                }
                 continue;
             }
+            Some(Verdict::Check) | None => {}
         }
         let id = task_id.clone();
         match ctx.api(|c| async move { c.get(&id).await }).await {

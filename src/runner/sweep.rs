@@ -2,10 +2,14 @@
 //!
 //! With many tasks in flight, one `GET /videos/generations?status=S&limit=100` per finished
 //! status (completed each sweep; failed, cancelled and expired every few sweeps) tells which
-//! tasks finished, instead of one GET per task per poll. A page is newest first; when it is full, it only speaks for tasks created
-//! at or after its oldest item. A task absent from every page that speaks for it is still
-//! running; a task some page cannot speak for (or one that is listed as finished) gets its own
-//! GET. So the lists never hide a change: they only spare the GETs they can vouch for.
+//! tasks finished, instead of one GET per task per poll. A page is newest first; when it is
+//! full, it only speaks for tasks created after its oldest item. A task absent from every page
+//! that speaks for it is still running. A task listed as completed with its video URL needs no
+//! GET at all. When several tasks are left that no page speaks for (timestamps are whole seconds,
+//! so many tie with a full page's oldest), the queued and processing pages are listed too, and
+//! the tasks they show are running. Any other task (listed as finished without a URL, or still
+//! unknown) gets its own GET. So the lists never hide a change: they only spare the GETs they
+//! can vouch for.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -13,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
 use super::Ctx;
-use crate::api::{ApiError, ListQuery, TaskList, TaskStatus, Timestamp};
+use crate::api::{ApiError, ListQuery, Task, TaskList, TaskStatus, Timestamp};
 
 /// Tasks in flight before sweeping pays (a sweep costs one request per finished status).
 const SWEEP_MIN: usize = 8;
@@ -26,12 +30,19 @@ const COMMON: [TaskStatus; 1] = [TaskStatus::Completed];
 const RARE: [TaskStatus; 3] = [TaskStatus::Failed, TaskStatus::Cancelled, TaskStatus::Expired];
 /// How often the rare statuses are listed.
 const RARE_EVERY: u64 = 4;
+/// The statuses of tasks still running, listed only to settle tasks the finished pages cannot
+/// speak for (a task listed here is running, whatever the finished pages say).
+const ACTIVE: [TaskStatus; 2] = [TaskStatus::Queued, TaskStatus::Processing];
+/// Unsettled tasks worth listing [`ACTIVE`] for (below this, reading them one by one is cheaper).
+const ACTIVE_MIN: usize = ACTIVE.len() + 1;
 
 /// What a sweep says of one task.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub(super) enum Verdict {
     /// Not finished when the sweep ran: no GET needed.
     Running,
+    /// Listed as completed with its video URL: the listed task stands in for a GET.
+    Completed(Arc<Task>),
     /// Finished, or not knowable from the lists: read the task.
     Check,
 }
@@ -92,6 +103,13 @@ impl Sweeper {
         self.tx.borrow().active
     }
 
+    /// Whether the next sweep will judge the tasks: sweeps are on, or enough tasks are in
+    /// flight to turn them on. A task created early in a batch then waits for that first sweep
+    /// instead of being read on its own.
+    pub fn sweeping(&self) -> bool {
+        self.active() || self.lock().len() >= SWEEP_MIN
+    }
+
     /// Waits for the next sweep and returns its verdict on `task_id` (`None`: sweeping stopped).
     pub async fn next_verdict(&self, task_id: &str, rx: &mut watch::Receiver<Arc<Sweep>>) -> Option<Verdict> {
         rx.changed().await.ok()?;
@@ -100,7 +118,7 @@ impl Sweeper {
             return None;
         }
         // A task registered after the sweep began was just created: still running.
-        Some(sweep.verdicts.get(task_id).copied().unwrap_or(Verdict::Running))
+        Some(sweep.verdicts.get(task_id).cloned().unwrap_or(Verdict::Running))
     }
 
     /// A receiver of sweeps.
@@ -129,34 +147,67 @@ fn covers(page: &TaskList, oldest: Option<Timestamp>, created: Option<Timestamp>
     matches!((oldest, created), (Some(o), Some(c)) if c > o)
 }
 
+/// The oldest creation time on a page (`None` when some item has none).
+fn oldest(page: &TaskList) -> Option<Timestamp> {
+    if page.items.iter().any(|t| t.created_at.is_none()) {
+        None
+    } else {
+        page.items.iter().filter_map(|t| t.created_at).min()
+    }
+}
+
 /// Judges each task from the finished-status pages.
 fn judge(tasks: &HashMap<String, Option<Timestamp>>, pages: &[TaskList]) -> HashMap<String, Verdict> {
-    let oldest: Vec<Option<Timestamp>> = pages
+    let oldest: Vec<Option<Timestamp>> = pages.iter().map(oldest).collect();
+    let listed: HashMap<&str, &Task> = pages
         .iter()
-        .map(|p| {
-            if p.items.iter().any(|t| t.created_at.is_none()) {
-                None
-            } else {
-                p.items.iter().filter_map(|t| t.created_at).min()
-            }
-        })
-        .collect();
-    let listed: std::collections::HashSet<&str> = pages
-        .iter()
-        .flat_map(|p| p.items.iter().map(|t| t.id.as_str()))
+        .flat_map(|p| p.items.iter().map(|t| (t.id.as_str(), t)))
         .collect();
     tasks
         .iter()
         .map(|(id, created)| {
-            let spoken_for = pages.iter().zip(&oldest).all(|(p, o)| covers(p, *o, *created));
-            let verdict = if listed.contains(id.as_str()) || !spoken_for {
-                Verdict::Check
-            } else {
-                Verdict::Running
+            let verdict = match listed.get(id.as_str()) {
+                Some(t)
+                    if t.status == TaskStatus::Completed
+                        && t.video_url.as_deref().is_some_and(|u| !u.is_empty()) =>
+                {
+                    Verdict::Completed(Arc::new((*t).clone()))
+                }
+                Some(_) => Verdict::Check,
+                None if pages.iter().zip(&oldest).all(|(p, o)| covers(p, *o, *created)) => Verdict::Running,
+                None => Verdict::Check,
             };
             (id.clone(), verdict)
         })
         .collect()
+}
+
+/// The tasks the finished pages could not speak for (checked, yet not listed as finished).
+fn unsettled(verdicts: &HashMap<String, Verdict>, pages: &[TaskList]) -> Vec<String> {
+    let listed: std::collections::HashSet<&str> = pages
+        .iter()
+        .flat_map(|p| p.items.iter().map(|t| t.id.as_str()))
+        .collect();
+    verdicts
+        .iter()
+        .filter(|(id, v)| matches!(v, Verdict::Check) && !listed.contains(id.as_str()))
+        .map(|(id, _)| id.clone())
+        .collect()
+}
+
+/// Marks as running the unsettled tasks that the queued and processing pages list.
+fn settle(verdicts: &mut HashMap<String, Verdict>, unsettled: &[String], active: &[TaskList]) {
+    let running: std::collections::HashSet<&str> = active
+        .iter()
+        .flat_map(|p| p.items.iter())
+        .filter(|t| matches!(t.status, TaskStatus::Queued | TaskStatus::Processing))
+        .map(|t| t.id.as_str())
+        .collect();
+    for id in unsettled {
+        if running.contains(id.as_str()) {
+            verdicts.insert(id.clone(), Verdict::Running);
+        }
+    }
 }
 
 /// Sweeps every poll interval while enough tasks are in flight; runs until dropped.
@@ -167,9 +218,9 @@ pub(super) async fn run(ctx: Arc<Ctx>) {
         tokio::time::sleep(ctx.settings.poll_interval).await;
         let tasks = ctx.sweeper.lock().clone();
         if tasks.len() < SWEEP_MIN {
-            if ctx.sweeper.active() {
-                ctx.sweeper.publish(false, HashMap::new());
-            }
+            // Published even when already off: a task that registered while enough were in
+            // flight is waiting for this sweep, and learns here to read itself.
+            ctx.sweeper.publish(false, HashMap::new());
             continue;
         }
         count += 1;
@@ -186,7 +237,17 @@ pub(super) async fn run(ctx: Arc<Ctx>) {
         }
         .await;
         match result {
-            Ok(pages) => ctx.sweeper.publish(true, judge(&tasks, &pages)),
+            Ok(pages) => {
+                let mut verdicts = judge(&tasks, &pages);
+                let open = unsettled(&verdicts, &pages);
+                if open.len() >= ACTIVE_MIN {
+                    match list_pages(&ctx, &ACTIVE).await {
+                        Ok(active) => settle(&mut verdicts, &open, &active),
+                        Err(e) => tracing::debug!(error = %e, "listing running tasks failed; they are read"),
+                    }
+                }
+                ctx.sweeper.publish(true, verdicts);
+            }
             Err(e) => {
                 tracing::debug!(error = %e, "sweep failed; tasks are read one by one");
                 ctx.sweeper.publish(false, HashMap::new());
@@ -235,8 +296,8 @@ mod tests {
             total: Some(1),
         }];
         let v = judge(&tasks, &pages);
-        assert_eq!(v["a"], Verdict::Check);
-        assert_eq!(v["b"], Verdict::Running);
+        assert!(matches!(v["a"], Verdict::Check));
+        assert!(matches!(v["b"], Verdict::Running));
     }
 
     #[test]
@@ -247,7 +308,7 @@ mod tests {
             total: Some(500),
         }];
         let tasks: HashMap<String, Option<Timestamp>> = [("tie".to_string(), at(100))].into_iter().collect();
-        assert_eq!(judge(&tasks, &pages)["tie"], Verdict::Check);
+        assert!(matches!(judge(&tasks, &pages)["tie"], Verdict::Check));
     }
 
     #[test]
@@ -265,8 +326,54 @@ mod tests {
         .into_iter()
         .collect();
         let v = judge(&tasks, &pages);
-        assert_eq!(v["old"], Verdict::Check);
-        assert_eq!(v["new"], Verdict::Running);
-        assert_eq!(v["unknown"], Verdict::Check);
+        assert!(matches!(v["old"], Verdict::Check));
+        assert!(matches!(v["new"], Verdict::Running));
+        assert!(matches!(v["unknown"], Verdict::Check));
+    }
+
+    #[test]
+    fn a_task_listed_as_completed_with_its_url_needs_no_read() {
+        let mut with_url = task("a", 1);
+        with_url.video_url = Some("http://127.0.0.1/files/a.mp4".into());
+        let pages = vec![TaskList {
+            items: vec![with_url, task("b", 1)],
+            total: Some(2),
+        }];
+        let tasks: HashMap<String, Option<Timestamp>> = [("a".to_string(), at(1)), ("b".to_string(), at(1))]
+            .into_iter()
+            .collect();
+        let v = judge(&tasks, &pages);
+        assert!(matches!(&v["a"], Verdict::Completed(t) if t.id == "a"));
+        assert!(matches!(v["b"], Verdict::Check), "listed without a URL: read it");
+    }
+
+    #[test]
+    fn tied_tasks_the_processing_page_lists_are_running_and_the_rest_are_read() {
+        let items: Vec<Task> = (0..100).map(|i| task(&format!("x{i}"), 100)).collect();
+        let pages = vec![TaskList {
+            items,
+            total: Some(500),
+        }];
+        let tasks: HashMap<String, Option<Timestamp>> = [
+            ("x5".to_string(), at(100)),
+            ("running".to_string(), at(100)),
+            ("gone".to_string(), at(100)),
+        ]
+        .into_iter()
+        .collect();
+        let mut v = judge(&tasks, &pages);
+        let mut open = unsettled(&v, &pages);
+        open.sort();
+        assert_eq!(open, ["gone", "running"], "a listed task is settled already");
+        let mut processing = task("running", 100);
+        processing.status = TaskStatus::Processing;
+        let active = vec![TaskList {
+            items: vec![processing],
+            total: Some(1),
+        }];
+        settle(&mut v, &open, &active);
+        assert!(matches!(v["running"], Verdict::Running));
+        assert!(matches!(v["gone"], Verdict::Check));
+        assert!(matches!(v["x5"], Verdict::Check));
     }
 }

@@ -81,6 +81,9 @@ pub struct SimConfig {
     pub video_size: Option<u64>,
     /// Honour `Idempotency-Key` on create (a repeated key of the same account returns the original task).
     pub honour_idempotency_key: bool,
+    /// List answers carry `video_url` for completed tasks (default: only a task's own GET does, the
+    /// harsher case).
+    pub list_urls: bool,
 }
 
 impl Default for SimConfig {
@@ -111,6 +114,7 @@ impl Default for SimConfig {
             latency: Duration::ZERO,
             video_size: None,
             honour_idempotency_key: false,
+            list_urls: false,
         }
     }
 }
@@ -293,6 +297,9 @@ pub struct SimArgs {
     /// Honour the Idempotency-Key header on create (default: ignored, the harsher case).
     #[arg(long)]
     pub honour_idempotency_key: bool,
+    /// List answers carry video URLs for completed tasks (default: only a task's own read does).
+    #[arg(long)]
+    pub list_urls: bool,
 }
 
 impl SimArgs {
@@ -324,6 +331,7 @@ impl SimArgs {
             latency: self.latency,
             video_size: self.video_size,
             honour_idempotency_key: self.honour_idempotency_key,
+            list_urls: self.list_urls,
         }
     }
 }

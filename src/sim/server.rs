@@ -655,10 +655,11 @@ async fn list(AxState(inner): AxState<Shared>, RawQuery(query): RawQuery, header
                     .collect()
             })
             .unwrap_or_default();
+        let with_urls = st.cfg.list_urls;
         let items: Vec<Value> = matching
             .iter()
             .take(limit)
-            .map(|&i| render(inner, st, key, i, false))
+            .map(|&i| render(inner, st, key, i, with_urls))
             .collect();
         Ok(Reply::ok(json!({"items": items, "total": matching.len()})))
     })
