@@ -83,6 +83,18 @@ fn run(sim: &SimHandle, jobs: usize, args: &[&str]) -> Outcome {
     }
 }
 
+/// API requests the simulator answered, by endpoint.
+fn by_endpoint(sim: &SimHandle) -> String {
+    let stats = sim.stats();
+    let parts: Vec<String> = stats
+        .requests
+        .iter()
+        .filter(|(e, _)| e.as_str() != "download")
+        .map(|(e, s)| format!("{e} {}", s.values().sum::<u64>()))
+        .collect();
+    parts.join(", ")
+}
+
 fn sim_config() -> SimConfig {
     SimConfig {
         gen_time: Some(Duration::from_secs(60)),
@@ -253,20 +265,13 @@ async fn requests_case(scale: f64, poll: &str, rpm: u32) {
             poll,
         ],
     );
-    let stats = sim.stats();
-    let by_endpoint: Vec<String> = stats
-        .requests
-        .iter()
-        .filter(|(e, _)| e.as_str() != "download")
-        .map(|(e, s)| format!("{e} {}", s.values().sum::<u64>()))
-        .collect();
     println!(
         "requests  500 in flight, {:.0}s jobs, {poll} polls, --rpm {rpm}: {} API requests for {} jobs = {:.2} per job [{}] in {:.1}s (exit {:?})",
         60.0 * scale,
         o.api_requests,
         o.jobs,
         o.api_requests as f64 / o.jobs.max(1) as f64,
-        by_endpoint.join(", "),
+        by_endpoint(&sim),
         o.wall,
         o.exit
     );
@@ -295,12 +300,13 @@ async fn overhead() {
         ],
     );
     println!(
-        "overhead  {jobs} jobs in {:.1}s: {:.3} ms CPU per job ({:.1}s user, {:.1}s sys), peak RSS {:.1} MB (exit {:?})",
+        "overhead  {jobs} jobs in {:.1}s: {:.3} ms CPU per job ({:.1}s user, {:.1}s sys), peak RSS {:.1} MB [{}] (exit {:?})",
         o.wall,
         (o.user_cpu + o.sys_cpu) * 1000.0 / jobs as f64,
         o.user_cpu,
         o.sys_cpu,
         o.max_rss_mb,
+        by_endpoint(&sim),
         o.exit
     );
 }

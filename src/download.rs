@@ -16,7 +16,6 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use reqwest::header::{ACCEPT_ENCODING, CONTENT_RANGE, RANGE};
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncWriteExt, BufWriter};
 
 use crate::api::{describe, is_refused_url};
 use crate::hex::hex;
@@ -220,14 +219,8 @@ pub async fn download(
     req: &DownloadRequest<'_>,
 ) -> Result<Downloaded, DownloadError> {
     let part = part_path(req.dest);
-    let dir = parent_dir(req.dest);
-    tokio::fs::create_dir_all(dir)
-        .await
-        .map_err(io_err("create directory", dir))?;
     let mut from_zero = false;
     let mut why = "";
-    // A restart happens at most once per call: a server that refuses a range request without
-    // Range either is not one we can talk to.
     for _ in 0..2 {
         let result = attempt(http, req, &part, from_zero).await;
         match result {
@@ -269,20 +262,6 @@ async fn remove_part(part: &Path) -> Result<(), DownloadError> {
     }
 }
 
-/// Length of the `.part` file, 0 when there is none.
-async fn part_len(part: &Path) -> Result<u64, DownloadError> {
-    match tokio::fs::metadata(part).await {
-        Ok(m) if m.is_file() => Ok(m.len()),
-        Ok(_) => Err(DownloadError::Io {
-            action: "use",
-            path: part.to_path_buf(),
-            source: io::Error::other("exists and is not a regular file"),
-        }),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
-        Err(e) => Err(io_err("inspect", part)(e)),
-    }
-}
-
 /// `Content-Range: bytes START-END/TOTAL` (TOTAL may be `*`), or `bytes */TOTAL` for a 416.
 #[derive(Debug, PartialEq, Eq)]
 struct ContentRange {
@@ -318,17 +297,114 @@ fn content_range(resp: &reqwest::Response) -> Option<ContentRange> {
         .and_then(parse_content_range)
 }
 
+/// The open `.part`, positioned at its end, with the hash of what it holds.
+struct Part {
+    file: std::fs::File,
+    hasher: Sha256,
+    have: u64,
+}
+
+/// One blocking hop: open (creating the directory only when missing) the `.part`, keep at
+/// most `max` bytes of it (none with `from_zero`), hash them, and seek to the end.
+fn prepare_part(part: &Path, from_zero: bool, max: u64) -> Result<Part, DownloadError> {
+    let open = || {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(part)
+    };
+    let mut file = match open() {
+        Ok(f) => f,
+        // Missing directory (or a file in its place): create_dir_all names the directory.
+        Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => {
+            let dir = parent_dir(part);
+            std::fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
+            open().map_err(io_err("open", part))?
+        }
+        Err(e) => return Err(io_err("open", part)(e)),
+    };
+    let len = file.metadata().map_err(io_err("inspect", part))?.len();
+    let keep = if from_zero || len > max { 0 } else { len };
+    let mut hasher = Sha256::new();
+    let mut kept = 0u64;
+    if keep > 0 {
+        let mut buf = vec![0u8; IO_BUF];
+        let mut limited = (&mut file).take(keep);
+        loop {
+            let n = match limited.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(io_err("read", part)(e)),
+            };
+            hasher.update(&buf[..n]);
+            kept += n as u64;
+        }
+    }
+    if kept != len {
+        file.set_len(kept).map_err(io_err("truncate", part))?;
+    }
+    if kept > 0 {
+        file.seek(SeekFrom::Start(kept)).map_err(io_err("seek", part))?;
+    }
+    Ok(Part {
+        file,
+        hasher,
+        have: kept,
+    })
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, DownloadError> + Send + 'static,
+) -> Result<T, DownloadError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| transient(format!("file task failed: {e}")))?
+}
+
+/// Writes `buf` out in a blocking hop, giving back the file and the (emptied) buffer.
+async fn spill(
+    mut file: std::fs::File,
+    mut buf: Vec<u8>,
+    part: &Path,
+) -> Result<(std::fs::File, Vec<u8>), DownloadError> {
+    use std::io::Write;
+    let path = part.to_path_buf();
+    blocking(move || {
+        file.write_all(&buf).map_err(io_err("write", &path))?;
+        buf.clear();
+        Ok((file, buf))
+    })
+    .await
+}
+
+/// Flushes and syncs what arrived so that a later call can resume from it.
+async fn keep_part(file: std::fs::File, buf: Vec<u8>, part: &Path) -> Result<(), DownloadError> {
+    use std::io::Write;
+    let path = part.to_path_buf();
+    blocking(move || {
+        let mut file = file;
+        file.write_all(&buf).map_err(io_err("write", &path))?;
+        file.sync_data().map_err(io_err("sync", &path))
+    })
+    .await
+}
+
 async fn attempt(
     http: &reqwest::Client,
     req: &DownloadRequest<'_>,
     part: &Path,
     from_zero: bool,
 ) -> Result<Step, DownloadError> {
-    let mut have = if from_zero { 0 } else { part_len(part).await? };
-    if have > req.max_bytes {
-        remove_part(part).await?;
-        have = 0;
-    }
+    let path = part.to_path_buf();
+    let max = req.max_bytes;
+    let Part {
+        mut file,
+        mut hasher,
+        have,
+    } = blocking(move || prepare_part(&path, from_zero, max)).await?;
     let mut builder = http.get(req.url).header(ACCEPT_ENCODING, "identity");
     if have > 0 {
         builder = builder.header(RANGE, format!("bytes={have}-"));
@@ -350,7 +426,6 @@ async fn attempt(
             status: status.as_u16(),
         });
     }
-    // Where this body starts in the file, and the file's total length when announced.
     let (offset, total) = match status {
         StatusCode::OK => (0, resp.content_length()),
         StatusCode::PARTIAL_CONTENT => match content_range(&resp) {
@@ -360,20 +435,18 @@ async fn attempt(
             }) if start == have => (have, total),
             _ => return Ok(Step::Restart("206 answer for another range than asked")),
         },
-        StatusCode::RANGE_NOT_SATISFIABLE if have > 0 => {
-            // The .part may already hold the whole file (cut right after the last byte).
-            match content_range(&resp) {
-                Some(ContentRange {
-                    range: None,
-                    total: Some(t),
-                }) if t == have => {
-                    let (hasher, kept) = open_part(part, have, false).await?.1;
-                    drop(resp);
-                    return finish(req, part, None, hasher, kept, have).await.map(Step::Done);
-                }
-                _ => return Ok(Step::Restart("416: the .part does not match the file")),
+        StatusCode::RANGE_NOT_SATISFIABLE if have > 0 => match content_range(&resp) {
+            Some(ContentRange {
+                range: None,
+                total: Some(t),
+            }) if t == have => {
+                drop(resp);
+                return finish(req, part, file, Vec::new(), hasher, have, have)
+                    .await
+                    .map(Step::Done);
             }
-        }
+            _ => return Ok(Step::Restart("416: the .part does not match the file")),
+        },
         s => {
             return Err(transient(format!("unexpected HTTP status {}", s.as_u16())));
         }
@@ -386,19 +459,25 @@ async fn attempt(
             req.max_bytes
         )));
     }
-    let (file, (mut hasher, kept)) = open_part(part, offset, true).await?;
-    if kept != offset {
-        // The .part changed under us (another writer?): do not trust it.
-        return Ok(Step::Restart(".part shorter than expected"));
+    if offset == 0 && have > 0 {
+        // The server sent the whole file: start the .part over.
+        let path = part.to_path_buf();
+        file = blocking(move || {
+            file.set_len(0).map_err(io_err("truncate", &path))?;
+            file.seek(SeekFrom::Start(0)).map_err(io_err("seek", &path))?;
+            Ok(file)
+        })
+        .await?;
+        hasher = Sha256::new();
     }
-    let mut out = BufWriter::with_capacity(IO_BUF, file);
+    let mut buf: Vec<u8> = Vec::new();
     let mut written = offset;
     loop {
         let chunk = match tokio::time::timeout(idle, resp.chunk()).await {
             Ok(Ok(Some(c))) => c,
             Ok(Ok(None)) => break,
             Ok(Err(e)) => {
-                keep_part(out, part).await?;
+                keep_part(file, buf, part).await?;
                 return Err(transient(format!(
                     "body cut after {written} bytes{}: {}",
                     total.map(|t| format!(" of {t}")).unwrap_or_default(),
@@ -406,7 +485,7 @@ async fn attempt(
                 )));
             }
             Err(_) => {
-                keep_part(out, part).await?;
+                keep_part(file, buf, part).await?;
                 return Err(transient(format!(
                     "no data for {} after {written} bytes",
                     humantime::format_duration(idle)
@@ -425,101 +504,50 @@ async fn attempt(
             )));
         }
         hasher.update(&chunk);
-        out.write_all(&chunk).await.map_err(io_err("write", part))?;
+        buf.extend_from_slice(&chunk);
         written = next;
+        if buf.len() >= IO_BUF {
+            (file, buf) = spill(file, buf, part).await?;
+        }
     }
-    out.flush().await.map_err(io_err("write", part))?;
     if let Some(t) = total
         && written < t
     {
-        keep_part(out, part).await?;
+        keep_part(file, buf, part).await?;
         return Err(transient(format!("body ended after {written} of {t} bytes")));
     }
-    let file = out.into_inner();
-    finish(req, part, Some(file), hasher, written, offset)
+    finish(req, part, file, buf, hasher, written, offset)
         .await
         .map(Step::Done)
 }
 
-/// Flushes and syncs what arrived so that a later call can resume from it.
-async fn keep_part(mut out: BufWriter<tokio::fs::File>, part: &Path) -> Result<(), DownloadError> {
-    out.flush().await.map_err(io_err("write", part))?;
-    out.get_ref().sync_data().await.map_err(io_err("sync", part))
-}
-
-/// Opens the `.part` for writing at `keep` bytes (truncating anything after), hashing the
-/// bytes kept. Returns the file and (hasher, bytes actually kept). With `write == false` only
-/// hashes.
-async fn open_part(
-    part: &Path,
-    keep: u64,
-    write: bool,
-) -> Result<(tokio::fs::File, (Sha256, u64)), DownloadError> {
-    let path = part.to_path_buf();
-    let joined = tokio::task::spawn_blocking(move || -> Result<_, DownloadError> {
-        let mut file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(write)
-            .create(write)
-            .truncate(false)
-            .open(&path)
-            .map_err(io_err("open", &path))?;
-        let mut hasher = Sha256::new();
-        let mut kept = 0u64;
-        if keep > 0 {
-            let mut buf = vec![0u8; IO_BUF];
-            let mut limited = (&mut file).take(keep);
-            loop {
-                let n = match limited.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(io_err("read", &path)(e)),
-                };
-                hasher.update(&buf[..n]);
-                kept += n as u64;
-            }
-        }
-        if write {
-            file.set_len(kept).map_err(io_err("truncate", &path))?;
-            file.seek(SeekFrom::Start(kept)).map_err(io_err("seek", &path))?;
-        }
-        Ok((tokio::fs::File::from_std(file), (hasher, kept)))
-    })
-    .await;
-    joined.map_err(|e| transient(format!("file task failed: {e}")))?
-}
-
-/// Syncs, verifies and renames the `.part` into place, then syncs the directory.
+/// One blocking hop: writes the tail, syncs, verifies (on the same descriptor) and renames the
+/// `.part` into place.
 async fn finish(
     req: &DownloadRequest<'_>,
     part: &Path,
-    file: Option<tokio::fs::File>,
+    file: std::fs::File,
+    tail: Vec<u8>,
     hasher: Sha256,
     bytes: u64,
     resumed_from: u64,
 ) -> Result<Downloaded, DownloadError> {
-    match file {
-        Some(f) => f.sync_all().await.map_err(io_err("sync", part))?,
-        None => tokio::fs::File::open(part)
-            .await
-            .map_err(io_err("open", part))?
-            .sync_all()
-            .await
-            .map_err(io_err("sync", part))?,
-    }
+    use std::io::Write;
     let kind = req.kind;
-    let check_path = part.to_path_buf();
-    tokio::task::spawn_blocking(move || check_format(&check_path, kind))
-        .await
-        .map_err(|e| transient(format!("verification task failed: {e}")))??;
-    tokio::fs::rename(part, req.dest)
-        .await
-        .map_err(io_err("rename into place", req.dest))?;
-    let dir = parent_dir(req.dest).to_path_buf();
-    tokio::task::spawn_blocking(move || sync_dir(&dir))
-        .await
-        .map_err(|e| transient(format!("directory sync task failed: {e}")))??;
+    let part = part.to_path_buf();
+    let dest = req.dest.to_path_buf();
+    blocking(move || {
+        let mut file = file;
+        file.write_all(&tail).map_err(io_err("write", &part))?;
+        file.sync_data().map_err(io_err("sync", &part))?;
+        check_format_open(&mut file, bytes, &part, kind)?;
+        drop(file);
+        // The bytes are on disk before the rename. If a crash loses the rename itself, the
+        // `.part` still holds the whole file and the next run finishes it without a transfer,
+        // so the run syncs the directory once at its end, not once per file.
+        std::fs::rename(&part, &dest).map_err(io_err("rename into place", &dest))
+    })
+    .await?;
     Ok(Downloaded {
         bytes,
         sha256: hex(&hasher.finalize()),
@@ -527,16 +555,44 @@ async fn finish(
     })
 }
 
-#[cfg(unix)]
-fn sync_dir(dir: &Path) -> Result<(), DownloadError> {
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err("sync directory", dir))
+/// [`check_format`] on an open file of `len` bytes; small files are read whole, once.
+fn check_format_open(
+    file: &mut std::fs::File,
+    len: u64,
+    path: &Path,
+    kind: MediaKind,
+) -> Result<(), DownloadError> {
+    file.seek(SeekFrom::Start(0)).map_err(io_err("seek", path))?;
+    if len <= IO_BUF as u64 {
+        let mut bytes = Vec::with_capacity(len as usize);
+        (&mut *file)
+            .take(len)
+            .read_to_end(&mut bytes)
+            .map_err(io_err("read", path))?;
+        let mut cur = io::Cursor::new(bytes);
+        return check_format_reader(&mut cur, len, path, kind);
+    }
+    check_format_reader(file, len, path, kind)
 }
 
-#[cfg(not(unix))]
-fn sync_dir(_dir: &Path) -> Result<(), DownloadError> {
-    Ok(())
+fn check_format_reader<R: Read + Seek>(
+    r: &mut R,
+    len: u64,
+    path: &Path,
+    kind: MediaKind,
+) -> Result<(), DownloadError> {
+    match kind {
+        MediaKind::Mp4 => match mp4::verify(r, len) {
+            Ok(_) => Ok(()),
+            Err(mp4::Mp4Error::Io(e)) => Err(io_err("read", path)(e)),
+            Err(mp4::Mp4Error::Malformed(m)) => Err(invalid(format!("not a valid MP4: {m}"))),
+        },
+        MediaKind::Png => match check_png(r, len) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(m)) => Err(invalid(format!("not a valid PNG: {m}"))),
+            Err(e) => Err(io_err("read", path)(e)),
+        },
+    }
 }
 
 /// Checks that the file at `path` is a well-formed file of `kind`, reading only its structure.

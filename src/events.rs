@@ -371,13 +371,15 @@ impl Event {
         }
     }
 
-    /// Whether the record must reach the disk before the runner goes on.
+    /// Whether the record must reach the disk before the runner goes on: the records that
+    /// guard money (a create's intent and its task). `JobDone` is not among them: the video is
+    /// synced before it is written, and should a power cut lose the record, the next run
+    /// verifies the file and at most fetches it again, which costs no tokens.
     pub fn is_durable(&self) -> bool {
         matches!(
             self,
             Event::SubmitIntent { .. }
                 | Event::Submitted { .. }
-                | Event::JobDone { .. }
                 | Event::JobFailed { .. }
                 | Event::RunStarted { .. }
                 | Event::RunFinished { .. }

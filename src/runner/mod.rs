@@ -446,6 +446,9 @@ impl Runner {
                 _ => RunOutcome::SomeFailed,
             }
         };
+        // Downloads sync their bytes, not their renames (see `download::finish`): one
+        // directory sync makes this run's renames durable.
+        crate::journal::sync_dir(&out.join("videos"));
         let counters = ctx.counters.snapshot();
         ctx.emit(Event::RunFinished {
             at: Timestamp::now(),
