@@ -371,15 +371,18 @@ impl Event {
         }
     }
 
-    /// Whether the record must reach the disk before the runner goes on: the records that
-    /// guard money (a create's intent and its task). `JobDone` is not among them: the video is
-    /// synced before it is written, and should a power cut lose the record, the next run
-    /// verifies the file and at most fetches it again, which costs no tokens.
+    /// Whether the record must reach the disk before the runner goes on.
+    ///
+    /// A create's intent must: it is what keeps a lost answer from ever being sent again.
+    /// The records after it need not wait, because losing them to a power cut costs no tokens:
+    /// a lost `Submitted` leaves the intent alone on disk, and the next run finds the task by
+    /// listing, as it does for a create whose answer never came; a lost `JobDone` leaves a
+    /// synced file that the next run verifies (or fetches again). They are written at once and
+    /// reach the disk with the next sync: the next intent's, or the run's end.
     pub fn is_durable(&self) -> bool {
         matches!(
             self,
             Event::SubmitIntent { .. }
-                | Event::Submitted { .. }
                 | Event::JobFailed { .. }
                 | Event::RunStarted { .. }
                 | Event::RunFinished { .. }
