@@ -1,9 +1,10 @@
 //! The one contract between the runner and everything that watches it; the main structure here is [`Event`].
 //!
 //! The runner emits events; the journal writes them to `state.jsonl` (so an event is also a
-//! journal record), the display shows them, and the report is folded from them. Records that
-//! cost money (a submit intent, a task id received) are marked durable: they reach the disk
-//! before the runner takes its next step.
+//! journal record), the display shows them, and the report is folded from them. A create's
+//! intent (and a failure) is marked durable: it reaches the disk before the runner takes its
+//! next step. Every other record is written at once and synced with the next durable one (see
+//! [`Event::is_durable`]).
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -109,7 +110,8 @@ pub enum Event {
         /// Why.
         reason: String,
     },
-    /// The job has a task on the server (durable).
+    /// The job has a task on the server (synced with the next intent; a lost one is found again
+    /// by listing).
     Submitted {
         /// Job id.
         job: String,
@@ -176,7 +178,7 @@ pub enum Event {
         /// HTTP status of the refused URL (0 when it was past its expiry before use).
         status: u16,
     },
-    /// The job's video (and last frame) are on disk and verified (durable).
+    /// The job's video (and last frame) are on disk, synced and verified.
     JobDone {
         /// Job id.
         job: String,
