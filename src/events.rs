@@ -2,9 +2,9 @@
 //!
 //! The runner emits events; the journal writes them to `state.jsonl` (so an event is also a
 //! journal record), the display shows them, and the report is folded from them. A create's
-//! intent (and a failure) is marked durable: it reaches the disk before the runner takes its
-//! next step. Every other record is written at once and synced with the next durable one (see
-//! [`Event::is_durable`]).
+//! intent, its task and a failure are marked durable: they reach the disk before the runner
+//! takes its next step. Every other record is written at once and synced with the next
+//! durable one (see [`Event::is_durable`]).
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -110,8 +110,7 @@ pub enum Event {
         /// Why.
         reason: String,
     },
-    /// The job has a task on the server (synced with the next intent; a lost one is found again
-    /// by listing).
+    /// The job has a task on the server (durable).
     Submitted {
         /// Job id.
         job: String,
@@ -375,16 +374,16 @@ impl Event {
 
     /// Whether the record must reach the disk before the runner goes on.
     ///
-    /// A create's intent must: it is what keeps a lost answer from ever being sent again.
-    /// The records after it need not wait, because losing them to a power cut costs no tokens:
-    /// a lost `Submitted` leaves the intent alone on disk, and the next run finds the task by
-    /// listing, as it does for a create whose answer never came; a lost `JobDone` leaves a
-    /// synced file that the next run verifies (or fetches again). They are written at once and
-    /// reach the disk with the next sync: the next intent's, or the run's end.
+    /// A create's intent and its task must: together they are what keeps a create from being
+    /// sent twice and each task with its own job (look-alike tasks cannot be told apart by
+    /// listing once many answers are lost). `JobDone` need not wait: the video is synced
+    /// before it is written, and should a power cut lose the record, the next run verifies the
+    /// file (or fetches it again), which costs no tokens. It reaches the disk with the next sync.
     pub fn is_durable(&self) -> bool {
         matches!(
             self,
             Event::SubmitIntent { .. }
+                | Event::Submitted { .. }
                 | Event::JobFailed { .. }
                 | Event::RunStarted { .. }
                 | Event::RunFinished { .. }

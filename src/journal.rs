@@ -1,7 +1,7 @@
 //! The resume journal `state.jsonl` and the out-dir lock; the main structure here is [`Journal`].
 //!
 //! One writer thread owns the file and appends one JSON event per line. Durable records (a
-//! create's intent, a failure) are fsynced before [`Journal::append`] returns, with group
+//! create's intent, its task, a failure) are fsynced before [`Journal::append`] returns, with group
 //! commit so a burst of them costs one fsync; the others are written at once and reach the
 //! disk with the next fsync. Loading tolerates a torn last line (a crash mid-write). When the
 //! file has grown well past what its state needs, [`compact`] rewrites it from the state.

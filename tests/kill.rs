@@ -149,3 +149,96 @@ async fn killed_at_random_moments_and_resumed_every_job_runs_exactly_once() {
         assert_eq!(Some(file.sha256), job.sha256, "seed {seed}: {id}");
     }
 }
+
+/// A power cut keeps only what was synced: intents and tasks. Every later record of every job
+/// is cut from the journal, and half the videos lose their rename (the bytes stay in `.part`).
+/// The next run creates nothing, gives each job its own task, and transfers nothing for the
+/// videos whose bytes were already on disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_power_cut_that_keeps_only_the_synced_records_costs_no_task_and_no_transfer() {
+    const N: usize = 20;
+    let sim = Sim::start(SimConfig {
+        gen_time: Some(Duration::from_secs(60)),
+        time_scale: 0.005,
+        rpm: 0,
+        concurrency: 100,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let m = common::matrix_manifest(dir.path(), "manifest.yaml", "p", "power cut shot", N, "");
+    let out = dir.path().join("out");
+    let run = || {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vidbatch"));
+        cmd.args(["run", m.to_str().unwrap(), "--out", out.to_str().unwrap()])
+            .args(["--poll-interval", "50ms", "--rpm", "60000", "--burst", "50"])
+            .args(["--concurrency", "20", "--progress", "never", "-q"])
+            .env("ALLTOKEN_API_KEY", "power-cut-key")
+            .env("ALLTOKEN_BASE_URL", sim.base_url())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true);
+        cmd
+    };
+    assert_eq!(run().status().await.unwrap().code(), Some(0));
+    let first = journal::load(&out.join(journal::STATE_FILE)).unwrap().state;
+    let served_before = sim.stats().bytes_served;
+
+    // What a power cut right after the last synced record could leave.
+    let state_file = out.join(journal::STATE_FILE);
+    let kept: Vec<String> = std::fs::read_to_string(&state_file)
+        .unwrap()
+        .lines()
+        .filter(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let event = v["event"].as_str().unwrap_or_default();
+            !matches!(
+                event,
+                "task_progress" | "task_completed" | "url_refreshed" | "job_done" | "run_finished"
+            )
+        })
+        .map(str::to_string)
+        .collect();
+    std::fs::write(&state_file, kept.join("\n") + "\n").unwrap();
+    let mut kept_final_bytes = 0;
+    for i in 0..N {
+        let video = out.join(format!("videos/p-{i:02}.mp4"));
+        if i % 2 == 0 {
+            std::fs::rename(&video, vidbatch::download::part_path(&video)).unwrap();
+        } else {
+            kept_final_bytes += std::fs::metadata(&video).unwrap().len();
+        }
+    }
+    let cut = journal::load(&state_file).unwrap().state;
+    assert!(cut.jobs.values().all(|j| j.phase == Phase::Submitted));
+
+    assert_eq!(run().status().await.unwrap().code(), Some(0));
+    let stats = sim.stats();
+    assert_eq!(stats.tasks_created, N as u64, "the resumed run created a task");
+    assert_eq!(part_files(&out), 0);
+    // Only the videos whose done record was lost with their file in place are sent again.
+    let served = stats.bytes_served - served_before;
+    assert!(
+        served <= kept_final_bytes,
+        "{served} bytes sent again; at most {kept_final_bytes} expected"
+    );
+    let state = journal::load(&state_file).unwrap().state;
+    let prompts = sim.task_prompts("power-cut-key");
+    for i in 0..N {
+        let id = format!("p-{i:02}");
+        let job = &state.jobs[&id];
+        assert_eq!(job.phase, Phase::Done, "{id}");
+        assert_eq!(
+            job.task_ids, first.jobs[&id].task_ids,
+            "{id} was given another task"
+        );
+        assert_eq!(
+            prompts.get(&job.task_ids[0]).map(String::as_str),
+            Some(format!("power cut shot {i:02}").as_str()),
+            "{id} was given another job's task"
+        );
+        let file = verify_file(&out.join(job.path.as_ref().unwrap()), MediaKind::Mp4).unwrap();
+        assert_eq!(Some(file.sha256), job.sha256, "{id}");
+    }
+}
