@@ -221,6 +221,8 @@ pub async fn download(
     let part = part_path(req.dest);
     let mut from_zero = false;
     let mut why = "";
+    // A restart happens at most once per call: a server that refuses a range request without
+    // Range either is not one we can talk to.
     for _ in 0..2 {
         let result = attempt(http, req, &part, from_zero).await;
         match result {
@@ -328,21 +330,11 @@ fn prepare_part(part: &Path, from_zero: bool, max: u64) -> Result<Part, Download
     let len = file.metadata().map_err(io_err("inspect", part))?.len();
     let keep = if from_zero || len > max { 0 } else { len };
     let mut hasher = Sha256::new();
-    let mut kept = 0u64;
-    if keep > 0 {
-        let mut buf = vec![0u8; IO_BUF];
-        let mut limited = (&mut file).take(keep);
-        loop {
-            let n = match limited.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(io_err("read", part)(e)),
-            };
-            hasher.update(&buf[..n]);
-            kept += n as u64;
-        }
-    }
+    let kept = if keep > 0 {
+        hash_all(&mut (&mut file).take(keep), &mut hasher, part)?
+    } else {
+        0
+    };
     if kept != len {
         file.set_len(kept).map_err(io_err("truncate", part))?;
     }
@@ -356,6 +348,23 @@ fn prepare_part(part: &Path, from_zero: bool, max: u64) -> Result<Part, Download
     })
 }
 
+/// Feeds everything `r` holds to `hasher`; returns how many bytes that was.
+fn hash_all(r: &mut impl Read, hasher: &mut Sha256, path: &Path) -> Result<u64, DownloadError> {
+    let mut buf = vec![0u8; IO_BUF];
+    let mut total = 0u64;
+    loop {
+        let n = match r.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io_err("read", path)(e)),
+        };
+        hasher.update(&buf[..n]);
+        total += n as u64;
+    }
+}
+
+/// Runs file work on tokio's blocking pool.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, DownloadError> + Send + 'static,
 ) -> Result<T, DownloadError> {
@@ -426,6 +435,7 @@ async fn attempt(
             status: status.as_u16(),
         });
     }
+    // Where this body starts in the file, and the file's total length when announced.
     let (offset, total) = match status {
         StatusCode::OK => (0, resp.content_length()),
         StatusCode::PARTIAL_CONTENT => match content_range(&resp) {
@@ -435,6 +445,7 @@ async fn attempt(
             }) if start == have => (have, total),
             _ => return Ok(Step::Restart("206 answer for another range than asked")),
         },
+        // The .part may already hold the whole file (cut right after the last byte).
         StatusCode::RANGE_NOT_SATISFIABLE if have > 0 => match content_range(&resp) {
             Some(ContentRange {
                 range: None,
@@ -599,18 +610,7 @@ fn check_format_reader<R: Read + Seek>(
 fn check_format(path: &Path, kind: MediaKind) -> Result<(), DownloadError> {
     let mut file = std::fs::File::open(path).map_err(io_err("open", path))?;
     let len = file.metadata().map_err(io_err("inspect", path))?.len();
-    match kind {
-        MediaKind::Mp4 => match mp4::verify(&mut file, len) {
-            Ok(_) => Ok(()),
-            Err(mp4::Mp4Error::Io(e)) => Err(io_err("read", path)(e)),
-            Err(mp4::Mp4Error::Malformed(m)) => Err(invalid(format!("not a valid MP4: {m}"))),
-        },
-        MediaKind::Png => match check_png(&mut file, len) {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(m)) => Err(invalid(format!("not a valid PNG: {m}"))),
-            Err(e) => Err(io_err("read", path)(e)),
-        },
-    }
+    check_format_reader(&mut file, len, path, kind)
 }
 
 const PNG_SIGNATURE: [u8; 8] = [0x89, b'P', b'N', b'G', b'\r', b'\n', 0x1a, b'\n'];
@@ -682,18 +682,7 @@ pub fn verify_file(path: &Path, kind: MediaKind) -> Result<Downloaded, DownloadE
     check_format(path, kind)?;
     let mut file = std::fs::File::open(path).map_err(io_err("open", path))?;
     let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; IO_BUF];
-    let mut bytes = 0u64;
-    loop {
-        let n = match file.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(io_err("read", path)(e)),
-        };
-        hasher.update(&buf[..n]);
-        bytes += n as u64;
-    }
+    let bytes = hash_all(&mut file, &mut hasher, path)?;
     Ok(Downloaded {
         bytes,
         sha256: hex(&hasher.finalize()),
