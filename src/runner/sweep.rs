@@ -156,14 +156,19 @@ fn oldest(page: &TaskList) -> Option<Timestamp> {
     }
 }
 
-/// Judges each task from the finished-status pages.
-fn judge(tasks: &HashMap<String, Option<Timestamp>>, pages: &[TaskList]) -> HashMap<String, Verdict> {
+/// Judges each task from the finished-status pages. Also returns the tasks no page could
+/// speak for (checked, yet not listed as finished): the ones the active pages may settle.
+fn judge(
+    tasks: &HashMap<String, Option<Timestamp>>,
+    pages: &[TaskList],
+) -> (HashMap<String, Verdict>, Vec<String>) {
     let oldest: Vec<Option<Timestamp>> = pages.iter().map(oldest).collect();
     let listed: HashMap<&str, &Task> = pages
         .iter()
         .flat_map(|p| p.items.iter().map(|t| (t.id.as_str(), t)))
         .collect();
-    tasks
+    let mut unsettled = Vec::new();
+    let verdicts = tasks
         .iter()
         .map(|(id, created)| {
             let verdict = match listed.get(id.as_str()) {
@@ -175,24 +180,15 @@ fn judge(tasks: &HashMap<String, Option<Timestamp>>, pages: &[TaskList]) -> Hash
                 }
                 Some(_) => Verdict::Check,
                 None if pages.iter().zip(&oldest).all(|(p, o)| covers(p, *o, *created)) => Verdict::Running,
-                None => Verdict::Check,
+                None => {
+                    unsettled.push(id.clone());
+                    Verdict::Check
+                }
             };
             (id.clone(), verdict)
         })
-        .collect()
-}
-
-/// The tasks the finished pages could not speak for (checked, yet not listed as finished).
-fn unsettled(verdicts: &HashMap<String, Verdict>, pages: &[TaskList]) -> Vec<String> {
-    let listed: std::collections::HashSet<&str> = pages
-        .iter()
-        .flat_map(|p| p.items.iter().map(|t| t.id.as_str()))
         .collect();
-    verdicts
-        .iter()
-        .filter(|(id, v)| matches!(v, Verdict::Check) && !listed.contains(id.as_str()))
-        .map(|(id, _)| id.clone())
-        .collect()
+    (verdicts, unsettled)
 }
 
 /// Marks as running the unsettled tasks that the queued and processing pages list.
@@ -238,8 +234,7 @@ pub(super) async fn run(ctx: Arc<Ctx>) {
         .await;
         match result {
             Ok(pages) => {
-                let mut verdicts = judge(&tasks, &pages);
-                let open = unsettled(&verdicts, &pages);
+                let (mut verdicts, open) = judge(&tasks, &pages);
                 if open.len() >= ACTIVE_MIN {
                     match list_pages(&ctx, &ACTIVE).await {
                         Ok(active) => settle(&mut verdicts, &open, &active),
@@ -295,7 +290,7 @@ mod tests {
             items: vec![task("a", 1)],
             total: Some(1),
         }];
-        let v = judge(&tasks, &pages);
+        let (v, _) = judge(&tasks, &pages);
         assert!(matches!(v["a"], Verdict::Check));
         assert!(matches!(v["b"], Verdict::Running));
     }
@@ -308,7 +303,7 @@ mod tests {
             total: Some(500),
         }];
         let tasks: HashMap<String, Option<Timestamp>> = [("tie".to_string(), at(100))].into_iter().collect();
-        assert!(matches!(judge(&tasks, &pages)["tie"], Verdict::Check));
+        assert!(matches!(judge(&tasks, &pages).0["tie"], Verdict::Check));
     }
 
     #[test]
@@ -325,7 +320,7 @@ mod tests {
         ]
         .into_iter()
         .collect();
-        let v = judge(&tasks, &pages);
+        let (v, _) = judge(&tasks, &pages);
         assert!(matches!(v["old"], Verdict::Check));
         assert!(matches!(v["new"], Verdict::Running));
         assert!(matches!(v["unknown"], Verdict::Check));
@@ -342,7 +337,7 @@ mod tests {
         let tasks: HashMap<String, Option<Timestamp>> = [("a".to_string(), at(1)), ("b".to_string(), at(1))]
             .into_iter()
             .collect();
-        let v = judge(&tasks, &pages);
+        let (v, _) = judge(&tasks, &pages);
         assert!(matches!(&v["a"], Verdict::Completed(t) if t.id == "a"));
         assert!(matches!(v["b"], Verdict::Check), "listed without a URL: read it");
     }
@@ -361,8 +356,7 @@ mod tests {
         ]
         .into_iter()
         .collect();
-        let mut v = judge(&tasks, &pages);
-        let mut open = unsettled(&v, &pages);
+        let (mut v, mut open) = judge(&tasks, &pages);
         open.sort();
         assert_eq!(open, ["gone", "running"], "a listed task is settled already");
         let mut processing = task("running", 100);
