@@ -12,7 +12,7 @@ use rand::{Rng, SeedableRng};
 use tokio::process::Command;
 use vidbatch::download::{MediaKind, verify_file};
 use vidbatch::journal;
-use vidbatch::sim::{Sim, SimConfig};
+use vidbatch::sim::{Sim, SimConfig, SimHandle};
 use vidbatch::state::Phase;
 
 const JOBS: usize = 50;
@@ -30,6 +30,20 @@ fn part_files(out: &Path) -> usize {
                 .count()
         })
         .unwrap_or(0)
+}
+
+/// `vidbatch run` of manifest `m` into `out` against `sim`, quiet, killed if dropped.
+fn vidbatch_run(m: &Path, out: &Path, sim: &SimHandle, key: &str, concurrency: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vidbatch"));
+    cmd.args(["run", m.to_str().unwrap(), "--out", out.to_str().unwrap()])
+        .args(["--poll-interval", "50ms", "--rpm", "60000", "--burst", "50"])
+        .args(["--concurrency", concurrency, "--progress", "never", "-q"])
+        .env("ALLTOKEN_API_KEY", key)
+        .env("ALLTOKEN_BASE_URL", sim.base_url())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true);
+    cmd
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -58,18 +72,7 @@ async fn killed_at_random_moments_and_resumed_every_job_runs_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
     let m = manifest(dir.path());
     let out = dir.path().join("out");
-    let run = || {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vidbatch"));
-        cmd.args(["run", m.to_str().unwrap(), "--out", out.to_str().unwrap()])
-            .args(["--poll-interval", "50ms", "--rpm", "60000", "--burst", "50"])
-            .args(["--concurrency", "8", "--progress", "never", "-q"])
-            .env("ALLTOKEN_API_KEY", "kill-test-key")
-            .env("ALLTOKEN_BASE_URL", sim.base_url())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true);
-        cmd
-    };
+    let run = || vidbatch_run(&m, &out, &sim, "kill-test-key", "8");
 
     let (mut in_create, mut in_download, mut finished_early) = (0, 0, 0);
     for kill in 0..KILLS {
@@ -169,18 +172,7 @@ async fn a_power_cut_that_keeps_only_the_synced_records_costs_no_task_and_no_tra
     let dir = tempfile::tempdir().unwrap();
     let m = common::matrix_manifest(dir.path(), "manifest.yaml", "p", "power cut shot", N, "");
     let out = dir.path().join("out");
-    let run = || {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vidbatch"));
-        cmd.args(["run", m.to_str().unwrap(), "--out", out.to_str().unwrap()])
-            .args(["--poll-interval", "50ms", "--rpm", "60000", "--burst", "50"])
-            .args(["--concurrency", "20", "--progress", "never", "-q"])
-            .env("ALLTOKEN_API_KEY", "power-cut-key")
-            .env("ALLTOKEN_BASE_URL", sim.base_url())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true);
-        cmd
-    };
+    let run = || vidbatch_run(&m, &out, &sim, "power-cut-key", "20");
     assert_eq!(run().status().await.unwrap().code(), Some(0));
     let first = journal::load(&out.join(journal::STATE_FILE)).unwrap().state;
     let served_before = sim.stats().bytes_served;

@@ -7,7 +7,7 @@ use vidbatch::api::{ApiKey, Client, ClientConfig, CreateRequest, http_client};
 use vidbatch::download::{MediaKind, verify_file};
 use vidbatch::events::RunOutcome;
 use vidbatch::runner::{JobSpec, RetryPolicy, RunSettings, RunSummary, Runner};
-use vidbatch::sim::{Sim, SimConfig, SimHandle};
+use vidbatch::sim::{Sim, SimConfig, SimHandle, SimStats};
 use vidbatch::state::Phase;
 
 fn jobs(n: usize, tag: &str) -> Vec<JobSpec> {
@@ -286,13 +286,15 @@ async fn max_fail_stops_new_submissions() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn many_tasks_in_flight_are_polled_by_list_sweeps_not_one_get_each() {
+/// 150 tasks in flight at once (1.2 s each, 60 ms polls), all finished and valid; returns the
+/// run's summary and the simulator's stats.
+async fn sweep_batch(list_urls: bool, tag: &str) -> (RunSummary, SimStats) {
     let sim = Sim::start(SimConfig {
         gen_time: Some(Duration::from_secs(60)),
         time_scale: 0.02,
         concurrency: 200,
         max_queued: 500,
+        list_urls,
         ..fast_sim()
     })
     .await
@@ -301,10 +303,17 @@ async fn many_tasks_in_flight_are_polled_by_list_sweeps_not_one_get_each() {
     let mut s = settings(dir.path());
     s.concurrency = 150;
     s.poll_interval = Duration::from_millis(60);
-    let summary = run(&sim, s, jobs(150, "sweep")).await;
+    let summary = run(&sim, s, jobs(150, tag)).await;
     assert_eq!(summary.outcome, RunOutcome::Success);
     assert_all_done(&summary, dir.path());
     let stats = sim.stats();
+    assert_eq!(stats.tasks_created, 150);
+    (summary, stats)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_tasks_in_flight_are_polled_by_list_sweeps_not_one_get_each() {
+    let (summary, stats) = sweep_batch(false, "sweep").await;
     assert!(stats.total("list") > 0, "no sweep ran");
     let per_job = summary.counters.api_requests as f64 / 150.0;
     eprintln!(
@@ -313,29 +322,11 @@ async fn many_tasks_in_flight_are_polled_by_list_sweeps_not_one_get_each() {
     );
     // A GET per task per poll would be ~20 requests per job here (1.2 s at 60 ms).
     assert!(per_job <= 3.0, "{per_job:.2} API requests per job");
-    assert_eq!(stats.tasks_created, 150);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tasks_listed_as_completed_with_their_urls_are_downloaded_without_a_read() {
-    let sim = Sim::start(SimConfig {
-        gen_time: Some(Duration::from_secs(60)),
-        time_scale: 0.02,
-        concurrency: 200,
-        max_queued: 500,
-        list_urls: true,
-        ..fast_sim()
-    })
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let mut s = settings(dir.path());
-    s.concurrency = 150;
-    s.poll_interval = Duration::from_millis(60);
-    let summary = run(&sim, s, jobs(150, "listed")).await;
-    assert_eq!(summary.outcome, RunOutcome::Success);
-    assert_all_done(&summary, dir.path());
-    let stats = sim.stats();
+    let (_, stats) = sweep_batch(true, "listed").await;
     eprintln!(
         "{} creates, {} reads, {} lists",
         stats.total("create"),
@@ -349,7 +340,6 @@ async fn tasks_listed_as_completed_with_their_urls_are_downloaded_without_a_read
         "{} reads for 150 jobs",
         stats.total("get")
     );
-    assert_eq!(stats.tasks_created, 150);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
