@@ -2,7 +2,7 @@
 //! resumed with `Range`, hashed while written, verified, then renamed into place atomically.
 //!
 //! The main entry points are [`download`] and [`verify_file`]. A file only ever appears at its
-//! final path complete, synced and verified; what arrived before a cut stays in `NAME.part`
+//! final path complete and verified; what arrived before a cut stays in `NAME.part`
 //! and the next call resumes from it. Resume never trusts memory: the bytes already in the
 //! `.part` file are re-read and re-hashed.
 //!
@@ -210,10 +210,33 @@ enum Step {
     Restart(&'static str),
 }
 
+/// Puts every download under `dir` on disk, renames included: on Linux one `syncfs` of the
+/// file system `dir` is on, elsewhere each file and directory under `dir`.
+pub fn sync_downloads(dir: &Path) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    rustix::fs::syncfs(std::fs::File::open(dir)?)?;
+    #[cfg(not(target_os = "linux"))]
+    {
+        let mut dirs = vec![dir.to_path_buf()];
+        while let Some(d) = dirs.pop() {
+            for entry in std::fs::read_dir(&d)? {
+                let path = entry?.path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else {
+                    std::fs::File::open(&path)?.sync_all()?;
+                }
+            }
+            std::fs::File::open(&d)?.sync_all()?;
+        }
+    }
+    Ok(())
+}
+
 /// Downloads `req.url` to `req.dest`, resuming a `.part` file left by an earlier cut.
 ///
-/// On success the file at `dest` is complete, synced, of the expected kind and its SHA-256 is
-/// returned. On any error nothing is written at `dest`.
+/// On success the file at `dest` is complete, of the expected kind and its SHA-256 is
+/// returned; [`sync_downloads`] puts it on disk. On any error nothing is written at `dest`.
 pub async fn download(
     http: &reqwest::Client,
     req: &DownloadRequest<'_>,
@@ -532,8 +555,8 @@ async fn attempt(
         .map(Step::Done)
 }
 
-/// One blocking hop: writes the tail, syncs, verifies (on the same descriptor) and renames the
-/// `.part` into place.
+/// One blocking hop: writes the tail, verifies (on the same descriptor) and renames the `.part`
+/// into place.
 async fn finish(
     req: &DownloadRequest<'_>,
     part: &Path,
@@ -550,12 +573,11 @@ async fn finish(
     blocking(move || {
         let mut file = file;
         file.write_all(&tail).map_err(io_err("write", &part))?;
-        file.sync_data().map_err(io_err("sync", &part))?;
         check_format_open(&mut file, bytes, &part, kind)?;
         drop(file);
-        // The bytes are on disk before the rename. If a crash loses the rename itself, the
-        // `.part` still holds the whole file and the next run finishes it without a transfer,
-        // so the run syncs the directory once at its end, not once per file.
+        // Not synced file by file: the run calls [`sync_downloads`] once at its end. A power
+        // cut before that can lose the bytes or the rename; the next run verifies every file
+        // it finds and fetches a bad one again from its task, which costs no tokens.
         std::fs::rename(&part, &dest).map_err(io_err("rename into place", &dest))
     })
     .await?;

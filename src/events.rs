@@ -110,7 +110,7 @@ pub enum Event {
         /// Why.
         reason: String,
     },
-    /// The job has a task on the server (durable).
+    /// The job has a task on the server.
     Submitted {
         /// Job id.
         job: String,
@@ -374,16 +374,19 @@ impl Event {
 
     /// Whether the record must reach the disk before the runner goes on.
     ///
-    /// A create's intent and its task must: together they are what keeps a create from being
-    /// sent twice and each task with its own job (look-alike tasks cannot be told apart by
-    /// listing once many answers are lost). `JobDone` need not wait: the video is synced
-    /// before it is written, and should a power cut lose the record, the next run verifies the
-    /// file (or fetches it again), which costs no tokens. It reaches the disk with the next sync.
+    /// The journal is one append-only file, so a sync puts every earlier record on disk too,
+    /// and a power cut keeps a prefix of it that ends at or after the last sync. A create's
+    /// intent must be on disk before the create is sent: it is what keeps a create from being
+    /// sent twice. The task record need not wait: it is written before the next look-alike
+    /// create's intent, whose sync covers it, so a power cut leaves at most one create per
+    /// look-alike group without its task on disk, and listing gives that one its own task.
+    /// `JobDone` need not wait either: should a power cut lose the record or the video's bytes
+    /// (synced once at the end of the run), the next run verifies the file and fetches it again
+    /// from its task, which costs a transfer but no tokens.
     pub fn is_durable(&self) -> bool {
         matches!(
             self,
             Event::SubmitIntent { .. }
-                | Event::Submitted { .. }
                 | Event::JobFailed { .. }
                 | Event::RunStarted { .. }
                 | Event::RunFinished { .. }

@@ -1,16 +1,17 @@
 //! The resume journal `state.jsonl` and the out-dir lock; the main structure here is [`Journal`].
 //!
 //! One writer thread owns the file and appends one JSON event per line. Durable records (a
-//! create's intent, its task, a failure) are fsynced before [`Journal::append`] returns, with group
-//! commit so a burst of them costs one fsync; the others are written at once and reach the
-//! disk with the next fsync. Loading tolerates a torn last line (a crash mid-write). When the
+//! create's intent, a failure) are fsynced, with every record before them, before
+//! [`Journal::append`] returns, with group commit so a burst of them costs one fsync; the others
+//! are written in batches and reach the disk with the next fsync. Loading tolerates a torn last line (a crash mid-write). When the
 //! file has grown well past what its state needs, [`compact`] rewrites it from the state.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, mpsc};
 use std::thread;
+use std::time::Duration;
 
 use tokio::sync::oneshot;
 
@@ -210,18 +211,39 @@ fn trim_line(line: &[u8]) -> &[u8] {
     &line[..end]
 }
 
-enum Command {
-    Write {
-        line: Vec<u8>,
-        ack: Option<oneshot::Sender<Result<(), String>>>,
-    },
-    Sync(oneshot::Sender<Result<(), String>>),
+/// How long a record that need not be synced may wait in memory before it is written.
+const WRITE_EVERY: Duration = Duration::from_millis(20);
+/// Bytes waiting that wake the writer without waiting for [`WRITE_EVERY`].
+const WRITE_AT: usize = 1 << 20;
+
+type Ack = oneshot::Sender<Result<(), String>>;
+
+/// Records waiting for the writer thread, in append order.
+#[derive(Default)]
+struct Pending {
+    bytes: Vec<u8>,
+    /// Callers waiting until everything up to now is synced.
+    acks: Vec<Ack>,
+    closed: bool,
+}
+
+/// What the appenders and the writer thread share.
+#[derive(Default)]
+struct Shared {
+    pending: Mutex<Pending>,
+    wake: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// The single writer of a journal file.
 pub struct Journal {
     path: PathBuf,
-    tx: Option<mpsc::Sender<Command>>,
+    shared: Arc<Shared>,
     thread: Option<thread::JoinHandle<()>>,
 }
 
@@ -238,14 +260,15 @@ impl Journal {
             .append(true)
             .open(path)
             .map_err(io_err)?;
-        let (tx, rx) = mpsc::channel::<Command>();
+        let shared = Arc::new(Shared::default());
+        let writer = shared.clone();
         let thread = thread::Builder::new()
             .name("vidbatch-journal".into())
-            .spawn(move || writer_loop(file, rx))
+            .spawn(move || writer_loop(file, &writer))
             .map_err(io_err)?;
         Ok(Journal {
             path: path.to_path_buf(),
-            tx: Some(tx),
+            shared,
             thread: Some(thread),
         })
     }
@@ -255,30 +278,54 @@ impl Journal {
         &self.path
     }
 
-    /// Appends an event; a durable one is on disk (fsynced) when this returns.
+    /// Appends an event; a durable one is on disk (fsynced) when this returns, together with
+    /// every event appended before it. The others are written within [`WRITE_EVERY`].
     pub async fn append(&self, event: &Event) -> Result<(), JournalError> {
-        let mut line = serde_json::to_vec(event).map_err(|e| JournalError::Io {
-            path: self.path.clone(),
-            source: io::Error::other(e),
-        })?;
-        line.push(b'\n');
-        let tx = self.tx.as_ref().ok_or(JournalError::Closed)?;
-        if event.is_durable() {
-            let (ack, done) = oneshot::channel();
-            tx.send(Command::Write { line, ack: Some(ack) })
-                .map_err(|_| JournalError::Closed)?;
-            self.await_ack(done).await
-        } else {
-            tx.send(Command::Write { line, ack: None })
-                .map_err(|_| JournalError::Closed)
+        let done = {
+            let mut pending = self.shared.lock();
+            if pending.closed {
+                return Err(JournalError::Closed);
+            }
+            let start = pending.bytes.len();
+            if let Err(e) = serde_json::to_writer(&mut pending.bytes, event) {
+                pending.bytes.truncate(start);
+                return Err(JournalError::Io {
+                    path: self.path.clone(),
+                    source: io::Error::other(e),
+                });
+            }
+            pending.bytes.push(b'\n');
+            if event.is_durable() {
+                let (ack, done) = oneshot::channel();
+                pending.acks.push(ack);
+                self.shared.wake.notify_one();
+                Some(done)
+            } else {
+                // The first record waiting starts the writer's clock; a full buffer ends it.
+                if start == 0 || pending.bytes.len() >= WRITE_AT {
+                    self.shared.wake.notify_one();
+                }
+                None
+            }
+        };
+        match done {
+            Some(done) => self.await_ack(done).await,
+            None => Ok(()),
         }
     }
 
     /// Waits until everything appended so far is on disk.
     pub async fn sync(&self) -> Result<(), JournalError> {
-        let tx = self.tx.as_ref().ok_or(JournalError::Closed)?;
-        let (ack, done) = oneshot::channel();
-        tx.send(Command::Sync(ack)).map_err(|_| JournalError::Closed)?;
+        let done = {
+            let mut pending = self.shared.lock();
+            if pending.closed {
+                return Err(JournalError::Closed);
+            }
+            let (ack, done) = oneshot::channel();
+            pending.acks.push(ack);
+            self.shared.wake.notify_one();
+            done
+        };
         self.await_ack(done).await
     }
 
@@ -296,61 +343,66 @@ impl Journal {
 
 impl Drop for Journal {
     fn drop(&mut self) {
-        self.tx.take();
+        self.shared.lock().closed = true;
+        self.shared.wake.notify_one();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
     }
 }
 
-fn writer_loop(file: File, rx: mpsc::Receiver<Command>) {
-    let mut out = BufWriter::with_capacity(1 << 16, file);
+/// Writes what is pending: at once when someone waits for a sync (one sync then serves every
+/// waiter: group commit), otherwise within [`WRITE_EVERY`], so records that need no sync cost
+/// no wake-up of their own.
+fn writer_loop(mut file: File, shared: &Shared) {
     let mut failed: Option<String> = None;
-    while let Ok(first) = rx.recv() {
-        // Group commit: take everything already waiting, write it, sync once.
-        let mut batch = vec![first];
-        while let Ok(more) = rx.try_recv() {
-            batch.push(more);
-        }
-        let mut acks = Vec::new();
-        let mut needs_sync = false;
-        for cmd in batch {
-            match cmd {
-                Command::Write { line, ack } => {
-                    if failed.is_none()
-                        && let Err(e) = out.write_all(&line)
-                    {
-                        failed = Some(e.to_string());
-                    }
-                    if let Some(ack) = ack {
-                        needs_sync = true;
-                        acks.push(ack);
-                    }
+    let mut bytes = Vec::new();
+    loop {
+        let (acks, closed) = {
+            let mut pending = shared.lock();
+            loop {
+                if !pending.acks.is_empty() || pending.closed || pending.bytes.len() >= WRITE_AT {
+                    break;
                 }
-                Command::Sync(ack) => {
-                    needs_sync = true;
-                    acks.push(ack);
+                if pending.bytes.is_empty() {
+                    pending = shared.wake.wait(pending).unwrap_or_else(|p| p.into_inner());
+                } else {
+                    let (guard, waited) = shared
+                        .wake
+                        .wait_timeout(pending, WRITE_EVERY)
+                        .unwrap_or_else(|p| p.into_inner());
+                    pending = guard;
+                    if waited.timed_out() {
+                        break;
+                    }
                 }
             }
-        }
+            std::mem::swap(&mut bytes, &mut pending.bytes);
+            (std::mem::take(&mut pending.acks), pending.closed)
+        };
         if failed.is_none() {
-            let result = if needs_sync {
-                out.flush().and_then(|_| out.get_ref().sync_data())
-            } else {
-                out.flush()
-            };
+            let result = file.write_all(&bytes).and_then(|()| {
+                if acks.is_empty() && !closed {
+                    Ok(())
+                } else {
+                    file.sync_data()
+                }
+            });
             if let Err(e) = result {
                 failed = Some(e.to_string());
             }
         }
+        bytes.clear();
         for ack in acks {
             let _ = ack.send(match &failed {
                 None => Ok(()),
                 Some(msg) => Err(msg.clone()),
             });
         }
+        if closed {
+            return;
+        }
     }
-    let _ = out.flush().and_then(|_| out.get_ref().sync_data());
 }
 
 /// Cuts an unterminated last line off the file, so appends start on a fresh line.
@@ -606,6 +658,41 @@ mod tests {
         let loaded = load(&path).unwrap();
         assert!(!loaded.torn_tail);
         assert_eq!(loaded.state.jobs.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn records_are_written_without_a_sync_and_a_durable_one_writes_those_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(STATE_FILE);
+        let lines = || std::fs::read_to_string(&path).unwrap().lines().count();
+        let j = Journal::open(&path).unwrap();
+        // No durable record follows, and the writer is idle: it still writes each one.
+        for (n, job) in ["a", "b"].into_iter().enumerate() {
+            std::thread::sleep(Duration::from_millis(50));
+            j.append(&planned(job)).await.unwrap();
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while lines() <= n {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the record was never written"
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        j.append(&planned("c")).await.unwrap();
+        j.append(&Event::SubmitIntent {
+            job: "c".into(),
+            attempt: 1,
+            idempotency_key: "k".into(),
+            at: Timestamp::now(),
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            lines(),
+            4,
+            "a durable append returned before the records before it were written"
+        );
     }
 
     #[test]

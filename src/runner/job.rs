@@ -207,18 +207,18 @@ async fn submit(ctx: &Ctx, run_id: &str, job: &JobState) -> Step<bool> {
             }
             other => other.map(|task| (task, false)),
         };
-        if let Ok((task, _)) = &result {
-            // Owned before the lock is let go, so no reconciliation can take it.
-            ctx.state().claimed_tasks.insert(task.id.clone());
-        }
-        drop(guard);
         let e = match result {
             Ok((task, reconciled)) => {
+                // Recorded before the lock is let go, so no reconciliation can take the task,
+                // and the next look-alike intent's sync puts this record on disk first: a crash
+                // leaves at most one look-alike create without its task on disk.
                 adopt(ctx, job, &task, reconciled).await?;
+                drop(guard);
                 return Ok(true);
             }
             Err(e) => e,
         };
+        drop(guard);
         ctx.tokens_committed.fetch_sub(cost, Ordering::SeqCst);
         ctx.emit(Event::SubmitNotCreated {
             job: job.id.clone(),
@@ -270,7 +270,6 @@ pub(super) async fn reconcile_interrupted(ctx: &Ctx, plan: &[String]) {
         let intent_at = job.intent_at.unwrap_or_else(Timestamp::now);
         let settled = match reconcile_task(ctx, &job, intent_at).await {
             Ok(Some(task)) => {
-                ctx.state().claimed_tasks.insert(task.id.clone());
                 ctx.tokens_committed
                     .fetch_add(job.estimated_tokens.unwrap_or(0), Ordering::SeqCst);
                 adopt(ctx, &job, &task, true).await

@@ -446,9 +446,14 @@ impl Runner {
                 _ => RunOutcome::SomeFailed,
             }
         };
-        // Downloads sync their bytes, not their renames (see `download::finish`): one
-        // directory sync makes this run's renames durable.
-        crate::journal::sync_dir(&out.join("videos"));
+        // Downloads are not synced one by one; this puts all of them on disk before the run
+        // is recorded as finished and the report speaks of them.
+        let videos = out.join("videos");
+        if videos.is_dir()
+            && let Err(e) = crate::download::sync_downloads(&videos)
+        {
+            tracing::warn!(dir = %videos.display(), error = %e, "syncing the downloaded files failed");
+        }
         let counters = ctx.counters.snapshot();
         ctx.emit(Event::RunFinished {
             at: Timestamp::now(),
