@@ -270,6 +270,29 @@ async fn a_wrong_key_exits_3() {
     assert!(!String::from_utf8_lossy(&o.stderr).contains("cli-test-key"));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_base_url_that_is_not_http_exits_2_before_anything_is_written() {
+    let sim = Sim::start(fast_sim()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifest(dir.path(), 2);
+    let out = dir.path().join("out");
+    for base in ["api.example.com/v1", "ftp://api.example.com/v1"] {
+        let mut cmd = vidbatch(
+            &sim,
+            &["run", m.to_str().unwrap(), "--out", out.to_str().unwrap()],
+        );
+        cmd.env("ALLTOKEN_BASE_URL", base);
+        let o = output(cmd).await;
+        assert_eq!(o.status.code(), Some(2), "{base}");
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            stderr.contains("is not an http(s) URL") && stderr.contains(base),
+            "{stderr}"
+        );
+        assert!(!out.exists(), "{base}: the out dir was made");
+    }
+}
+
 /// Sends a signal by name with the system's `kill`.
 fn send_signal(pid: i32, signal: &str) {
     let status = std::process::Command::new("kill")

@@ -98,7 +98,8 @@ impl ClientConfig {
 #[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
-    base_url: String,
+    /// Parsed once: each request only sets its path.
+    base: reqwest::Url,
     auth: HeaderValue,
     max_body_bytes: usize,
 }
@@ -106,7 +107,7 @@ pub struct Client {
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Client")
-            .field("base_url", &self.base_url)
+            .field("base_url", &self.base.as_str())
             .finish_non_exhaustive()
     }
 }
@@ -179,17 +180,24 @@ impl Client {
                 }))
             })?;
         auth.set_sensitive(true);
+        let base = reqwest::Url::parse(&config.base_url)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https"))
+            .ok_or_else(|| ApiError::InvalidRequest {
+                status: 0,
+                detail: Box::new(super::types::ErrorDetail {
+                    code: super::types::ErrorCode("invalid_base_url".into()),
+                    message: format!("{:?} is not an http(s) URL", config.base_url),
+                    param: Some("base_url".into()),
+                    ..Default::default()
+                }),
+            })?;
         Ok(Client {
             http,
-            base_url: config.base_url.trim_end_matches('/').to_string(),
+            base,
             auth,
             max_body_bytes: config.max_body_bytes,
         })
-    }
-
-    /// The base URL in use.
-    pub fn base_url(&self) -> &str {
-        &self.base_url
     }
 
     /// `GET /videos/models`.
@@ -245,9 +253,12 @@ impl Client {
         Ok(serde_json::from_slice::<Task>(&body).ok())
     }
 
+    /// A request to `path` (already percent-encoded) under the base URL.
     fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        let mut url = self.base.clone();
+        url.set_path(&format!("{}{path}", self.base.path().trim_end_matches('/')));
         self.http
-            .request(method, format!("{}{}", self.base_url, path))
+            .request(method, url)
             .header(AUTHORIZATION, self.auth.clone())
     }
 
@@ -364,12 +375,17 @@ pub fn describe(e: &reqwest::Error) -> String {
 
 /// Escapes a task id for use as one path segment.
 fn path_segment(id: &str) -> String {
-    id.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    use std::fmt::Write;
+    let mut out = String::with_capacity(id.len());
+    for b in id.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            _ => {
+                let _ = write!(out, "%{b:02X}");
+            }
+        }
+    }
+    out
 }
 
 /// Whether a status from a download URL means "the link no longer works, get a fresh one".
