@@ -281,7 +281,7 @@ impl Journal {
     /// Appends an event; a durable one is on disk (fsynced) when this returns, together with
     /// every event appended before it. The others are written within [`WRITE_EVERY`].
     pub async fn append(&self, event: &Event) -> Result<(), JournalError> {
-        let done = {
+        let (done, wake) = {
             let mut pending = self.shared.lock();
             if pending.closed {
                 return Err(JournalError::Closed);
@@ -298,16 +298,16 @@ impl Journal {
             if event.is_durable() {
                 let (ack, done) = oneshot::channel();
                 pending.acks.push(ack);
-                self.shared.wake.notify_one();
-                Some(done)
+                (Some(done), true)
             } else {
                 // The first record waiting starts the writer's clock; a full buffer ends it.
-                if start == 0 || pending.bytes.len() >= WRITE_AT {
-                    self.shared.wake.notify_one();
-                }
-                None
+                (None, start == 0 || pending.bytes.len() >= WRITE_AT)
             }
         };
+        // Woken after the lock is let go, so the writer does not wake only to wait for it.
+        if wake {
+            self.shared.wake.notify_one();
+        }
         match done {
             Some(done) => self.await_ack(done).await,
             None => Ok(()),
@@ -323,9 +323,9 @@ impl Journal {
             }
             let (ack, done) = oneshot::channel();
             pending.acks.push(ack);
-            self.shared.wake.notify_one();
             done
         };
+        self.shared.wake.notify_one();
         self.await_ack(done).await
     }
 
