@@ -13,7 +13,6 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
 use super::reconcile::{self, Reconciled};
-use super::sweep::Verdict;
 use super::{Ctx, StopKind, jittered};
 use crate::api::{ApiError, IdempotencyKey, Task, TaskStatus, Timestamp};
 use crate::download::{self, DownloadError, DownloadRequest, MediaKind};
@@ -37,8 +36,6 @@ type Step<T> = Result<T, Abort>;
 const POLL_GROWTH: f64 = 1.25;
 /// Largest poll interval, as a multiple of `--poll-interval`.
 const POLL_MAX_FACTOR: u32 = 5;
-/// Sweeps in a row that may vouch for a task before it is read anyway.
-const VOUCHED_MAX: u32 = 30;
 /// URL refreshes before a download gives up.
 const MAX_URL_REFRESHES: u32 = 5;
 
@@ -342,14 +339,13 @@ async fn poll(ctx: &Ctx, job: &JobState) -> Step<Option<Task>> {
     let mut errors = 0u32;
     let mut last_status: Option<TaskStatus> = None;
     let _registration = ctx.sweeper.register(&task_id, job.submitted_at);
-    let mut vouched = 0u32;
-    let mut sweeps = ctx.sweeper.subscribe();
     loop {
-        // With many tasks in flight a sweep of the task lists vouches for the ones still
-        // running; otherwise (or when it cannot vouch) the task is read on its own.
-        let verdict = if ctx.sweeper.sweeping() {
+        // With many tasks in flight the sweeps of the task lists bring news of the task;
+        // otherwise (or when they cannot tell) the task is read on its own.
+        let listed = if ctx.sweeper.sweeping() {
+            let news = ctx.sweeper.news(&task_id);
             tokio::select! {
-                v = ctx.sweeper.next_verdict(&task_id, &mut sweeps) => v,
+                n = news => n.unwrap_or(None),
                 () = tokio::time::sleep_until(deadline) => None,
             }
         } else {
@@ -379,22 +375,12 @@ async fn poll(ctx: &Ctx, job: &JobState) -> Step<Option<Task>> {
             .await?;
             return Ok(None);
         }
-        match verdict {
-            Some(Verdict::Running) => {
-                vouched += 1;
-                // However sure the lists seem, a task is read now and then.
-                if !vouched.is_multiple_of(VOUCHED_MAX) {
-                    continue;
-                }
+        if let Some(task) = listed {
+            let task = Arc::unwrap_or_clone(task);
+            if let Some(done) = on_task(ctx, job, &task_id, task, &mut last_status).await? {
+                return Ok(done);
             }
-            Some(Verdict::Completed(task)) => {
-                let task = Arc::unwrap_or_clone(task);
-                if let Some(done) = on_task(ctx, job, &task_id, task, &mut last_status).await? {
-                    return Ok(done);
-                }
-                continue;
-            }
-            Some(Verdict::Check) | None => {}
+            continue;
         }
         let id = task_id.clone();
         match ctx.api(|c| async move { c.get(&id).await }).await {

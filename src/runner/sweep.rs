@@ -12,9 +12,10 @@
 //! can vouch for.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::watch;
+use tokio::sync::oneshot;
 
 use super::Ctx;
 use crate::api::{ApiError, ListQuery, Task, TaskList, TaskStatus, Timestamp};
@@ -47,21 +48,31 @@ pub(super) enum Verdict {
     Check,
 }
 
-/// The result of one sweep.
-#[derive(Debug, Default)]
-pub(super) struct Sweep {
-    /// Increases with every sweep.
-    pub generation: u64,
-    /// Whether sweeping is on (enough tasks in flight, and the lists answered).
-    pub active: bool,
-    /// Verdicts by task id, for the tasks registered when the sweep began.
-    pub verdicts: HashMap<String, Verdict>,
+/// Sweeps in a row that may vouch for a task before it is read anyway: however sure the lists
+/// seem, a task is read now and then.
+const VOUCHED_MAX: u32 = 30;
+
+/// What a job waiting on the sweeps learns: `Some(task)`, its task as listed completed with
+/// its video URL; `None`, read the task (it finished, the lists cannot tell, sweeping stopped,
+/// or the lists have vouched for it [`VOUCHED_MAX`] times).
+pub(super) type News = Option<Arc<Task>>;
+
+/// One task being polled.
+struct Entry {
+    /// The server's creation time.
+    created_at: Option<Timestamp>,
+    /// Sweeps that found it running since it was last read.
+    vouched: u32,
+    /// The job waiting for news of it, if it is waiting (a job that is not, because it is
+    /// reading the task, has no use for the news).
+    waiter: Option<oneshot::Sender<News>>,
 }
 
-/// Keeps the set of tasks being polled and publishes sweeps.
+/// Keeps the set of tasks being polled and tells each job only the news of its own task, so
+/// a sweep wakes the jobs it has news for, not every job in flight.
 pub(super) struct Sweeper {
-    tasks: Mutex<HashMap<String, Option<Timestamp>>>,
-    tx: watch::Sender<Arc<Sweep>>,
+    tasks: Mutex<HashMap<String, Entry>>,
+    active: AtomicBool,
 }
 
 /// Removes a task from the sweeper when its poll ends.
@@ -81,58 +92,81 @@ impl Sweeper {
     pub fn new() -> Sweeper {
         Sweeper {
             tasks: Mutex::new(HashMap::new()),
-            tx: watch::channel(Arc::new(Sweep::default())).0,
+            active: AtomicBool::new(false),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Option<Timestamp>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
         self.tasks.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Adds a task being polled; created_at is the server's creation time.
     pub fn register(&self, task_id: &str, created_at: Option<Timestamp>) -> Registration<'_> {
-        self.lock().insert(task_id.to_string(), created_at);
+        self.lock().insert(
+            task_id.to_string(),
+            Entry {
+                created_at,
+                vouched: 0,
+                waiter: None,
+            },
+        );
         Registration {
             sweeper: self,
             task_id: task_id.to_string(),
         }
     }
 
-    /// Whether sweeps are being published.
-    pub fn active(&self) -> bool {
-        self.tx.borrow().active
-    }
-
     /// Whether the next sweep will judge the tasks: sweeps are on, or enough tasks are in
     /// flight to turn them on. A task created early in a batch then waits for that first sweep
     /// instead of being read on its own.
     pub fn sweeping(&self) -> bool {
-        self.active() || self.lock().len() >= SWEEP_MIN
+        self.active.load(Ordering::Relaxed) || self.lock().len() >= SWEEP_MIN
     }
 
-    /// Waits for the next sweep and returns its verdict on `task_id` (`None`: sweeping stopped).
-    pub async fn next_verdict(&self, task_id: &str, rx: &mut watch::Receiver<Arc<Sweep>>) -> Option<Verdict> {
-        rx.changed().await.ok()?;
-        let sweep = rx.borrow_and_update().clone();
-        if !sweep.active {
-            return None;
+    /// The next news of a registered task (a closed channel means: read it).
+    pub fn news(&self, task_id: &str) -> oneshot::Receiver<News> {
+        let (tx, rx) = oneshot::channel();
+        if let Some(entry) = self.lock().get_mut(task_id) {
+            entry.waiter = Some(tx);
         }
-        // A task registered after the sweep began was just created: still running.
-        Some(sweep.verdicts.get(task_id).cloned().unwrap_or(Verdict::Running))
+        rx
     }
 
-    /// A receiver of sweeps.
-    pub fn subscribe(&self) -> watch::Receiver<Arc<Sweep>> {
-        self.tx.subscribe()
+    /// The tasks to judge and when each was created.
+    fn snapshot(&self) -> HashMap<String, Option<Timestamp>> {
+        self.lock()
+            .iter()
+            .map(|(id, e)| (id.clone(), e.created_at))
+            .collect()
     }
 
+    /// Tells each task's job what the sweep found; with sweeping off, every waiting job reads
+    /// its task.
     fn publish(&self, active: bool, verdicts: HashMap<String, Verdict>) {
-        let generation = self.tx.borrow().generation + 1;
-        self.tx.send_replace(Arc::new(Sweep {
-            generation,
-            active,
-            verdicts,
-        }));
+        self.active.store(active, Ordering::Relaxed);
+        for (id, entry) in self.lock().iter_mut() {
+            let news = if !active {
+                None
+            } else {
+                match verdicts.get(id) {
+                    // Registered after the sweep began: just created, so no news.
+                    None => continue,
+                    Some(Verdict::Running) => {
+                        entry.vouched += 1;
+                        if entry.vouched < VOUCHED_MAX {
+                            continue;
+                        }
+                        None
+                    }
+                    Some(Verdict::Completed(task)) => Some(task.clone()),
+                    Some(Verdict::Check) => None,
+                }
+            };
+            entry.vouched = 0;
+            if let Some(waiter) = entry.waiter.take() {
+                let _ = waiter.send(news);
+            }
+        }
     }
 }
 
@@ -212,7 +246,7 @@ pub(super) async fn run(ctx: Arc<Ctx>) {
     let mut count = 0u64;
     loop {
         tokio::time::sleep(ctx.settings.poll_interval).await;
-        let tasks = ctx.sweeper.lock().clone();
+        let tasks = ctx.sweeper.snapshot();
         if tasks.len() < SWEEP_MIN {
             // Published even when already off: a task that registered while enough were in
             // flight is waiting for this sweep, and learns here to read itself.
@@ -279,6 +313,36 @@ mod tests {
             serde_json::from_value(serde_json::json!({"id": id, "status": "completed"})).unwrap();
         t.created_at = at(created);
         t
+    }
+
+    #[test]
+    fn a_sweep_wakes_only_the_jobs_it_has_news_for() {
+        use tokio::sync::oneshot::error::TryRecvError;
+        let sweeper = Sweeper::new();
+        let _registered: Vec<_> = ["a", "b", "c"]
+            .iter()
+            .map(|id| sweeper.register(id, at(1)))
+            .collect();
+        let (mut a, mut b, mut c) = (sweeper.news("a"), sweeper.news("b"), sweeper.news("c"));
+        let running = || HashMap::from([("a".to_string(), Verdict::Running)]);
+        let mut verdicts = running();
+        verdicts.insert("b".into(), Verdict::Completed(Arc::new(task("b", 1))));
+        verdicts.insert("c".into(), Verdict::Check);
+        sweeper.publish(true, verdicts);
+        assert!(matches!(a.try_recv(), Err(TryRecvError::Empty)));
+        assert!(matches!(b.try_recv(), Ok(Some(t)) if t.id == "b"));
+        assert!(matches!(c.try_recv(), Ok(None)));
+        // However many sweeps vouch for a task, it is read after VOUCHED_MAX of them.
+        for _ in 1..VOUCHED_MAX - 1 {
+            sweeper.publish(true, running());
+            assert!(matches!(a.try_recv(), Err(TryRecvError::Empty)));
+        }
+        sweeper.publish(true, running());
+        assert!(matches!(a.try_recv(), Ok(None)));
+        // With sweeping off, every waiting job reads its task.
+        let mut a = sweeper.news("a");
+        sweeper.publish(false, HashMap::new());
+        assert!(matches!(a.try_recv(), Ok(None)));
     }
 
     #[test]
