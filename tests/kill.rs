@@ -221,6 +221,9 @@ async fn power_cuts_mid_batch_cost_no_task_and_no_video() {
         time_scale: 0.005,
         rpm: 0,
         concurrency: 100,
+        // Creates that make nothing and creates whose answer is lost, between look-alike ones.
+        error_rate: 0.1,
+        ambiguous_create_rate: 0.1,
         ..SimConfig::default()
     })
     .await

@@ -215,8 +215,8 @@ async fn submit(ctx: &Ctx, run_id: &str, job: &JobState) -> Step<bool> {
             }
             Err(e) => e,
         };
-        drop(guard);
-        ctx.tokens_committed.fetch_sub(cost, Ordering::SeqCst);
+        // Also recorded under the lock: were this record lost while the next look-alike
+        // intent was kept, the next create's task could pass for this one's.
         ctx.emit(Event::SubmitNotCreated {
             job: job.id.clone(),
             reason: match &e {
@@ -225,6 +225,8 @@ async fn submit(ctx: &Ctx, run_id: &str, job: &JobState) -> Step<bool> {
             },
         })
         .await?;
+        drop(guard);
+        ctx.tokens_committed.fetch_sub(cost, Ordering::SeqCst);
         match &e {
             ApiError::RateLimited { .. } => {}
             ApiError::Transient { .. } | ApiError::AmbiguousCreate { .. } => {
