@@ -2,8 +2,8 @@
 //!
 //! The runner emits events; the journal writes them to `state.jsonl` (so an event is also a
 //! journal record), the display shows them, and the report is folded from them. A create's
-//! intent, its task and a failure are marked durable: they reach the disk before the runner
-//! takes its next step. Every other record is written at once and synced with the next
+//! intent and a failure are marked durable: they reach the disk before the runner takes its
+//! next step. Every other record is written in a batch soon after and synced with the next
 //! durable one (see [`Event::is_durable`]).
 
 use schemars::JsonSchema;
@@ -177,7 +177,7 @@ pub enum Event {
         /// HTTP status of the refused URL (0 when it was past its expiry before use).
         status: u16,
     },
-    /// The job's video (and last frame) are on disk, synced and verified.
+    /// The job's video (and last frame) are on disk and verified (synced at the end of the run).
     JobDone {
         /// Job id.
         job: String,

@@ -2,9 +2,10 @@
 //!
 //! One writer thread owns the file and appends one JSON event per line. Durable records (a
 //! create's intent, a failure) are fsynced, with every record before them, before
-//! [`Journal::append`] returns, with group commit so a burst of them costs one fsync; the others
-//! are written in batches and reach the disk with the next fsync. Loading tolerates a torn last line (a crash mid-write). When the
-//! file has grown well past what its state needs, [`compact`] rewrites it from the state.
+//! [`Journal::append`] returns, with group commit so a burst of them costs one fsync; the
+//! others are written in batches and reach the disk with the next fsync. Loading tolerates a
+//! torn last line (a crash mid-write). When the file has grown well past what its state
+//! needs, [`compact`] rewrites it from the state.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, BufWriter, Write};

@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -14,7 +15,7 @@ use vidbatch::download::{MediaKind, verify_file};
 use vidbatch::events::Event;
 use vidbatch::journal;
 use vidbatch::sim::{Sim, SimConfig, SimHandle};
-use vidbatch::state::Phase;
+use vidbatch::state::{JobState, Phase};
 
 const JOBS: usize = 50;
 const KILLS: usize = 24;
@@ -135,23 +136,41 @@ async fn killed_at_random_moments_and_resumed_every_job_runs_exactly_once() {
     for entry in jobs {
         let id = entry["id"].as_str().unwrap();
         let job = &state.jobs[id];
-        assert_eq!(job.phase, Phase::Done, "seed {seed}: {id}");
         assert_eq!(entry["state"], "done", "seed {seed}: {id}");
         assert_eq!(
             entry["sha256"].as_str(),
             job.sha256.as_deref(),
             "seed {seed}: {id}"
         );
-        assert_eq!(job.task_ids.len(), 1, "seed {seed}: {id} had several tasks");
         let n = id.trim_start_matches("k-");
-        assert_eq!(
-            prompts.get(&job.task_ids[0]).map(String::as_str),
-            Some(format!("kill test shot {n}").as_str()),
-            "seed {seed}: {id} was given another job's task"
+        assert_done_with_own_task(
+            &out,
+            job,
+            &prompts,
+            &format!("kill test shot {n}"),
+            &format!("seed {seed}: {id}"),
         );
-        let file = verify_file(&out.join(job.path.as_ref().unwrap()), MediaKind::Mp4).unwrap();
-        assert_eq!(Some(file.sha256), job.sha256, "seed {seed}: {id}");
     }
+}
+
+/// Checks that `job` is done with exactly one task, made from `prompt` (so no other job's),
+/// and that its video is whole and the one recorded; `context` names the job in failures.
+fn assert_done_with_own_task(
+    out: &Path,
+    job: &JobState,
+    prompts: &HashMap<String, String>,
+    prompt: &str,
+    context: &str,
+) {
+    assert_eq!(job.phase, Phase::Done, "{context}");
+    assert_eq!(job.task_ids.len(), 1, "{context} had several tasks");
+    assert_eq!(
+        prompts.get(&job.task_ids[0]).map(String::as_str),
+        Some(prompt),
+        "{context} was given another job's task"
+    );
+    let file = verify_file(&out.join(job.path.as_ref().unwrap()), MediaKind::Mp4).unwrap();
+    assert_eq!(Some(file.sha256), job.sha256, "{context}");
 }
 
 /// What a power cut right after the journal's last sync leaves behind: the journal up to its
@@ -261,15 +280,12 @@ async fn power_cuts_mid_batch_cost_no_task_and_no_video() {
     let prompts = sim.task_prompts("power-cut-key");
     for i in 0..N {
         let id = format!("p-{i:02}");
-        let job = &state.jobs[&id];
-        assert_eq!(job.phase, Phase::Done, "{id}");
-        assert_eq!(job.task_ids.len(), 1, "{id} had several tasks");
-        assert_eq!(
-            prompts.get(&job.task_ids[0]).map(String::as_str),
-            Some(format!("power cut shot {i:02}").as_str()),
-            "{id} was given another job's task"
+        assert_done_with_own_task(
+            &out,
+            &state.jobs[&id],
+            &prompts,
+            &format!("power cut shot {i:02}"),
+            &id,
         );
-        let file = verify_file(&out.join(job.path.as_ref().unwrap()), MediaKind::Mp4).unwrap();
-        assert_eq!(Some(file.sha256), job.sha256, "{id}");
     }
 }
