@@ -34,6 +34,7 @@ fn job_events(i: usize) -> Vec<Event> {
             job: job.clone(),
             attempt: 1,
             idempotency_key: format!("vidbatch-{i:032x}"),
+            seed: Some(i as i64),
             at: now,
         },
         Event::Submitted {

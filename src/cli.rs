@@ -17,7 +17,7 @@ use crate::events::{RunOutcome, SourceRecord};
 use crate::journal;
 use crate::manifest::{self, ManifestArgs, Plan};
 use crate::report;
-use crate::runner::{JobSpec, RetryPolicy, RunSettings, Runner};
+use crate::runner::{Concurrency, JobSpec, RetryPolicy, RunSettings, Runner};
 use crate::sim::{Sim, SimArgs, SimConfig, SimHandle};
 use crate::state::{Phase, RunState};
 
@@ -189,9 +189,10 @@ pub struct RunArgs {
     /// Requests allowed at once above the steady rate [default: 5]
     #[arg(long, env = "VIDBATCH_BURST")]
     pub burst: Option<u32>,
-    /// Tasks queued or processing on the server at once [default: 5]
-    #[arg(long, env = "VIDBATCH_CONCURRENCY")]
-    pub concurrency: Option<usize>,
+    /// Tasks queued or processing on the server at once: `auto` learns the account's
+    /// processing slots and keeps a small queue ahead of them; a number is a hard cap [default: auto]
+    #[arg(long, env = "VIDBATCH_CONCURRENCY", value_name = "auto|N")]
+    pub concurrency: Option<Concurrency>,
     /// Downloads at once [default: 4]
     #[arg(long, env = "VIDBATCH_DOWNLOAD_CONCURRENCY")]
     pub download_concurrency: Option<usize>,
@@ -411,8 +412,8 @@ fn settings(args: &RunArgs, plan: &Plan, out: PathBuf, previous: Option<&serde_j
             args.concurrency,
             previous,
             "concurrency",
-            r.concurrency.map(|c| c as usize),
-            if sim { 10 } else { defaults.concurrency },
+            r.concurrency.map(|c| Concurrency::Max(c as usize)),
+            defaults.concurrency,
         ),
         download_concurrency: pick(
             args.download_concurrency,

@@ -100,7 +100,11 @@ pub enum Event {
         attempt: u32,
         /// The `Idempotency-Key` sent.
         idempotency_key: String,
-        /// When.
+        /// The seed vidbatch drew for a job that sets none (sent with the create, echoed by the
+        /// task, so the task can be told from any look-alike).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seed: Option<i64>,
+        /// When (vidbatch's clock).
         at: Timestamp,
     },
     /// The create was answered and made no task (e.g. 429, 400, 402).
@@ -216,6 +220,11 @@ pub enum Event {
     JobReopened {
         /// Job id.
         job: String,
+    },
+    /// Something the person running the batch should know (display only, not journaled).
+    Notice {
+        /// What.
+        message: String,
     },
     /// New submissions stop (fatal API condition, failure limit, budget or interrupt).
     SubmissionsStopped {
@@ -395,7 +404,7 @@ impl Event {
 
     /// Whether the journal keeps the event (display-only events are not kept).
     pub fn is_journaled(&self) -> bool {
-        !matches!(self, Event::RateLimited { .. })
+        !matches!(self, Event::RateLimited { .. } | Event::Notice { .. })
     }
 }
 
@@ -507,6 +516,18 @@ pub struct Counters {
     pub reconciled: u64,
     /// Bytes downloaded.
     pub bytes_downloaded: u64,
+    /// List requests (status sweeps and searches for lost creates).
+    #[serde(default)]
+    pub lists: u64,
+    /// Reads of one task (status, fresh URL).
+    #[serde(default)]
+    pub reads: u64,
+    /// Cancels sent.
+    #[serde(default)]
+    pub cancels: u64,
+    /// The account's processing slots, as learned from the lists (the latest run's).
+    #[serde(default)]
+    pub slots: Option<u64>,
 }
 
 #[cfg(test)]

@@ -282,6 +282,15 @@ impl Journal {
     /// Appends an event; a durable one is on disk (fsynced) when this returns, together with
     /// every event appended before it. The others are written within [`WRITE_EVERY`].
     pub async fn append(&self, event: &Event) -> Result<(), JournalError> {
+        match self.enqueue(event)? {
+            Some(durable) => durable.wait().await,
+            None => Ok(()),
+        }
+    }
+
+    /// Hands an event to the writer without waiting. A durable event comes with a [`Durable`]
+    /// that resolves once it (and every event before it) is on disk.
+    pub fn enqueue(&self, event: &Event) -> Result<Option<Durable>, JournalError> {
         let (done, wake) = {
             let mut pending = self.shared.lock();
             if pending.closed {
@@ -309,10 +318,10 @@ impl Journal {
         if wake {
             self.shared.wake.notify_one();
         }
-        match done {
-            Some(done) => self.await_ack(done).await,
-            None => Ok(()),
-        }
+        Ok(done.map(|done| Durable {
+            done,
+            path: self.path.clone(),
+        }))
     }
 
     /// Waits until everything appended so far is on disk.
@@ -327,14 +336,29 @@ impl Journal {
             done
         };
         self.shared.wake.notify_one();
-        self.await_ack(done).await
+        Durable {
+            done,
+            path: self.path.clone(),
+        }
+        .wait()
+        .await
     }
+}
 
-    async fn await_ack(&self, done: oneshot::Receiver<Result<(), String>>) -> Result<(), JournalError> {
-        match done.await {
+/// A durable record on its way to the disk; [`Durable::wait`] resolves once it is there.
+#[derive(Debug)]
+pub struct Durable {
+    done: oneshot::Receiver<Result<(), String>>,
+    path: PathBuf,
+}
+
+impl Durable {
+    /// Waits until the record is on disk.
+    pub async fn wait(self) -> Result<(), JournalError> {
+        match self.done.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(msg)) => Err(JournalError::Io {
-                path: self.path.clone(),
+                path: self.path,
                 source: io::Error::other(msg),
             }),
             Err(_) => Err(JournalError::Closed),
@@ -550,6 +574,7 @@ fn compacted_events(state: &RunState) -> Vec<Event> {
                 job: job.clone(),
                 attempt: j.attempts,
                 idempotency_key: key.clone(),
+                seed: j.seed,
                 at: j.intent_at.unwrap_or(now),
             });
         }
@@ -685,6 +710,7 @@ mod tests {
             job: "c".into(),
             attempt: 1,
             idempotency_key: "k".into(),
+            seed: None,
             at: Timestamp::now(),
         })
         .await

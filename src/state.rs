@@ -67,8 +67,10 @@ pub struct JobState {
     pub retries: u32,
     /// Idempotency key of the latest create attempt.
     pub idempotency_key: Option<String>,
-    /// When the latest create attempt started.
+    /// When the latest create attempt started (vidbatch's clock).
     pub intent_at: Option<Timestamp>,
+    /// The seed vidbatch drew for the job (when its request sets none).
+    pub seed: Option<i64>,
     /// When the current task was created.
     pub submitted_at: Option<Timestamp>,
     /// When the task was first seen processing.
@@ -104,6 +106,72 @@ impl JobState {
     /// The task the job is on now.
     pub fn task_id(&self) -> Option<&str> {
         self.task_ids.last().map(String::as_str)
+    }
+}
+
+/// Where one job stands, as far as a [`Tally`] counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Standing {
+    phase: Phase,
+    queued: bool,
+}
+
+impl JobState {
+    /// Where the job stands for the tally.
+    pub fn standing(&self) -> Standing {
+        Standing {
+            phase: self.phase,
+            queued: self.phase == Phase::Submitted && self.last_status == Some(TaskStatus::Queued),
+        }
+    }
+}
+
+/// Counts of a plan's jobs by where they stand, kept by the runner as events arrive, so the
+/// display never counts every job.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Jobs in the plan.
+    pub total: usize,
+    /// Jobs whose video is on disk.
+    pub done: usize,
+    /// Jobs that failed.
+    pub failed: usize,
+    /// Jobs with a task on the server (or a create on its way) that is not finished.
+    pub in_flight: usize,
+    /// Of those, the tasks whose last seen status was `queued`.
+    pub queued: usize,
+}
+
+impl Tally {
+    /// The tally of `jobs`, the plan's jobs as they stand.
+    pub fn of<'a>(jobs: impl Iterator<Item = &'a JobState>) -> Tally {
+        let mut t = Tally::default();
+        for j in jobs {
+            t.total += 1;
+            t.count(j.standing(), 1);
+        }
+        t
+    }
+
+    /// Moves one job of the plan from where it stood to where it stands now.
+    pub fn moved(&mut self, before: Standing, after: Standing) {
+        if before != after {
+            self.count(before, -1);
+            self.count(after, 1);
+        }
+    }
+
+    fn count(&mut self, s: Standing, by: isize) {
+        let slot = match s.phase {
+            Phase::Done => &mut self.done,
+            Phase::Failed => &mut self.failed,
+            Phase::Submitted | Phase::Submitting => &mut self.in_flight,
+            Phase::Pending | Phase::Generated => return,
+        };
+        *slot = slot.saturating_add_signed(by);
+        if s.queued {
+            self.queued = self.queued.saturating_add_signed(by);
+        }
     }
 }
 
@@ -188,6 +256,7 @@ impl RunState {
                             retries: 0,
                             idempotency_key: None,
                             intent_at: None,
+                            seed: None,
                             submitted_at: None,
                             processing_at: None,
                             completed_at: None,
@@ -210,9 +279,13 @@ impl RunState {
                 job,
                 attempt,
                 idempotency_key,
+                seed,
                 at,
             } => {
                 if let Some(j) = self.jobs.get_mut(job) {
+                    if seed.is_some() {
+                        j.seed = *seed;
+                    }
                     j.phase = Phase::Submitting;
                     j.attempts = j.attempts.max(*attempt);
                     j.idempotency_key = Some(idempotency_key.clone());
@@ -332,9 +405,14 @@ impl RunState {
                 c.ambiguous_creates += counters.ambiguous_creates;
                 c.reconciled += counters.reconciled;
                 c.bytes_downloaded += counters.bytes_downloaded;
+                c.lists += counters.lists;
+                c.reads += counters.reads;
+                c.cancels += counters.cancels;
+                c.slots = counters.slots.or(c.slots);
             }
             Event::Retrying { job: None, .. }
             | Event::RateLimited { .. }
+            | Event::Notice { .. }
             | Event::SubmissionsStopped { .. } => {}
         }
     }
@@ -351,5 +429,92 @@ impl RunState {
             *counts.entry(j.phase.name()).or_insert(0) += 1;
         }
         counts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{CreateRequest, Timestamp};
+
+    fn planned(job: &str) -> Event {
+        Event::JobPlanned {
+            job: job.into(),
+            name: job.into(),
+            fingerprint: format!("fp-{job}"),
+            request: Box::new(CreateRequest::default()),
+            source: "test".into(),
+            estimated_tokens: None,
+        }
+    }
+
+    /// Applies `event` and moves the tally as the runner does.
+    fn step(state: &mut RunState, tally: &mut Tally, event: Event) {
+        let job = event.job().map(str::to_string);
+        let before = job
+            .as_deref()
+            .and_then(|j| state.jobs.get(j))
+            .map(JobState::standing);
+        state.apply(&event);
+        let after = job
+            .as_deref()
+            .and_then(|j| state.jobs.get(j))
+            .map(JobState::standing);
+        if let (Some(b), Some(a)) = (before, after) {
+            tally.moved(b, a);
+        }
+    }
+
+    #[test]
+    fn the_tally_moves_with_each_event_and_agrees_with_a_recount() {
+        let mut state = RunState::default();
+        for job in ["a", "b", "c", "d"] {
+            state.apply(&planned(job));
+        }
+        let mut tally = Tally::of(state.jobs_in_order());
+        for (job, task) in [("a", "t1"), ("b", "t2"), ("c", "t3")] {
+            let e = Event::Submitted {
+                job: job.into(),
+                task_id: task.into(),
+                at: Timestamp::now(),
+                reconciled: false,
+            };
+            step(&mut state, &mut tally, e);
+        }
+        for (job, task, status) in [
+            ("a", "t1", TaskStatus::Queued),
+            ("b", "t2", TaskStatus::Processing),
+            ("a", "t1", TaskStatus::Processing),
+            ("c", "t3", TaskStatus::Queued),
+        ] {
+            let e = Event::TaskProgress {
+                job: job.into(),
+                task_id: task.into(),
+                status,
+                at: Timestamp::now(),
+            };
+            step(&mut state, &mut tally, e);
+        }
+        let failed = Event::JobFailed {
+            job: "b".into(),
+            task_id: Some("t2".into()),
+            failure: crate::events::Failure {
+                kind: crate::events::FailureKind::TaskFailed,
+                http_status: None,
+                code: None,
+                message: "x".into(),
+            },
+            at: Timestamp::now(),
+        };
+        step(&mut state, &mut tally, failed);
+        let expected = Tally {
+            total: 4,
+            done: 0,
+            failed: 1,
+            in_flight: 2,
+            queued: 1,
+        };
+        assert_eq!(tally, expected);
+        assert_eq!(Tally::of(state.jobs_in_order()), expected);
     }
 }

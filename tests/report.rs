@@ -13,7 +13,7 @@ use vidbatch::api::{ApiKey, Client, ClientConfig, CreateRequest, http_client};
 use vidbatch::download::{MediaKind, verify_file};
 use vidbatch::events::{FailureKind, RunOutcome};
 use vidbatch::report::{self, Outputs, Report};
-use vidbatch::runner::{JobSpec, RetryPolicy, RunSettings, RunSummary, Runner};
+use vidbatch::runner::{Concurrency, JobSpec, RetryPolicy, RunSettings, RunSummary, Runner};
 use vidbatch::sim::{Sim, SimConfig, SimHandle};
 use vidbatch::state::Phase;
 
@@ -51,7 +51,7 @@ fn settings(out: &Path) -> RunSettings {
     let mut s = RunSettings::new(out);
     s.rpm = 60_000;
     s.burst = 50;
-    s.concurrency = 10;
+    s.concurrency = Concurrency::Max(10);
     s.poll_interval = Duration::from_millis(40);
     s.job_timeout = Duration::from_secs(120);
     s.max_retries = 8;

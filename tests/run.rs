@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use vidbatch::api::{ApiKey, Client, ClientConfig, CreateRequest, http_client};
 use vidbatch::download::{MediaKind, verify_file};
 use vidbatch::events::RunOutcome;
-use vidbatch::runner::{JobSpec, RetryPolicy, RunSettings, RunSummary, Runner};
+use vidbatch::runner::{Concurrency, JobSpec, RetryPolicy, RunSettings, RunSummary, Runner};
 use vidbatch::sim::{Sim, SimConfig, SimHandle, SimStats};
 use vidbatch::state::Phase;
 
@@ -46,7 +46,7 @@ fn settings(out: &std::path::Path) -> RunSettings {
     let mut s = RunSettings::new(out);
     s.rpm = 60_000;
     s.burst = 50;
-    s.concurrency = 10;
+    s.concurrency = Concurrency::Max(10);
     s.poll_interval = Duration::from_millis(40);
     s.job_timeout = Duration::from_secs(120);
     s.max_retries = 8;
@@ -112,7 +112,7 @@ async fn tasks_in_flight_and_request_rate_stay_within_bounds() {
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut s = settings(dir.path());
-    s.concurrency = 3;
+    s.concurrency = Concurrency::Max(3);
     s.rpm = 1200;
     s.burst = 5;
     s.poll_interval = Duration::from_millis(100);
@@ -214,7 +214,7 @@ async fn payment_required_stops_with_state_saved_and_a_later_run_finishes() {
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut s = settings(dir.path());
-    s.concurrency = 2;
+    s.concurrency = Concurrency::Max(2);
     let first = run(&sim, s.clone(), jobs(10, "pay")).await;
     assert_eq!(first.outcome, RunOutcome::Fatal);
     assert_eq!(first.outcome.exit_code(), 3);
@@ -267,7 +267,7 @@ async fn max_fail_stops_new_submissions() {
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut s = settings(dir.path());
-    s.concurrency = 1;
+    s.concurrency = Concurrency::Max(1);
     s.max_fail = Some(3);
     let summary = run(&sim, s, jobs(10, "doomed")).await;
     assert_eq!(summary.outcome, RunOutcome::SomeFailed);
@@ -301,7 +301,7 @@ async fn sweep_batch(list_urls: bool, tag: &str) -> (RunSummary, SimStats) {
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut s = settings(dir.path());
-    s.concurrency = 150;
+    s.concurrency = Concurrency::Max(150);
     s.poll_interval = Duration::from_millis(60);
     let summary = run(&sim, s, jobs(150, tag)).await;
     assert_eq!(summary.outcome, RunOutcome::Success);
@@ -356,7 +356,7 @@ async fn sweeps_notice_failed_tasks_and_report_their_codes() {
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut s = settings(dir.path());
-    s.concurrency = 40;
+    s.concurrency = Concurrency::Max(40);
     let summary = run(&sim, s, jobs(40, "mixed")).await;
     assert_eq!(summary.outcome, RunOutcome::SomeFailed);
     let stats = sim.stats();

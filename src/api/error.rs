@@ -21,6 +21,10 @@ const QUOTA_CODES: &[&str] = &[
     "billing_hard_limit_reached",
 ];
 
+/// Error codes of a 429 that mean the account has too many tasks waiting, not that it is too
+/// fast: the answer is to keep fewer tasks queued, not to slow every request.
+const QUEUE_FULL_CODES: &[&str] = &["too_many_queued_tasks", "queue_full", "too_many_tasks"];
+
 /// A failed API call, classified.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -120,6 +124,11 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::Conflict(_) => "conflict",
         }
+    }
+
+    /// Whether the error is a 429 that says too many tasks wait queued on the account.
+    pub fn is_queue_full(&self) -> bool {
+        matches!(self, ApiError::RateLimited { detail: Some(d), .. } if QUEUE_FULL_CODES.contains(&d.code.0.as_str()))
     }
 
     /// Whether the whole run must stop submitting (401, 402).

@@ -4,47 +4,42 @@ use std::io::Write;
 
 use crate::events::Event;
 use crate::runner::Observer;
-use crate::state::{Phase, RunState};
+use crate::state::{RunState, Tally};
 
 use super::Verbosity;
 
 /// Writes a line per notable event to stderr (no control characters).
 pub struct LineDisplay {
     verbosity: Verbosity,
-    total: usize,
 }
 
 impl LineDisplay {
     /// A display showing what `verbosity` asks for.
     pub fn new(verbosity: Verbosity) -> LineDisplay {
-        LineDisplay { verbosity, total: 0 }
+        LineDisplay { verbosity }
     }
 }
 
 impl Observer for LineDisplay {
-    fn on_event(&mut self, event: &Event, state: &RunState) {
-        if let Event::RunStarted { total_jobs, .. } = event {
-            self.total = *total_jobs;
-        }
-        if let Some(line) = line(event, state, self.total, self.verbosity) {
+    fn on_event(&mut self, event: &Event, state: &RunState, tally: &Tally) {
+        if let Some(line) = line(event, state, tally, self.verbosity) {
             let mut err = std::io::stderr().lock();
             let _ = writeln!(err, "{line}");
         }
     }
 }
 
-/// `[done/total]`, counted from the state.
-fn progress(state: &RunState, total: usize) -> String {
-    let done = state.jobs.values().filter(|j| j.phase == Phase::Done).count();
-    format!("[{done}/{}]", total.max(done))
+/// `[done/total]`.
+fn progress(tally: &Tally) -> String {
+    format!("[{}/{}]", tally.done, tally.total.max(tally.done))
 }
 
-/// The line an event gets at `verbosity` (`total`: jobs in the run's plan), if any; free of
+/// The line an event gets at `verbosity` (`tally`: the plan's counts), if any; free of
 /// control characters whatever the server's messages held.
 ///
 /// Quiet: failures, stops and the end. Normal: also submits, finished files, rate limits and
 /// refreshed URLs. Verbose: also every status change, finished generation and retry.
-pub fn line(event: &Event, state: &RunState, total: usize, verbosity: Verbosity) -> Option<String> {
+pub fn line(event: &Event, state: &RunState, tally: &Tally, verbosity: Verbosity) -> Option<String> {
     let normal = verbosity >= Verbosity::Normal;
     let verbose = verbosity >= Verbosity::Verbose;
     let text = match event {
@@ -64,7 +59,7 @@ pub fn line(event: &Event, state: &RunState, total: usize, verbosity: Verbosity)
             ..
         } if normal => Some(format!(
             "{} submitted {job} -> {task_id}{}",
-            progress(state, total),
+            progress(tally),
             if *reconciled {
                 " (found after a lost answer)"
             } else {
@@ -78,14 +73,14 @@ pub fn line(event: &Event, state: &RunState, total: usize, verbosity: Verbosity)
             job, task_id, status, ..
         } if verbose => Some(format!(
             "{} {job} ({task_id}) is {}",
-            progress(state, total),
+            progress(tally),
             status.as_str()
         )),
         Event::TaskCompleted {
             job, task_id, usage, ..
         } if verbose => Some(format!(
             "{} generated {job} ({task_id}){}",
-            progress(state, total),
+            progress(tally),
             usage
                 .map(|u| format!(", {} tokens", u.total_tokens))
                 .unwrap_or_default()
@@ -101,13 +96,12 @@ pub fn line(event: &Event, state: &RunState, total: usize, verbosity: Verbosity)
             job.as_ref().map(|j| format!(" of {j}")).unwrap_or_default(),
             *wait_ms as f64 / 1000.0
         )),
-        Event::JobDone { job, path, bytes, .. } if normal => Some(format!(
-            "{} done {job}: {path} ({bytes} bytes)",
-            progress(state, total)
-        )),
+        Event::JobDone { job, path, bytes, .. } if normal => {
+            Some(format!("{} done {job}: {path} ({bytes} bytes)", progress(tally)))
+        }
         Event::JobFailed { job, failure, .. } => Some(format!(
             "{} FAILED {job}: {}{}",
-            progress(state, total),
+            progress(tally),
             failure.kind.name(),
             match (&failure.code, failure.message.as_str()) {
                 (Some(code), msg) => format!(" [{code}] {msg}"),
@@ -128,6 +122,7 @@ pub fn line(event: &Event, state: &RunState, total: usize, verbosity: Verbosity)
         )),
         Event::FileInvalid { job, reason } => Some(format!("{job}: {reason}; fetching it again")),
         Event::SubmissionsStopped { reason } => Some(format!("no new submissions: {reason}")),
+        Event::Notice { message } if normal => Some(message.clone()),
         Event::RunFinished { outcome, .. } => Some(summary(state, *outcome)),
         _ => None,
     };

@@ -7,7 +7,7 @@
 
 use crate::events::Event;
 use crate::runner::Observer;
-use crate::state::RunState;
+use crate::state::{RunState, Tally};
 
 use super::Verbosity;
 use super::lines;
@@ -18,14 +18,13 @@ pub const TARGET: &str = "vidbatch::events";
 /// Logs events through `tracing`.
 pub struct EventLog {
     verbosity: Verbosity,
-    total: usize,
 }
 
 impl EventLog {
     /// A log of the events `verbosity` asks for: quiet logs failures, stops and the end; normal
     /// logs every event but status changes and plan records; verbose logs every event.
     pub fn new(verbosity: Verbosity) -> EventLog {
-        EventLog { verbosity, total: 0 }
+        EventLog { verbosity }
     }
 
     fn wanted(&self, event: &Event) -> bool {
@@ -53,6 +52,7 @@ pub fn tag(event: &Event) -> &'static str {
         Event::TaskCompleted { .. } => "task_completed",
         Event::Retrying { .. } => "retrying",
         Event::RateLimited { .. } => "rate_limited",
+        Event::Notice { .. } => "notice",
         Event::UrlRefreshed { .. } => "url_refreshed",
         Event::JobDone { .. } => "job_done",
         Event::JobFailed { .. } => "job_failed",
@@ -76,14 +76,11 @@ fn task_id(event: &Event) -> Option<&str> {
 }
 
 impl Observer for EventLog {
-    fn on_event(&mut self, event: &Event, state: &RunState) {
-        if let Event::RunStarted { total_jobs, .. } = event {
-            self.total = *total_jobs;
-        }
+    fn on_event(&mut self, event: &Event, state: &RunState, tally: &Tally) {
         if !self.wanted(event) {
             return;
         }
-        let message = lines::line(event, state, self.total, Verbosity::Verbose)
+        let message = lines::line(event, state, tally, Verbosity::Verbose)
             .unwrap_or_else(|| tag(event).replace('_', " "));
         let event_tag = tag(event);
         let job = event.job();

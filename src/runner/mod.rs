@@ -1,36 +1,43 @@
 //! The scheduler of a run; the main structure here is [`Runner`].
 //!
-//! The runner is the source of truth for run state. It dispatches jobs under two bounds (tasks
-//! queued or processing on the server, downloads at once) and one pacer in front of every API
-//! request, and emits an [`Event`] for everything that happens. The journal, the display and
-//! the report consume those events; nothing else changes run state.
+//! One [`dispatch::Dispatcher`] owns the run: the run state, the journal writes, the
+//! observers, the tasks in flight and the token budget. It spends every request token on the
+//! most valuable request waiting, and hands each request (and each job's downloads) to a task
+//! of its own that reports back. It emits an [`Event`] for everything that happens; the
+//! journal, the display and the report consume those events.
+//!
+//! Its parts: [`pacer`] (the token bucket and its 429 feedback), [`slots`] (how many tasks to
+//! keep on the server, learned from the lists), [`sweep`] (what a page of the task list says
+//! of the tasks in flight), [`reconcile`] (finding the task of a create whose answer was
+//! lost), [`spend`] (the `--budget-tokens` reservations), [`work`] (the requests and
+//! downloads, one task each) and [`backoff`] (retry delays).
 
 mod backoff;
-mod job;
+mod dispatch;
 mod pacer;
 mod reconcile;
+mod slots;
+mod spend;
 mod sweep;
+mod work;
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
 
 pub use backoff::{RetryPolicy, jittered};
 pub use pacer::Pacer;
 
-use crate::api::{ApiError, Client, CreateRequest, Timestamp};
+use crate::api::{Client, CreateRequest, Timestamp};
+use crate::download::{self, MediaKind};
 use crate::events::{Counters, Event, RunOutcome, SourceRecord};
 use crate::hex::hex;
 use crate::journal::{self, Journal, JournalError};
-use crate::state::{Phase, RunState};
+use crate::state::{JobState, Phase, RunState, Tally};
 
 /// One job to run, as the plan gives it.
 #[derive(Debug, Clone, PartialEq)]
@@ -59,7 +66,7 @@ pub struct RunSettings {
     /// Requests allowed at once above the steady rate.
     pub burst: u32,
     /// Tasks queued or processing on the server at once.
-    pub concurrency: usize,
+    pub concurrency: Concurrency,
     /// Downloads at once.
     pub download_concurrency: usize,
     /// Retries of a transient failure.
@@ -92,7 +99,7 @@ impl RunSettings {
             out_dir: out_dir.into(),
             rpm: 60,
             burst: 5,
-            concurrency: 5,
+            concurrency: Concurrency::Auto,
             download_concurrency: 4,
             max_retries: 5,
             poll_interval: Duration::from_secs(3),
@@ -107,6 +114,72 @@ impl RunSettings {
     }
 }
 
+/// How many tasks a run keeps queued or processing on the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Concurrency {
+    /// Learn the account's processing slots from the lists and keep a small queue ahead.
+    Auto,
+    /// At most this many, whatever the account could take (still learned below it).
+    Max(usize),
+}
+
+impl Concurrency {
+    /// The hard cap, when one is set.
+    pub fn cap(self) -> Option<usize> {
+        match self {
+            Concurrency::Auto => None,
+            Concurrency::Max(n) => Some(n.max(1)),
+        }
+    }
+}
+
+impl std::str::FromStr for Concurrency {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Concurrency, String> {
+        if s.eq_ignore_ascii_case("auto") {
+            return Ok(Concurrency::Auto);
+        }
+        match s.parse::<usize>() {
+            Ok(n) if n > 0 => Ok(Concurrency::Max(n)),
+            _ => Err(format!("`{s}` is not `auto` or a number of tasks above 0")),
+        }
+    }
+}
+
+impl std::fmt::Display for Concurrency {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Concurrency::Auto => f.write_str("auto"),
+            Concurrency::Max(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Concurrency {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Concurrency, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(usize),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Number(n) => Ok(Concurrency::Max(n.max(1))),
+            Raw::Text(t) => t.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+impl Serialize for Concurrency {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Concurrency::Auto => s.serialize_str("auto"),
+            Concurrency::Max(n) => s.serialize_u64(*n as u64),
+        }
+    }
+}
+
 mod duration_text {
     use std::time::Duration;
 
@@ -117,8 +190,9 @@ mod duration_text {
 
 /// Watches a run: the display and anything else that wants events as they happen.
 pub trait Observer: Send {
-    /// Called for each event, after the state has taken it.
-    fn on_event(&mut self, event: &Event, state: &RunState);
+    /// Called for each event, after the state has taken it, with the plan's counts (so no
+    /// observer needs to count every job).
+    fn on_event(&mut self, event: &Event, state: &RunState, tally: &Tally);
 }
 
 /// Why a run could not run at all.
@@ -155,156 +229,12 @@ pub struct RunSummary {
     pub counters: Counters,
 }
 
-#[derive(Default)]
-struct AtomicCounters {
-    api_requests: AtomicU64,
-    rate_limited: AtomicU64,
-    retries: AtomicU64,
-    creates: AtomicU64,
-    ambiguous_creates: AtomicU64,
-    reconciled: AtomicU64,
-    bytes_downloaded: AtomicU64,
-}
-
-impl AtomicCounters {
-    fn snapshot(&self) -> Counters {
-        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        Counters {
-            api_requests: g(&self.api_requests),
-            rate_limited: g(&self.rate_limited),
-            retries: g(&self.retries),
-            creates: g(&self.creates),
-            ambiguous_creates: g(&self.ambiguous_creates),
-            reconciled: g(&self.reconciled),
-            bytes_downloaded: g(&self.bytes_downloaded),
-        }
-    }
-}
-
 /// Why submissions stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum StopKind {
+pub(crate) enum StopKind {
     Fatal,
     Limit,
     Interrupt,
-}
-
-/// What every job task shares.
-struct Ctx {
-    client: Client,
-    http: reqwest::Client,
-    settings: RunSettings,
-    pacer: Pacer,
-    journal: Journal,
-    state: Mutex<RunState>,
-    observers: Mutex<Vec<Box<dyn Observer>>>,
-    counters: AtomicCounters,
-    stop: Mutex<Option<StopKind>>,
-    local_failure: Mutex<Option<String>>,
-    failed_this_run: AtomicU64,
-    tokens_committed: AtomicU64,
-    downloads: Arc<Semaphore>,
-    create_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    interrupted: AtomicBool,
-    sweeper: sweep::Sweeper,
-}
-
-impl Ctx {
-    fn state(&self) -> std::sync::MutexGuard<'_, RunState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Journals the event (durably when it costs money), applies it, and shows it.
-    async fn emit(&self, event: Event) -> Result<(), JournalError> {
-        if event.is_journaled() {
-            self.journal.append(&event).await?;
-        }
-        let state = {
-            let mut s = self.state();
-            s.apply(&event);
-            s
-        };
-        let mut observers = self.observers.lock().unwrap_or_else(|p| p.into_inner());
-        for o in observers.iter_mut() {
-            o.on_event(&event, &state);
-        }
-        Ok(())
-    }
-
-    fn submissions_stopped(&self) -> bool {
-        self.stop.lock().unwrap_or_else(|p| p.into_inner()).is_some()
-    }
-
-    async fn stop_submissions(&self, kind: StopKind, reason: String) {
-        {
-            let mut stop = self.stop.lock().unwrap_or_else(|p| p.into_inner());
-            if stop.is_some() {
-                if kind == StopKind::Fatal {
-                    *stop = Some(kind);
-                }
-                return;
-            }
-            *stop = Some(kind);
-        }
-        let _ = self.emit(Event::SubmissionsStopped { reason }).await;
-    }
-
-    fn create_lock(&self, key: String) -> Arc<tokio::sync::Mutex<()>> {
-        self.create_locks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(key)
-            .or_default()
-            .clone()
-    }
-
-    /// Sends one API request through the pacer, counting it and feeding 429s back.
-    async fn api<T, F, Fut>(&self, call: F) -> Result<T, ApiError>
-    where
-        F: FnOnce(Client) -> Fut,
-        Fut: Future<Output = Result<T, ApiError>>,
-    {
-        self.pacer.acquire().await;
-        self.counters.api_requests.fetch_add(1, Ordering::Relaxed);
-        let result = call(self.client.clone()).await;
-        match &result {
-            Err(ApiError::RateLimited {
-                retry_after, limit, ..
-            }) => {
-                self.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
-                let wait = self.pacer.on_rate_limited(*retry_after, *limit);
-                let _ = self
-                    .emit(Event::RateLimited {
-                        wait_ms: wait.as_millis() as u64,
-                        rpm_now: self.pacer.rpm_now(),
-                    })
-                    .await;
-            }
-            Err(ApiError::Transient { .. } | ApiError::AmbiguousCreate { .. }) => {}
-            _ => self.pacer.on_success(),
-        }
-        result
-    }
-
-    async fn note_retry(&self, job: &str, what: &str, attempt: u32, error: String, wait: Duration) {
-        self.counters.retries.fetch_add(1, Ordering::Relaxed);
-        let _ = self
-            .emit(Event::Retrying {
-                job: Some(job.to_string()),
-                what: what.to_string(),
-                attempt,
-                error,
-                wait_ms: wait.as_millis() as u64,
-            })
-            .await;
-    }
-
-    fn fail_local(&self, message: String) {
-        let mut f = self.local_failure.lock().unwrap_or_else(|p| p.into_inner());
-        if f.is_none() {
-            *f = Some(message);
-        }
-    }
 }
 
 /// Runs a plan in an out dir.
@@ -363,109 +293,79 @@ impl Runner {
             .filter(|id| !plan_set.contains(id.as_str()))
             .cloned()
             .collect();
-        let ctx = Arc::new(Ctx {
+        let committed_tokens: u64 = plan
+            .iter()
+            .filter_map(|id| loaded.state.jobs.get(id))
+            .filter(|j| !j.task_ids.is_empty())
+            .filter_map(|j| j.estimated_tokens)
+            .sum();
+        let mut d = dispatch::Dispatcher::new(dispatch::Setup {
             client: self.client,
             http: self.http,
-            pacer: Pacer::new(settings.rpm, settings.burst, settings.retry),
-            downloads: Arc::new(Semaphore::new(settings.download_concurrency.max(1))),
             settings: settings.clone(),
             journal,
-            state: Mutex::new(loaded.state),
-            observers: Mutex::new(self.observers),
-            counters: AtomicCounters::default(),
-            stop: Mutex::new(None),
-            local_failure: Mutex::new(None),
-            failed_this_run: AtomicU64::new(0),
-            tokens_committed: AtomicU64::new(0),
-            create_locks: Mutex::new(HashMap::new()),
-            interrupted: AtomicBool::new(false),
-            sweeper: sweep::Sweeper::new(),
-        });
-
-        ctx.emit(Event::RunStarted {
+            state: loaded.state,
+            observers: self.observers,
             run_id: run_id.clone(),
+            plan: plan.clone(),
+            committed_tokens,
+        });
+        d.emit(Event::RunStarted {
+            run_id,
             at: Timestamp::now(),
             tool_version: env!("CARGO_PKG_VERSION").to_string(),
             settings: serde_json::to_value(&settings).unwrap_or_default(),
             manifests,
             total_jobs: jobs.len(),
             shard,
-        })
-        .await?;
-        prepare_jobs(&ctx, &jobs).await?;
-        let committed: u64 = ctx
-            .state()
-            .jobs
-            .values()
-            .filter(|j| !j.task_ids.is_empty())
-            .filter_map(|j| j.estimated_tokens)
-            .sum();
-        ctx.tokens_committed.store(committed, Ordering::SeqCst);
+        });
+        prepare_jobs(&mut d, &jobs);
+        d.load(&plan);
+        d.run(shutdown).await;
 
-        let was_interrupted = {
-            let work = dispatch(ctx.clone(), run_id, plan.clone());
-            tokio::pin!(work);
-            tokio::pin!(shutdown);
-            tokio::select! {
-                () = &mut work => false,
-                () = &mut shutdown => true,
-            }
-            // Leaving this block drops the dispatcher and with it every job task.
-        };
-        if was_interrupted {
-            ctx.interrupted.store(true, Ordering::SeqCst);
-            ctx.stop_submissions(StopKind::Interrupt, "interrupted".into())
-                .await;
-            if settings.cancel_on_interrupt {
-                cancel_in_flight(&ctx, &plan).await;
-            }
-        }
-
-        let local_failure = ctx
-            .local_failure
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        if let Some(message) = local_failure {
-            ctx.journal.sync().await?;
+        if let Some(message) = d.local_failure.clone() {
+            let _ = d.journal.sync().await;
             return Err(RunError::Io {
                 path: out,
                 source: std::io::Error::other(message),
             });
         }
-        let outcome = {
-            let state = ctx.state();
-            let stop = *ctx.stop.lock().unwrap_or_else(|p| p.into_inner());
-            let all_done = plan
-                .iter()
-                .all(|id| state.jobs.get(id).is_some_and(|j| j.phase == Phase::Done));
-            match stop {
-                _ if ctx.interrupted.load(Ordering::SeqCst) => RunOutcome::Interrupted,
-                Some(StopKind::Fatal) => RunOutcome::Fatal,
-                _ if all_done => RunOutcome::Success,
-                _ => RunOutcome::SomeFailed,
-            }
+        let all_done = plan
+            .iter()
+            .all(|id| d.state.jobs.get(id).is_some_and(|j| j.phase == Phase::Done));
+        let outcome = match d.stop {
+            _ if d.interrupted => RunOutcome::Interrupted,
+            Some(StopKind::Fatal) => RunOutcome::Fatal,
+            _ if all_done => RunOutcome::Success,
+            _ => RunOutcome::SomeFailed,
         };
         // Downloads are not synced one by one; this puts all of them on disk before the run
         // is recorded as finished and the report speaks of them.
         let videos = out.join("videos");
         if videos.is_dir()
-            && let Err(e) = crate::download::sync_downloads(&videos)
+            && let Err(e) = download::sync_downloads(&videos)
         {
             tracing::warn!(dir = %videos.display(), error = %e, "syncing the downloaded files failed");
         }
-        let counters = ctx.counters.snapshot();
-        ctx.emit(Event::RunFinished {
+        let counters = Counters {
+            slots: d.learned_slots(),
+            ..d.counters.clone()
+        };
+        d.emit(Event::RunFinished {
             at: Timestamp::now(),
             outcome,
             counters: counters.clone(),
-        })
-        .await?;
-        ctx.journal.sync().await?;
-        let state = ctx.state().clone();
+        });
+        d.journal.sync().await?;
+        if let Some(message) = d.local_failure.take() {
+            return Err(RunError::Io {
+                path: out,
+                source: std::io::Error::other(message),
+            });
+        }
         Ok(RunSummary {
             outcome,
-            state,
+            state: d.state,
             plan,
             orphaned,
             counters,
@@ -507,9 +407,9 @@ fn check_names(jobs: &[JobSpec]) -> Result<(), RunError> {
 
 /// Records new and changed jobs, re-verifies finished files, and re-opens failed jobs when
 /// asked.
-async fn prepare_jobs(ctx: &Ctx, jobs: &[JobSpec]) -> Result<(), RunError> {
+fn prepare_jobs(d: &mut dispatch::Dispatcher, jobs: &[JobSpec]) {
     for spec in jobs {
-        let existing = ctx.state().jobs.get(&spec.id).cloned();
+        let existing = d.state.jobs.get(&spec.id).cloned();
         let planned = Event::JobPlanned {
             job: spec.id.clone(),
             name: spec.name.clone(),
@@ -519,12 +419,12 @@ async fn prepare_jobs(ctx: &Ctx, jobs: &[JobSpec]) -> Result<(), RunError> {
             estimated_tokens: spec.estimated_tokens,
         };
         let Some(existing) = existing else {
-            ctx.emit(planned).await?;
+            d.emit(planned);
             continue;
         };
         if existing.fingerprint != spec.fingerprint {
             if existing.phase == Phase::Pending {
-                ctx.emit(planned).await?;
+                d.emit(planned);
             } else {
                 tracing::warn!(
                     job = %spec.id,
@@ -533,113 +433,40 @@ async fn prepare_jobs(ctx: &Ctx, jobs: &[JobSpec]) -> Result<(), RunError> {
                 );
             }
         } else if existing.name != spec.name || existing.source != spec.source {
-            ctx.emit(planned).await?;
+            d.emit(planned);
         }
         match existing.phase {
             Phase::Done => {
-                if let Err(reason) = job::verify_done(ctx, &existing) {
-                    ctx.emit(Event::FileInvalid {
+                if let Err(reason) = verify_done(&d.settings.out_dir, &existing) {
+                    d.emit(Event::FileInvalid {
                         job: spec.id.clone(),
                         reason,
-                    })
-                    .await?;
+                    });
                 }
             }
-            Phase::Failed if ctx.settings.retry_failed => {
-                ctx.emit(Event::JobReopened { job: spec.id.clone() }).await?;
+            Phase::Failed if d.settings.retry_failed => {
+                d.emit(Event::JobReopened { job: spec.id.clone() });
             }
             _ => {}
         }
     }
+}
+
+/// Checks a done job's files against the state: present, same size and sha256, valid media.
+fn verify_done(out: &Path, job: &JobState) -> Result<(), String> {
+    let Some(rel) = &job.path else {
+        return Err("no file recorded".into());
+    };
+    let found = download::verify_file(&out.join(rel), MediaKind::Mp4).map_err(|e| e.to_string())?;
+    if Some(found.bytes) != job.bytes || Some(&found.sha256) != job.sha256.as_ref() {
+        return Err(format!(
+            "{rel} changed since it was downloaded (size or sha256 differ)"
+        ));
+    }
+    if let Some(frame) = &job.last_frame
+        && let Err(e) = download::verify_file(&out.join(frame), MediaKind::Png)
+    {
+        return Err(format!("{frame}: {e}"));
+    }
     Ok(())
-}
-
-/// Starts job tasks in plan order (those with a task on the server first), each holding a
-/// slot of `--concurrency` while its task is queued or processing.
-async fn dispatch(ctx: Arc<Ctx>, run_id: String, plan: Vec<String>) {
-    job::reconcile_interrupted(&ctx, &plan).await;
-    let slots = Arc::new(Semaphore::new(ctx.settings.concurrency.max(1)));
-    let mut order: Vec<(u8, String)> = {
-        let state = ctx.state();
-        plan.iter()
-            .filter_map(|id| state.jobs.get(id))
-            .filter_map(|j| {
-                let rank = match j.phase {
-                    Phase::Generated => 0,
-                    Phase::Submitted | Phase::Submitting => 1,
-                    Phase::Pending => 2,
-                    Phase::Done | Phase::Failed => return None,
-                };
-                Some((rank, j.id.clone()))
-            })
-            .collect()
-    };
-    order.sort_by_key(|(rank, _)| *rank);
-    let mut tasks = JoinSet::new();
-    let sweeper = AbortOnDrop(tokio::spawn(sweep::run(ctx.clone())));
-    for (rank, id) in order {
-        let slot = if rank == 0 {
-            None
-        } else {
-            if rank == 2 && ctx.submissions_stopped() {
-                break;
-            }
-            match slots.clone().acquire_owned().await {
-                Ok(permit) => Some(permit),
-                Err(_) => break,
-            }
-        };
-        if rank == 2 && ctx.submissions_stopped() {
-            break;
-        }
-        let ctx = ctx.clone();
-        let run_id = run_id.clone();
-        tasks.spawn(async move { job::drive(&ctx, &run_id, &id, slot).await });
-        // Reap finished tasks as we go so the set stays small.
-        while tasks.try_join_next().is_some() {}
-    }
-    while tasks.join_next().await.is_some() {}
-    drop(sweeper);
-}
-
-/// Aborts a background task when dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// Cancels every task of the plan still queued or processing (on `--cancel-on-interrupt`).
-async fn cancel_in_flight(ctx: &Ctx, plan: &[String]) {
-    let in_flight: Vec<(String, String)> = {
-        let state = ctx.state();
-        plan.iter()
-            .filter_map(|id| state.jobs.get(id))
-            .filter(|j| j.phase == Phase::Submitted)
-            .filter_map(|j| Some((j.id.clone(), j.task_id()?.to_string())))
-            .collect()
-    };
-    for (job, task) in in_flight {
-        let id = task.clone();
-        let result = ctx.api(|c| async move { c.cancel(&id).await }).await;
-        let message = match result {
-            Ok(_) => "cancelled on interrupt (--cancel-on-interrupt)".to_string(),
-            Err(e) => format!("cancel on interrupt failed: {e}"),
-        };
-        let _ = ctx
-            .emit(Event::JobFailed {
-                job,
-                task_id: Some(task),
-                failure: crate::events::Failure {
-                    kind: crate::events::FailureKind::Cancelled,
-                    http_status: None,
-                    code: None,
-                    message,
-                },
-                at: Timestamp::now(),
-            })
-            .await;
-    }
 }

@@ -1,34 +1,16 @@
 //! Finding the task a lost create may have made; the main function here is [`find`].
 //!
 //! A create whose answer was lost (timeout, dropped connection, 5xx after sending) may have
-//! made a task that is being paid for. Before anything is sent again, recent tasks are listed
-//! and matched on what a task shows of its request (model, prompt when echoed, ratio,
-//! resolution, duration, frames, seed, service tier) and on creation time, skipping tasks
-//! any job already owns. Creates that look alike to a task never run at once (the runner holds
-//! a lock per [`match_key`]), so a match can only be this job's own task.
+//! made a task that is being paid for. Before anything is sent again, the task lists are read
+//! and matched on what a task shows of its request: model, prompt when echoed, ratio,
+//! resolution, duration, frames, service tier, and the seed. A job that sets no seed gets one
+//! drawn by vidbatch, recorded before its create, so its task can be told from any look-alike
+//! task on the key, another process's included. Jobs whose requests still look alike (a seed
+//! the user set, shared across prompts) are created one at a time (one [`match_key`] in
+//! flight), and their tasks are also matched on creation time. Two candidates for one create
+//! are never resolved by guessing.
 
-use std::time::Duration;
-
-use super::Ctx;
-use crate::api::{ApiError, CreateRequest, ListQuery, Task, TaskList, TaskStatus, Timestamp};
-use crate::state::JobState;
-
-/// Largest page the API gives.
-const PAGE: u32 = 100;
-/// How far before the intent a server's clock may put the task's creation.
-const CLOCK_SKEW: time::Duration = time::Duration::seconds(60);
-/// Listings before concluding no task was made (a new task may take a moment to be listed).
-const PASSES: u32 = 2;
-/// Wait before each listing after the first.
-const LIST_LAG: Duration = Duration::from_millis(400);
-
-/// What a search found.
-pub(super) enum Reconciled {
-    /// The task the create made.
-    Found(Box<Task>),
-    /// No such task: the create made nothing.
-    NotFound,
-}
+use crate::api::{CreateRequest, Task, TaskList, Timestamp};
 
 /// What a task shows of a request: creates with equal keys could not be told apart.
 pub(super) fn match_key(req: &CreateRequest) -> String {
@@ -45,7 +27,8 @@ pub(super) fn match_key(req: &CreateRequest) -> String {
     .to_string()
 }
 
-fn matches(req: &CreateRequest, task: &Task) -> bool {
+/// Whether a task shows nothing that differs from the request.
+pub(super) fn matches(req: &CreateRequest, task: &Task) -> bool {
     fn same<T: PartialEq>(asked: &Option<T>, shown: &Option<T>) -> bool {
         match (asked, shown) {
             (Some(a), Some(s)) => a == s,
@@ -66,65 +49,42 @@ fn matches(req: &CreateRequest, task: &Task) -> bool {
         && duration_ok
 }
 
-/// Whether a newest-first page surely holds every task created since `since`.
-fn covers(page: &TaskList, since: Timestamp) -> bool {
-    if (page.items.len() as u32) < PAGE || page.total.is_some_and(|t| t <= page.items.len() as u64) {
-        return true;
-    }
-    page.items
-        .iter()
-        .filter_map(|t| t.created_at)
-        .min()
-        .is_some_and(|oldest| oldest < since)
+/// What the lists say of a lost create.
+#[derive(Debug, PartialEq)]
+pub(super) enum Found<'a> {
+    /// Exactly one task fits: the create made it.
+    One(&'a Task),
+    /// Several tasks fit and nothing tells them apart.
+    Many(Vec<&'a Task>),
+    /// No task fits on these pages.
+    None,
 }
 
-/// Lists recent tasks and returns the unowned one matching `job` created after `intent_at`.
-pub(super) async fn find(ctx: &Ctx, job: &JobState, intent_at: Timestamp) -> Result<Reconciled, ApiError> {
-    let since = Timestamp(intent_at.0 - CLOCK_SKEW);
-    for pass in 0..PASSES {
-        if pass > 0 {
-            tokio::time::sleep(LIST_LAG * pass).await;
+/// Looks for the task a create of `req` made, among tasks no job owns. `since`, when given,
+/// skips tasks created before it (by the server's clock).
+pub(super) fn find<'a>(
+    req: &CreateRequest,
+    since: Option<Timestamp>,
+    pages: impl IntoIterator<Item = &'a TaskList>,
+    owned: impl Fn(&str) -> bool,
+) -> Found<'a> {
+    let mut fits: Vec<&Task> = Vec::new();
+    for task in pages.into_iter().flat_map(|p| p.items.iter()) {
+        if owned(&task.id) || fits.iter().any(|f| f.id == task.id) {
+            continue;
         }
-        let mut seen = list(ctx, None).await?;
-        if !covers(&seen, since) {
-            // More tasks than one page: look in each status's newest page too.
-            for status in [
-                TaskStatus::Queued,
-                TaskStatus::Processing,
-                TaskStatus::Completed,
-                TaskStatus::Failed,
-                TaskStatus::Cancelled,
-            ] {
-                let page = list(ctx, Some(status)).await?;
-                seen.items.extend(page.items);
-            }
-        }
-        let claimed = ctx.state().claimed_tasks.clone();
-        let found = seen
-            .items
-            .into_iter()
-            .filter(|t| !claimed.contains(&t.id))
-            .filter(|t| t.created_at.is_none_or(|c| c >= since))
-            .filter(|t| matches(&job.request, t))
-            .min_by_key(|t| t.created_at);
-        if let Some(task) = found {
-            tracing::info!(job = %job.id, task = %task.id, "found the task of a lost create");
-            return Ok(Reconciled::Found(Box::new(task)));
-        }
-    }
-    Ok(Reconciled::NotFound)
-}
-
-async fn list(ctx: &Ctx, status: Option<TaskStatus>) -> Result<TaskList, ApiError> {
-    loop {
-        let query = ListQuery {
-            limit: Some(PAGE),
-            status: status.clone(),
+        let recent = match (since, task.created_at) {
+            (Some(s), Some(c)) => c >= s,
+            _ => true,
         };
-        match ctx.api(|c| async move { c.list(&query).await }).await {
-            Err(ApiError::RateLimited { .. }) => continue,
-            other => return other,
+        if recent && matches(req, task) {
+            fits.push(task);
         }
+    }
+    match fits.len() {
+        0 => Found::None,
+        1 => Found::One(fits[0]),
+        _ => Found::Many(fits),
     }
 }
 
@@ -136,15 +96,20 @@ mod tests {
         serde_json::from_value(json).unwrap()
     }
 
-    #[test]
-    fn matching_uses_what_the_task_shows() {
-        let req = CreateRequest {
+    fn request(seed: Option<i64>) -> CreateRequest {
+        CreateRequest {
             model: "seedance-1.5-pro".into(),
             prompt: "a cat".into(),
             duration: Some(5),
             ratio: Some("16:9".into()),
+            seed,
             ..Default::default()
-        };
+        }
+    }
+
+    #[test]
+    fn matching_uses_what_the_task_shows() {
+        let req = request(None);
         let ok = task(
             serde_json::json!({"id":"a","status":"queued","model":"seedance-1.5-pro","duration":5,"ratio":"16:9"}),
         );
@@ -160,11 +125,23 @@ mod tests {
     }
 
     #[test]
-    fn a_short_page_covers_everything() {
+    fn the_seed_tells_a_look_alike_apart_and_two_fits_are_never_guessed() {
         let page = TaskList {
-            items: vec![],
-            total: Some(0),
+            items: vec![
+                task(serde_json::json!({"id":"mine","status":"queued","model":"seedance-1.5-pro","seed":42})),
+                task(
+                    serde_json::json!({"id":"theirs","status":"queued","model":"seedance-1.5-pro","seed":7}),
+                ),
+                task(
+                    serde_json::json!({"id":"owned","status":"queued","model":"seedance-1.5-pro","seed":42}),
+                ),
+            ],
+            total: None,
         };
-        assert!(covers(&page, Timestamp::now()));
+        let found = find(&request(Some(42)), None, [&page], |id| id == "owned");
+        assert!(matches!(found, Found::One(t) if t.id == "mine"));
+        let both = find(&request(None), None, [&page], |id| id == "owned");
+        assert!(matches!(both, Found::Many(ref v) if v.len() == 2));
+        assert_eq!(find(&request(Some(1)), None, [&page], |_| false), Found::None);
     }
 }

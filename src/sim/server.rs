@@ -576,9 +576,15 @@ async fn create(AxState(inner): AxState<Shared>, headers: HeaderMap, body: Bytes
         if ambiguous {
             st.stats.faults.ambiguous_creates += 1;
         }
+        // The provider's page shows a create answered `queued`, whatever slots are free.
+        let mut body = render(inner, st, key, i, false);
+        if let Some(obj) = body.as_object_mut() {
+            obj.insert("status".into(), "queued".into());
+            obj.insert("progress".into(), 0.into());
+        }
         Ok(Reply {
             status: StatusCode::ACCEPTED,
-            body: render(inner, st, key, i, true),
+            body,
             drop: ambiguous,
         })
     })

@@ -1,0 +1,1528 @@
+//! The one owner of a run; the main structure here is [`Dispatcher`].
+//!
+//! The dispatcher is the source of truth for run state, as nextest's dispatcher is for a test
+//! run. It alone holds the [`RunState`], writes the journal, calls the observers, keeps the
+//! in-flight set and the token budget, and spends the request budget. Work (a create, a read,
+//! a page of the list, a cancel, a job's downloads) runs in tasks of its own that report back
+//! with a [`Report`]; nothing else changes run state and nothing runs under a lock.
+//!
+//! Each token of the pacer goes to the most valuable request waiting, in strict order: a
+//! create when the in-flight target allows one, then a due sweep of the task list (and the
+//! per-status pages it asked for), then reads of finished tasks for their video URL, then
+//! reads of single tasks the lists could not speak for. Cancels on an interrupt and on a job
+//! timeout come before everything.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::future::Future;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use super::reconcile::{self, Found};
+use super::slots::Slots;
+use super::spend::{Reservation, Spend};
+use super::sweep::{self, PAGE, Page, Seen};
+use super::work::{self, Fetch, FetchPlan, ListFor, ReadFor, Report};
+use super::{Observer, RunSettings, StopKind};
+use crate::api::{ApiError, Client, CreateRequest, IdempotencyKey, Task, TaskList, TaskStatus, Timestamp};
+use crate::events::{Counters, Event, Failure, FailureKind};
+use crate::hex::hex;
+use crate::journal::{Durable, Journal};
+use crate::state::{JobState, Phase, RunState, Tally};
+
+/// Longest a task goes without a read of its own, however the lists vouch for it.
+const SAFETY_READ: Duration = Duration::from_secs(600);
+/// Fewest uncovered tasks worth the per-status pages (below this, reading each is cheaper).
+const STATUS_PAGES_MIN: usize = 4;
+/// The finished statuses a status round lists each time.
+const COMMON: [TaskStatus; 1] = [TaskStatus::Completed];
+/// The finished statuses a status round lists every [`RARE_EVERY`] rounds (their last pages
+/// are reused in between, so a task that fails is noticed a few sweeps later).
+const RARE: [TaskStatus; 3] = [TaskStatus::Failed, TaskStatus::Cancelled, TaskStatus::Expired];
+/// How often the rare statuses are listed.
+const RARE_EVERY: u64 = 4;
+/// The pages listed to find the task of a lost create on a busy account.
+const ALL: [TaskStatus; 5] = [
+    TaskStatus::Queued,
+    TaskStatus::Processing,
+    TaskStatus::Completed,
+    TaskStatus::Failed,
+    TaskStatus::Cancelled,
+];
+/// Shortest wait before a create whose answer was lost is taken as never made: lists lag.
+const LOST_GRACE_MIN: Duration = Duration::from_secs(2);
+/// How far before a create's intent (by vidbatch's clock) the server's clock may put its task.
+const CLOCK_SLACK: time::Duration = time::Duration::minutes(10);
+/// URL refreshes before a download gives up.
+const MAX_URL_REFRESHES: u32 = 5;
+/// Window over which requests other than lists are counted, to know the spare budget.
+const USE_WINDOW: Duration = Duration::from_secs(2);
+/// Pending jobs looked at for one whose look-alikes have no create in flight.
+const CREATE_LOOKAHEAD: usize = 64;
+
+/// One task queued or processing on the server.
+struct Flight {
+    job: String,
+    /// The server's creation time.
+    created_at: Option<Timestamp>,
+    /// When its create was sent (vidbatch's clock).
+    sent: Instant,
+    /// When the job times out.
+    deadline: Instant,
+    status: TaskStatus,
+    last_read: Instant,
+    read_errors: u32,
+    /// When a task the lists cannot speak for is due a read of its own.
+    next_read: Option<Instant>,
+    /// Since when a sweep that would list it has not.
+    absent_since: Option<Instant>,
+    listed: bool,
+    /// The last sweep could not speak for it.
+    uncovered: bool,
+    read_queued: bool,
+    timing_out: bool,
+}
+
+/// A create whose answer was lost: its task may exist.
+struct Lost {
+    key: String,
+    /// When it was sent (vidbatch's clock).
+    since: Instant,
+    intent_at: Timestamp,
+    /// A task of this run created after it was sent: once lists show that one, they would show
+    /// this one's too.
+    later: Option<String>,
+    reservation: Option<Reservation>,
+}
+
+/// What the next token buys.
+enum Next {
+    Cancel(String, String),
+    Create(usize, Reservation),
+    List(ListFor),
+    UrlRead(String),
+    Read(String, ReadFor),
+}
+
+/// Everything the dispatcher starts with.
+pub(super) struct Setup {
+    pub client: Client,
+    pub http: reqwest::Client,
+    pub settings: RunSettings,
+    pub journal: Journal,
+    pub state: RunState,
+    pub observers: Vec<Box<dyn Observer>>,
+    pub run_id: String,
+    pub plan: Vec<String>,
+    pub committed_tokens: u64,
+}
+
+/// The owner of a run.
+pub(super) struct Dispatcher {
+    client: Client,
+    http: reqwest::Client,
+    pub settings: RunSettings,
+    pub journal: Journal,
+    pub state: RunState,
+    tally: Tally,
+    observers: Vec<Box<dyn Observer>>,
+    pub counters: Counters,
+    pacer: super::Pacer,
+    slots: Slots,
+    spend: Spend,
+    run_id: String,
+    in_plan: HashSet<String>,
+    pending: VecDeque<String>,
+    delayed: Vec<(Instant, String)>,
+    create_errors: HashMap<String, u32>,
+    creating: HashSet<String>,
+    busy_keys: HashSet<String>,
+    lost: HashMap<String, Lost>,
+    flights: HashMap<String, Flight>,
+    reads: VecDeque<(String, ReadFor)>,
+    reading: HashSet<String>,
+    url_wait: VecDeque<String>,
+    url_reading: HashSet<String>,
+    url_errors: HashMap<String, u32>,
+    fetch_wait: VecDeque<(String, Task)>,
+    fetching: usize,
+    refreshes: HashMap<String, u32>,
+    cancels: VecDeque<(String, String)>,
+    cancelling: usize,
+    workers: JoinSet<Report>,
+    listing: bool,
+    status_pages: VecDeque<TaskStatus>,
+    status_round: Vec<(TaskStatus, TaskList)>,
+    rare_pages: HashMap<String, TaskList>,
+    rounds: u64,
+    next_sweep: Instant,
+    next_tick: Instant,
+    used: VecDeque<Instant>,
+    lag_max: Duration,
+    pub stop: Option<StopKind>,
+    halted: bool,
+    pub interrupted: bool,
+    pub local_failure: Option<String>,
+    failed_this_run: u64,
+    warned_cap: bool,
+}
+
+impl Dispatcher {
+    /// A dispatcher over the loaded state; nothing is sent yet.
+    pub fn new(setup: Setup) -> Dispatcher {
+        let s = setup.settings;
+        let tally = Tally::of(setup.plan.iter().filter_map(|id| setup.state.jobs.get(id)));
+        let tally = Tally {
+            total: setup.plan.len(),
+            ..tally
+        };
+        let now = Instant::now();
+        Dispatcher {
+            client: setup.client,
+            http: setup.http,
+            pacer: super::Pacer::new(s.rpm, s.burst, s.retry),
+            slots: Slots::new(s.concurrency.cap()),
+            spend: Spend::new(s.budget_tokens, setup.committed_tokens),
+            next_sweep: now + s.poll_interval,
+            next_tick: now,
+            settings: s,
+            journal: setup.journal,
+            state: setup.state,
+            tally,
+            observers: setup.observers,
+            counters: Counters::default(),
+            run_id: setup.run_id,
+            in_plan: setup.plan.into_iter().collect(),
+            pending: VecDeque::new(),
+            delayed: Vec::new(),
+            create_errors: HashMap::new(),
+            creating: HashSet::new(),
+            busy_keys: HashSet::new(),
+            lost: HashMap::new(),
+            flights: HashMap::new(),
+            reads: VecDeque::new(),
+            reading: HashSet::new(),
+            url_wait: VecDeque::new(),
+            url_reading: HashSet::new(),
+            url_errors: HashMap::new(),
+            fetch_wait: VecDeque::new(),
+            fetching: 0,
+            refreshes: HashMap::new(),
+            cancels: VecDeque::new(),
+            cancelling: 0,
+            workers: JoinSet::new(),
+            listing: false,
+            status_pages: VecDeque::new(),
+            status_round: Vec::new(),
+            rare_pages: HashMap::new(),
+            rounds: 0,
+            used: VecDeque::new(),
+            lag_max: Duration::ZERO,
+            stop: None,
+            halted: false,
+            interrupted: false,
+            local_failure: None,
+            failed_this_run: 0,
+            warned_cap: false,
+        }
+    }
+
+    /// Journals the event, applies it, moves the tally and shows it. A durable event comes
+    /// with the [`Durable`] to wait on before acting on it.
+    pub fn emit(&mut self, event: Event) -> Option<Durable> {
+        let durable = if event.is_journaled() {
+            match self.journal.enqueue(&event) {
+                Ok(d) => d,
+                Err(e) => {
+                    self.fail_local(e.to_string());
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let job = event
+            .job()
+            .filter(|j| self.in_plan.contains(*j))
+            .map(str::to_string);
+        let before = job
+            .as_deref()
+            .and_then(|j| self.state.jobs.get(j))
+            .map(JobState::standing);
+        self.state.apply(&event);
+        if let Some(job) = job
+            && let (Some(b), Some(a)) = (before, self.state.jobs.get(&job).map(JobState::standing))
+        {
+            self.tally.moved(b, a);
+        }
+        for o in &mut self.observers {
+            o.on_event(&event, &self.state, &self.tally);
+        }
+        durable
+    }
+
+    /// Files every job of the plan where it stands: to create, to settle, to poll, to fetch.
+    pub fn load(&mut self, plan: &[String]) {
+        let now = Instant::now();
+        let mut lost: Vec<(Timestamp, String)> = Vec::new();
+        for id in plan {
+            let Some(job) = self.state.jobs.get(id) else {
+                continue;
+            };
+            match job.phase {
+                Phase::Pending => self.pending.push_back(id.clone()),
+                Phase::Submitting => lost.push((job.intent_at.unwrap_or_else(Timestamp::now), id.clone())),
+                Phase::Submitted => {
+                    if let Some(task) = job.task_id() {
+                        let flight = Flight {
+                            job: id.clone(),
+                            created_at: job.submitted_at,
+                            sent: now,
+                            deadline: resumed_deadline(job.intent_at, self.settings.job_timeout),
+                            status: job.last_status.clone().unwrap_or(TaskStatus::Queued),
+                            last_read: now,
+                            read_errors: 0,
+                            next_read: None,
+                            absent_since: None,
+                            listed: false,
+                            uncovered: false,
+                            read_queued: false,
+                            timing_out: false,
+                        };
+                        self.flights.insert(task.to_string(), flight);
+                    }
+                }
+                Phase::Generated => self.url_wait.push_back(id.clone()),
+                Phase::Done | Phase::Failed => {}
+            }
+        }
+        // Settled oldest first: the lists are searched for each in the order they were sent.
+        lost.sort();
+        for (intent_at, id) in lost {
+            let Some(job) = self.state.jobs.get(&id) else {
+                continue;
+            };
+            let key = reconcile::match_key(&effective_request(job));
+            self.busy_keys.insert(key.clone());
+            let age = Duration::try_from(Timestamp::now().0 - intent_at.0).unwrap_or(Duration::ZERO);
+            self.lost.insert(
+                id,
+                Lost {
+                    key,
+                    since: now.checked_sub(age).unwrap_or(now),
+                    intent_at,
+                    later: None,
+                    reservation: None,
+                },
+            );
+        }
+        if !self.lost.is_empty() {
+            self.next_sweep = now;
+        }
+    }
+
+    /// Runs until every job of the plan is settled, the run must stop, or `shutdown` resolves
+    /// (then, with `--cancel-on-interrupt`, the tasks in flight are cancelled).
+    pub async fn run(&mut self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            let now = Instant::now();
+            if now >= self.next_tick {
+                self.tick(now);
+            }
+            self.start_fetches();
+            if self.finished() {
+                return;
+            }
+            let wake = self.spend_tokens(now);
+            tokio::select! {
+                biased;
+                () = &mut shutdown, if !self.interrupted => self.interrupt(),
+                Some(joined) = self.workers.join_next() => {
+                    if let Ok(report) = joined {
+                        self.handle(report);
+                    }
+                }
+                () = tokio::time::sleep_until(wake) => {}
+            }
+        }
+    }
+
+    /// Stops everything but cancels (with `--cancel-on-interrupt`); unanswered creates stay
+    /// on disk as intents, and the next run settles them.
+    fn interrupt(&mut self) {
+        self.interrupted = true;
+        self.stop(StopKind::Interrupt, "interrupted".into());
+        self.workers.abort_all();
+        self.creating.clear();
+        self.fetching = 0;
+        self.cancelling = 0;
+        self.reading.clear();
+        self.url_reading.clear();
+        self.listing = false;
+        self.cancels.clear();
+        if self.settings.cancel_on_interrupt {
+            let mut flights: Vec<(&String, &Flight)> = self.flights.iter().collect();
+            flights.sort_by_key(|(_, f)| f.sent);
+            self.cancels = flights
+                .into_iter()
+                .map(|(t, f)| (f.job.clone(), t.clone()))
+                .collect();
+        }
+    }
+
+    fn finished(&self) -> bool {
+        if self.halted || self.local_failure.is_some() {
+            return true;
+        }
+        if self.interrupted {
+            return self.cancels.is_empty() && self.cancelling == 0;
+        }
+        let creates_done = self.stop.is_some() || (self.pending.is_empty() && self.delayed.is_empty());
+        creates_done
+            && self.creating.is_empty()
+            && self.lost.is_empty()
+            && self.flights.is_empty()
+            && self.url_wait.is_empty()
+            && self.url_reading.is_empty()
+            && self.fetch_wait.is_empty()
+            && self.fetching == 0
+            && self.cancels.is_empty()
+            && self.cancelling == 0
+    }
+
+    /// Spends the tokens the pacer has on the most valuable requests; returns when to look
+    /// again.
+    fn spend_tokens(&mut self, now: Instant) -> Instant {
+        let mut wake = self.next_tick;
+        if self.wants_sweep() {
+            wake = wake.min(self.next_sweep);
+        }
+        while let Some(next) = self.next_request(now) {
+            match self.pacer.try_take() {
+                Ok(()) => self.send(next, now),
+                Err(at) => {
+                    wake = wake.min(at);
+                    break;
+                }
+            }
+        }
+        wake
+    }
+
+    /// Tasks on the server or on their way there.
+    fn in_flight(&self) -> usize {
+        self.flights.len() + self.creating.len() + self.lost.len()
+    }
+
+    fn wants_sweep(&self) -> bool {
+        !self.interrupted && (!self.flights.is_empty() || !self.lost.is_empty())
+    }
+
+    /// The interval between sweeps now.
+    fn sweep_interval(&self) -> Duration {
+        let used = self.used.len() as f64 / USE_WINDOW.as_secs_f64();
+        sweep::interval(self.settings.poll_interval, self.pacer.rpm_now() / 60.0, used)
+    }
+
+    /// The in-flight target now.
+    fn target(&self) -> usize {
+        self.slots.target(self.sweep_interval())
+    }
+
+    fn next_request(&mut self, now: Instant) -> Option<Next> {
+        if let Some((job, task)) = self.cancels.front() {
+            return Some(Next::Cancel(job.clone(), task.clone()));
+        }
+        if self.interrupted {
+            return None;
+        }
+        if let Some(next) = self.next_create() {
+            return Some(next);
+        }
+        if !self.listing {
+            if let Some(status) = self.status_pages.front() {
+                return Some(Next::List(ListFor::Status(status.clone())));
+            }
+            if self.wants_sweep() && now >= self.next_sweep {
+                return Some(Next::List(ListFor::Sweep));
+            }
+        }
+        if let Some(job) = self.url_wait.iter().find(|j| !self.url_reading.contains(*j)) {
+            return Some(Next::UrlRead(job.clone()));
+        }
+        self.reads
+            .iter()
+            .find(|(task, _)| !self.reading.contains(task))
+            .map(|(task, why)| Next::Read(task.clone(), *why))
+    }
+
+    /// The next job to create, with its tokens reserved, when the target allows one.
+    fn next_create(&mut self) -> Option<Next> {
+        if self.stop.is_some() || self.pending.is_empty() || self.in_flight() >= self.target() {
+            return None;
+        }
+        let (index, cost) = self
+            .pending
+            .iter()
+            .take(CREATE_LOOKAHEAD)
+            .enumerate()
+            .find_map(|(i, id)| {
+                let job = self.state.jobs.get(id)?;
+                let free = draws_seed(&job.request)
+                    || !self
+                        .busy_keys
+                        .contains(&reconcile::match_key(&effective_request(job)));
+                free.then(|| (i, job.estimated_tokens.unwrap_or(0)))
+            })?;
+        match self.spend.reserve(cost) {
+            Some(reservation) => Some(Next::Create(index, reservation)),
+            None => {
+                // Creates still unanswered may give their share back; else the budget is spent.
+                if self.creating.is_empty() && self.lost.is_empty() {
+                    let budget = self.spend.limit().unwrap_or_default();
+                    self.stop(
+                        StopKind::Limit,
+                        format!("the token budget ({budget}) would be passed (--budget-tokens)"),
+                    );
+                }
+                None
+            }
+        }
+    }
+
+    fn send(&mut self, next: Next, now: Instant) {
+        self.counters.api_requests += 1;
+        let client = self.client.clone();
+        match next {
+            Next::Cancel(job, task) => {
+                self.cancels.pop_front();
+                self.cancelling += 1;
+                self.counters.cancels += 1;
+                self.workers.spawn(work::cancel(client, job, task));
+            }
+            Next::Create(index, reservation) => {
+                self.note_use(now);
+                if let Some(id) = self.pending.remove(index) {
+                    self.send_create(id, reservation);
+                }
+            }
+            Next::List(what) => {
+                self.counters.lists += 1;
+                self.listing = true;
+                if matches!(what, ListFor::Status(_)) {
+                    self.status_pages.pop_front();
+                }
+                self.workers.spawn(work::list(client, what, PAGE));
+            }
+            Next::UrlRead(job) => {
+                self.note_use(now);
+                self.counters.reads += 1;
+                self.url_wait.retain(|j| *j != job);
+                let Some(task) = self
+                    .state
+                    .jobs
+                    .get(&job)
+                    .and_then(|j| j.task_id())
+                    .map(str::to_string)
+                else {
+                    return;
+                };
+                self.url_reading.insert(job.clone());
+                self.workers.spawn(work::read(client, job, task, ReadFor::Url));
+            }
+            Next::Read(task, why) => {
+                self.note_use(now);
+                self.counters.reads += 1;
+                self.reads.retain(|(t, _)| *t != task);
+                let Some(flight) = self.flights.get_mut(&task) else {
+                    return;
+                };
+                flight.read_queued = false;
+                let job = flight.job.clone();
+                self.reading.insert(task.clone());
+                self.workers.spawn(work::read(client, job, task, why));
+            }
+        }
+    }
+
+    fn note_use(&mut self, now: Instant) {
+        self.used.push_back(now);
+        while self
+            .used
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > USE_WINDOW)
+        {
+            self.used.pop_front();
+        }
+    }
+
+    fn send_create(&mut self, id: String, reservation: Reservation) {
+        let Some(job) = self.state.jobs.get(&id) else {
+            return;
+        };
+        let seed =
+            draws_seed(&job.request).then(|| job.seed.unwrap_or_else(|| i64::from(rand::random::<u32>())));
+        let key = idempotency_key(&self.run_id, job);
+        let attempt = job.attempts + 1;
+        let intent = self.emit(Event::SubmitIntent {
+            job: id.clone(),
+            attempt,
+            idempotency_key: key.expose().to_string(),
+            seed,
+            at: Timestamp::now(),
+        });
+        let Some(job) = self.state.jobs.get(&id) else {
+            return;
+        };
+        let request = effective_request(job);
+        self.busy_keys.insert(reconcile::match_key(&request));
+        self.creating.insert(id.clone());
+        self.counters.creates += 1;
+        self.workers.spawn(work::create(
+            self.client.clone(),
+            id,
+            request,
+            key,
+            intent,
+            reservation,
+        ));
+    }
+
+    /// Periodic checks: backoffs that ended, deadlines, and reads that are due.
+    fn tick(&mut self, now: Instant) {
+        self.next_tick = now + self.settings.poll_interval.min(Duration::from_secs(1));
+        if !self.delayed.is_empty() {
+            let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.delayed)
+                .into_iter()
+                .partition(|(t, _)| *t <= now);
+            self.delayed = later;
+            for (_, id) in due.into_iter().rev() {
+                self.pending.push_front(id);
+            }
+        }
+        let grace = self.lost_grace();
+        for (task, f) in &mut self.flights {
+            if f.read_queued || f.timing_out {
+                continue;
+            }
+            let why = if now >= f.deadline {
+                // One last look: a task that finished is not cancelled.
+                f.timing_out = true;
+                Some(ReadFor::Deadline)
+            } else if f.next_read.is_some_and(|t| t <= now)
+                || f.absent_since.is_some_and(|t| now.duration_since(t) > grace)
+                || now.duration_since(f.last_read) > SAFETY_READ
+            {
+                Some(ReadFor::Status)
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                f.read_queued = true;
+                if why == ReadFor::Deadline {
+                    self.reads.push_front((task.clone(), why));
+                } else {
+                    self.reads.push_back((task.clone(), why));
+                }
+            }
+        }
+    }
+
+    /// How long a create whose answer was lost may stay unlisted before it is taken as never
+    /// made: a few times the longest lag the lists have shown for this run's own tasks.
+    fn lost_grace(&self) -> Duration {
+        LOST_GRACE_MIN.max(self.lag_max * 3)
+    }
+
+    fn start_fetches(&mut self) {
+        if self.interrupted || self.halted {
+            return;
+        }
+        while self.fetching < self.settings.download_concurrency.max(1) {
+            let Some((job, task)) = self.fetch_wait.pop_front() else {
+                return;
+            };
+            let Some(state) = self.state.jobs.get(&job) else {
+                continue;
+            };
+            if url_expired(&task) {
+                tracing::info!(job = %job, "video URL past its expiry; reading the task for a fresh one");
+                self.emit(Event::UrlRefreshed {
+                    job: job.clone(),
+                    status: 0,
+                });
+                self.url_wait.push_back(job);
+                continue;
+            }
+            let out = &self.settings.out_dir;
+            let plan = FetchPlan {
+                http: self.http.clone(),
+                video: out.join(video_path(&state.name)),
+                frame: out.join(frame_path(&state.name)),
+                wants_frame: state.request.return_last_frame == Some(true),
+                max_bytes: self.settings.max_video_bytes,
+                retry: self.settings.retry,
+                max_retries: self.settings.max_retries,
+            };
+            self.fetching += 1;
+            self.workers.spawn(work::fetch(plan, job, task));
+        }
+    }
+
+    fn handle(&mut self, report: Report) {
+        let now = Instant::now();
+        match report {
+            Report::Created {
+                job,
+                sent,
+                result,
+                reservation,
+            } => self.on_created(job, sent, result, reservation, now),
+            Report::IntentLost { job, error } => {
+                self.creating.remove(&job);
+                self.fail_local(error);
+            }
+            Report::Read {
+                job,
+                task_id,
+                why,
+                result,
+            } => {
+                self.answered(&result);
+                match why {
+                    ReadFor::Url => self.on_url_read(job, result),
+                    ReadFor::Status | ReadFor::Deadline => self.on_read(task_id, why, result, now),
+                }
+            }
+            Report::Listed { what, result } => {
+                self.listing = false;
+                self.answered(&result);
+                match result {
+                    Ok(page) => match what {
+                        ListFor::Sweep => self.on_sweep(page, now),
+                        ListFor::Status(status) => self.on_status_page(status, page, now),
+                    },
+                    Err(e) if e.is_fatal() => self.fatal(&e),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "listing tasks failed; trying again at the next sweep");
+                        self.next_sweep = now + self.sweep_interval();
+                    }
+                }
+            }
+            Report::Cancelled { job, task_id, result } => {
+                self.cancelling = self.cancelling.saturating_sub(1);
+                self.answered(&result);
+                self.on_cancelled(job, task_id, result);
+            }
+            Report::Fetched {
+                job,
+                task_id,
+                outcome,
+                retries,
+            } => {
+                self.fetching = self.fetching.saturating_sub(1);
+                self.on_fetched(job, task_id, outcome, retries);
+            }
+        }
+    }
+
+    /// Feeds an answer back to the pacer: a 429 that is about the request rate slows every
+    /// request; one that says too many tasks wait queued lowers the queue instead.
+    fn answered<T>(&mut self, result: &Result<T, ApiError>) {
+        match result {
+            Err(
+                e @ ApiError::RateLimited {
+                    retry_after, limit, ..
+                },
+            ) => {
+                self.counters.rate_limited += 1;
+                if e.is_queue_full() {
+                    self.slots.on_queue_full(self.sweep_interval());
+                } else {
+                    let wait = self.pacer.on_rate_limited(*retry_after, *limit);
+                    self.emit(Event::RateLimited {
+                        wait_ms: wait.as_millis() as u64,
+                        rpm_now: self.pacer.rpm_now(),
+                    });
+                }
+            }
+            Err(ApiError::Transient { .. } | ApiError::AmbiguousCreate { .. }) => {}
+            _ => self.pacer.on_success(),
+        }
+    }
+
+    fn on_created(
+        &mut self,
+        job: String,
+        sent: Instant,
+        result: Result<Task, ApiError>,
+        reservation: Reservation,
+        now: Instant,
+    ) {
+        self.creating.remove(&job);
+        self.answered(&result);
+        let Some(state) = self.state.jobs.get(&job) else {
+            return;
+        };
+        let key = reconcile::match_key(&effective_request(state));
+        let intent_at = state.intent_at.unwrap_or_else(Timestamp::now);
+        match result {
+            Ok(task) => {
+                self.busy_keys.remove(&key);
+                reservation.keep();
+                self.slots.on_create_answered(now.duration_since(sent));
+                for lost in self.lost.values_mut() {
+                    if lost.later.is_none() && lost.since < sent {
+                        lost.later = Some(task.id.clone());
+                    }
+                }
+                self.emit(Event::Submitted {
+                    job: job.clone(),
+                    task_id: task.id.clone(),
+                    at: task.created_at.unwrap_or_else(Timestamp::now),
+                    reconciled: false,
+                });
+                self.fly(job, task, sent, now);
+            }
+            Err(e @ ApiError::AmbiguousCreate { .. }) => {
+                self.counters.ambiguous_creates += 1;
+                tracing::info!(job = %job, error = %e, "create answer lost; looking for its task in the lists");
+                self.lost.insert(
+                    job,
+                    Lost {
+                        key,
+                        since: sent,
+                        intent_at,
+                        later: None,
+                        reservation: Some(reservation),
+                    },
+                );
+            }
+            Err(e) => {
+                self.busy_keys.remove(&key);
+                drop(reservation);
+                self.emit(Event::SubmitNotCreated {
+                    job: job.clone(),
+                    reason: e.to_string(),
+                });
+                match &e {
+                    ApiError::RateLimited { .. } => self.pending.push_front(job),
+                    ApiError::Transient { .. } => self.retry_create(job, &e, now),
+                    ApiError::Unauthorized(_) | ApiError::Payment(_) => {
+                        self.pending.push_front(job);
+                        self.fatal(&e);
+                    }
+                    _ => self.fail(&job, None, api_failure(FailureKind::Rejected, &e)),
+                }
+            }
+        }
+    }
+
+    /// A create that made nothing for a reason that may pass: try again after a backoff, or
+    /// give the job up.
+    fn retry_create(&mut self, job: String, why: &dyn std::fmt::Display, now: Instant) {
+        let errors = self.create_errors.entry(job.clone()).or_default();
+        *errors += 1;
+        let attempt = *errors;
+        if attempt > self.settings.max_retries {
+            let failure = plain(FailureKind::SubmitFailed, why.to_string());
+            self.fail(&job, None, failure);
+            return;
+        }
+        let wait = self.settings.retry.delay(attempt);
+        self.note_retry(&job, "create", attempt, why.to_string(), wait);
+        self.delayed.push((now + wait, job));
+    }
+
+    fn note_retry(&mut self, job: &str, what: &str, attempt: u32, error: String, wait: Duration) {
+        self.counters.retries += 1;
+        self.emit(Event::Retrying {
+            job: Some(job.to_string()),
+            what: what.to_string(),
+            attempt,
+            error,
+            wait_ms: wait.as_millis() as u64,
+        });
+    }
+
+    /// Puts a task in flight.
+    fn fly(&mut self, job: String, task: Task, sent: Instant, now: Instant) {
+        let id = task.id.clone();
+        self.flights.insert(
+            id.clone(),
+            Flight {
+                job,
+                created_at: task.created_at,
+                sent,
+                deadline: deadline_after(sent, self.settings.job_timeout),
+                status: task.status.clone(),
+                last_read: now,
+                read_errors: 0,
+                next_read: None,
+                absent_since: None,
+                listed: false,
+                uncovered: false,
+                read_queued: false,
+                timing_out: false,
+            },
+        );
+        if task.status.is_terminal() {
+            self.on_status(&id, task, now);
+        } else {
+            self.emit(Event::TaskProgress {
+                job: self.flights.get(&id).map(|f| f.job.clone()).unwrap_or_default(),
+                task_id: id,
+                status: task.status,
+                at: Timestamp::now(),
+            });
+        }
+    }
+
+    /// What a list or a read showed of a task in flight.
+    fn on_status(&mut self, task_id: &str, task: Task, now: Instant) {
+        let Some(flight) = self.flights.get_mut(task_id) else {
+            return;
+        };
+        let job = flight.job.clone();
+        match &task.status {
+            TaskStatus::Completed => {
+                // The slot is free at once; without a URL the task is read for one, off the
+                // critical path, and recorded as completed with what that read shows.
+                self.flights.remove(task_id);
+                self.slots.on_finished(now);
+                if has_url(&task) {
+                    self.completed(&job, &task);
+                    self.fetch_wait.push_back((job, task));
+                } else {
+                    self.url_wait.push_back(job);
+                }
+            }
+            TaskStatus::Failed | TaskStatus::Expired | TaskStatus::Cancelled => {
+                self.flights.remove(task_id);
+                self.slots.on_finished(now);
+                let (kind, default) = match task.status {
+                    TaskStatus::Failed => (FailureKind::TaskFailed, "the task failed"),
+                    TaskStatus::Expired => (FailureKind::Expired, "the task expired"),
+                    _ => (FailureKind::Cancelled, "the task was cancelled"),
+                };
+                self.fail(
+                    &job,
+                    Some(task_id.to_string()),
+                    task_failure(&task, kind, default),
+                );
+            }
+            status => {
+                if flight.status != *status {
+                    flight.status = status.clone();
+                    self.emit(Event::TaskProgress {
+                        job,
+                        task_id: task_id.to_string(),
+                        status: status.clone(),
+                        at: Timestamp::now(),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Records a task as completed, with its usage and the expiry of its video URL.
+    fn completed(&mut self, job: &str, task: &Task) {
+        self.emit(Event::TaskCompleted {
+            job: job.to_string(),
+            task_id: task.id.clone(),
+            usage: task.usage,
+            completed_at: task.completed_at,
+            created_at: task.created_at,
+            video_url_expires_at: task.video_url_expires_at,
+            at: Timestamp::now(),
+        });
+    }
+
+    fn on_read(&mut self, task_id: String, why: ReadFor, result: Result<Task, ApiError>, now: Instant) {
+        self.reading.remove(&task_id);
+        let interval = self.sweep_interval();
+        let max_retries = self.settings.max_retries;
+        let Some(flight) = self.flights.get_mut(&task_id) else {
+            return;
+        };
+        let job = flight.job.clone();
+        match result {
+            Ok(task) => {
+                flight.last_read = now;
+                flight.read_errors = 0;
+                flight.absent_since = None;
+                if flight.next_read.is_some() {
+                    flight.next_read = Some(now + read_gap(flight.sent, interval, now));
+                }
+                if why == ReadFor::Deadline && !task.status.is_terminal() {
+                    self.time_out(&task_id);
+                } else {
+                    flight.timing_out = false;
+                    self.on_status(&task_id, task, now);
+                }
+            }
+            Err(ApiError::RateLimited { .. }) => {
+                flight.read_queued = true;
+                self.reads.push_front((task_id, why));
+            }
+            Err(e @ ApiError::Transient { .. }) => {
+                flight.read_errors += 1;
+                flight.timing_out = false;
+                let attempt = flight.read_errors;
+                if attempt > max_retries {
+                    self.flights.remove(&task_id);
+                    self.fail(&job, Some(task_id), api_failure(FailureKind::PollFailed, &e));
+                    return;
+                }
+                let wait = self.settings.retry.delay(attempt);
+                flight.next_read = Some(now + wait);
+                self.note_retry(&job, "poll", attempt, e.to_string(), wait);
+            }
+            Err(e) if e.is_fatal() => self.fatal(&e),
+            Err(e) => {
+                self.flights.remove(&task_id);
+                let kind = match e {
+                    ApiError::NotFound(_) => FailureKind::Expired,
+                    _ => FailureKind::Rejected,
+                };
+                self.fail(&job, Some(task_id), api_failure(kind, &e));
+            }
+        }
+    }
+
+    /// The job ran past `--job-timeout` with its task unfinished: cancel it, fail the job.
+    fn time_out(&mut self, task_id: &str) {
+        let Some(flight) = self.flights.remove(task_id) else {
+            return;
+        };
+        self.cancels.push_back((flight.job.clone(), task_id.to_string()));
+        let message = format!(
+            "not finished after {} (--job-timeout); cancelled",
+            humantime::format_duration(self.settings.job_timeout)
+        );
+        self.fail(
+            &flight.job,
+            Some(task_id.to_string()),
+            plain(FailureKind::TimedOut, message),
+        );
+    }
+
+    fn on_url_read(&mut self, job: String, result: Result<Task, ApiError>) {
+        self.url_reading.remove(&job);
+        let task_id = self
+            .state
+            .jobs
+            .get(&job)
+            .and_then(|j| j.task_id())
+            .map(str::to_string);
+        match result {
+            Ok(task) if task.status == TaskStatus::Completed => {
+                if has_url(&task) {
+                    if self
+                        .state
+                        .jobs
+                        .get(&job)
+                        .is_some_and(|j| j.phase == Phase::Submitted)
+                    {
+                        self.completed(&job, &task);
+                    }
+                    self.fetch_wait.push_back((job, task));
+                } else {
+                    let failure = plain(
+                        FailureKind::DownloadFailed,
+                        "the completed task gave no video_url".into(),
+                    );
+                    self.fail(&job, task_id, failure);
+                }
+            }
+            Ok(task) => {
+                let kind = match task.status {
+                    TaskStatus::Expired => FailureKind::Expired,
+                    _ => FailureKind::DownloadFailed,
+                };
+                let message = format!(
+                    "the task is {} where a finished video was expected",
+                    task.status.as_str()
+                );
+                self.fail(&job, task_id, plain(kind, message));
+            }
+            Err(ApiError::RateLimited { .. }) => self.url_wait.push_front(job),
+            Err(e @ ApiError::Transient { .. }) => {
+                let errors = self.url_errors.entry(job.clone()).or_default();
+                *errors += 1;
+                let attempt = *errors;
+                if attempt > self.settings.max_retries {
+                    self.fail(&job, task_id, api_failure(FailureKind::DownloadFailed, &e));
+                } else {
+                    let wait = self.settings.retry.delay(attempt);
+                    self.note_retry(&job, "get", attempt, e.to_string(), wait);
+                    self.url_wait.push_back(job);
+                }
+            }
+            Err(e) if e.is_fatal() => self.fatal(&e),
+            Err(e) => {
+                let kind = match e {
+                    ApiError::NotFound(_) => FailureKind::Expired,
+                    _ => FailureKind::DownloadFailed,
+                };
+                self.fail(&job, task_id, api_failure(kind, &e));
+            }
+        }
+    }
+
+    fn on_sweep(&mut self, page: TaskList, now: Instant) {
+        // A full page may have left some out: then only a queue beside processing tasks says
+        // something sure about the slots.
+        let (processing, queued) = sweep::account_load(&page);
+        if !sweep::is_full(&page) || queued > 0 {
+            self.slots.observe(processing, queued);
+        }
+        let interval = self.sweep_interval();
+        let view = Page::new(&page);
+        let mut news: Vec<(String, Task)> = Vec::new();
+        let mut uncovered = 0;
+        for (id, f) in &mut self.flights {
+            f.uncovered = false;
+            match view.judge(id, f.created_at) {
+                Seen::Listed(task) => {
+                    if !f.listed {
+                        f.listed = true;
+                        self.lag_max = self.lag_max.max(now.duration_since(f.sent));
+                    }
+                    f.absent_since = None;
+                    f.next_read = None;
+                    if task.status != f.status || task.status.is_terminal() {
+                        news.push((id.clone(), task.clone()));
+                    }
+                }
+                Seen::Absent => {
+                    f.next_read = None;
+                    f.absent_since.get_or_insert(now);
+                }
+                Seen::Uncovered => {
+                    f.uncovered = true;
+                    uncovered += 1;
+                }
+            }
+        }
+        for (id, task) in news {
+            self.on_status(&id, task, now);
+        }
+        let covers_lost = !sweep::is_full(&page);
+        self.settle_lost(std::slice::from_ref(&page), covers_lost, now);
+        if self.status_pages.is_empty() {
+            if !self.lost.is_empty() && !covers_lost {
+                self.status_pages.extend(ALL);
+            } else if uncovered >= STATUS_PAGES_MIN {
+                self.rounds += 1;
+                self.status_pages.extend(COMMON);
+                if self.rounds % RARE_EVERY == 1 || self.rare_pages.len() < RARE.len() {
+                    self.status_pages.extend(RARE);
+                }
+            }
+            self.status_round.clear();
+        }
+        if self.status_pages.is_empty() {
+            // Too few to list for: each uncovered task is read on its own.
+            for f in self.flights.values_mut().filter(|f| f.uncovered) {
+                f.next_read.get_or_insert(now);
+            }
+        }
+        self.next_sweep = now + interval;
+        if !self.warned_cap && self.slots.held_back(interval) {
+            self.warned_cap = true;
+            let cap = self.settings.concurrency.cap().unwrap_or_default();
+            self.emit(Event::Notice {
+                message: format!(
+                    "--concurrency {cap} holds this run back: the account runs {} tasks at once \
+                     and a queue ahead of them keeps its slots busy (leave --concurrency at auto)",
+                    self.slots
+                        .learned()
+                        .map_or_else(|| format!("at least {cap}"), |s| s.to_string())
+                ),
+            });
+        }
+    }
+
+    fn on_status_page(&mut self, status: TaskStatus, page: TaskList, now: Instant) {
+        let mut news: Vec<(String, Task)> = Vec::new();
+        for task in &page.items {
+            if let Some(f) = self.flights.get_mut(&task.id) {
+                f.next_read = None;
+                f.absent_since = None;
+                f.uncovered = false;
+                if task.status != f.status || task.status.is_terminal() {
+                    news.push((task.id.clone(), task.clone()));
+                }
+            }
+        }
+        for (id, task) in news {
+            self.on_status(&id, task, now);
+        }
+        if RARE.contains(&status) {
+            self.rare_pages.insert(status.as_str().to_string(), page.clone());
+        }
+        self.status_round.push((status, page));
+        if self.status_pages.is_empty() {
+            self.end_status_round(now);
+        }
+    }
+
+    /// After a status round: an uncovered task that no finished page lists, though every
+    /// finished page would, is still running; any other is read on its own.
+    fn end_status_round(&mut self, now: Instant) {
+        let round = std::mem::take(&mut self.status_round);
+        let mut finished: Vec<&TaskList> = round
+            .iter()
+            .filter(|(s, _)| COMMON.contains(s))
+            .map(|(_, p)| p)
+            .collect();
+        finished.extend(self.rare_pages.values());
+        let views: Vec<Page> = finished.iter().map(|p| Page::new(p)).collect();
+        let complete = finished.len() == COMMON.len() + RARE.len();
+        for (id, f) in self.flights.iter_mut().filter(|(_, f)| f.uncovered) {
+            let running = complete && views.iter().all(|v| v.judge(id, f.created_at) == Seen::Absent);
+            if running {
+                f.uncovered = false;
+                f.next_read = None;
+            } else {
+                f.next_read.get_or_insert(now);
+            }
+        }
+        let pages: Vec<TaskList> = round.into_iter().map(|(_, p)| p).collect();
+        self.settle_lost(&pages, true, now);
+    }
+
+    /// Looks for the tasks of lost creates on `pages`. `covering`: the pages hold every task
+    /// the lost creates may have made, so one missing from them was not made, once the lists
+    /// have had time to show it.
+    fn settle_lost(&mut self, pages: &[TaskList], covering: bool, now: Instant) {
+        if self.lost.is_empty() {
+            return;
+        }
+        let grace = self.lost_grace();
+        let mut ids: Vec<(Instant, String)> = self.lost.iter().map(|(id, l)| (l.since, id.clone())).collect();
+        ids.sort();
+        for (_, id) in ids {
+            let (Some(job), Some(lost)) = (self.state.jobs.get(&id), self.lost.get(&id)) else {
+                self.lost.remove(&id);
+                continue;
+            };
+            let request = effective_request(job);
+            let tokens = job.estimated_tokens.unwrap_or(0);
+            let (since_sent, later) = (lost.since, lost.later.clone());
+            // A drawn seed is this job's alone: no time window is needed to tell its task.
+            let since = (!draws_seed(&job.request)).then(|| Timestamp(lost.intent_at.0 - CLOCK_SLACK));
+            let claimed = &self.state.claimed_tasks;
+            let verdict = match reconcile::find(&request, since, pages, |t| claimed.contains(t)) {
+                Found::One(task) => Ok(task.clone()),
+                Found::Many(tasks) => Err(Some(tasks.iter().map(|t| t.id.clone()).collect::<Vec<_>>())),
+                Found::None => Err(None),
+            };
+            match verdict {
+                Ok(task) => {
+                    let Some(lost) = self.lost.remove(&id) else {
+                        continue;
+                    };
+                    self.busy_keys.remove(&lost.key);
+                    match lost.reservation {
+                        Some(r) => r.keep(),
+                        None => self.spend.add(tokens),
+                    }
+                    self.counters.reconciled += 1;
+                    tracing::info!(job = %id, task = %task.id, "found the task of a lost create");
+                    self.emit(Event::Submitted {
+                        job: id.clone(),
+                        task_id: task.id.clone(),
+                        at: task.created_at.unwrap_or_else(Timestamp::now),
+                        reconciled: true,
+                    });
+                    self.fly(id, task, lost.since, now);
+                }
+                Err(Some(candidates)) => {
+                    // Never guess: either could be another's, and both may be paid for.
+                    let Some(lost) = self.lost.remove(&id) else {
+                        continue;
+                    };
+                    self.busy_keys.remove(&lost.key);
+                    if let Some(r) = lost.reservation {
+                        r.keep();
+                    }
+                    let message = format!(
+                        "ambiguous: tasks {} all fit the create whose answer was lost; none is taken \
+                         (check them with `vidbatch status`, then rerun with --retry-failed)",
+                        candidates.join(", ")
+                    );
+                    self.fail(&id, None, plain(FailureKind::SubmitFailed, message));
+                }
+                Err(None) => {
+                    let waited = now.duration_since(since_sent);
+                    let later_listed = later
+                        .as_ref()
+                        .is_some_and(|l| pages.iter().any(|p| p.items.iter().any(|t| t.id == *l)));
+                    if !covering || (waited < grace && !(later_listed && waited >= self.lag_max)) {
+                        continue;
+                    }
+                    let Some(lost) = self.lost.remove(&id) else {
+                        continue;
+                    };
+                    self.busy_keys.remove(&lost.key);
+                    drop(lost.reservation);
+                    self.emit(Event::SubmitNotCreated {
+                        job: id.clone(),
+                        reason: "no task found for the create whose answer was lost".into(),
+                    });
+                    self.retry_create(id, &"the create's answer was lost and it made no task", now);
+                }
+            }
+        }
+    }
+
+    fn on_cancelled(&mut self, job: String, task_id: String, result: Result<Option<Task>, ApiError>) {
+        if !self.interrupted {
+            // A job timeout's cancel: the job has failed already.
+            if let Err(e) = result {
+                tracing::warn!(job = %job, task = %task_id, error = %e, "cancelling a timed-out task failed");
+            }
+            return;
+        }
+        match result {
+            Ok(_) => {
+                self.flights.remove(&task_id);
+                let failure = plain(
+                    FailureKind::Cancelled,
+                    "cancelled on interrupt (--cancel-on-interrupt)".into(),
+                );
+                self.fail(&job, Some(task_id), failure);
+            }
+            Err(ApiError::RateLimited { .. }) => self.cancels.push_front((job, task_id)),
+            Err(e @ ApiError::Conflict(_)) => {
+                // Finished already: the next run reads it and, when completed, fetches it.
+                tracing::info!(job = %job, task = %task_id, error = %e, "the task finished before its cancel; kept");
+            }
+            Err(e) => {
+                tracing::warn!(job = %job, task = %task_id, error = %e, "cancel on interrupt failed; the task may still run");
+            }
+        }
+    }
+
+    fn on_fetched(&mut self, job: String, task_id: String, outcome: Fetch, retries: Vec<(String, Duration)>) {
+        for (attempt, (error, wait)) in retries.into_iter().enumerate() {
+            self.note_retry(&job, "download", attempt as u32 + 1, error, wait);
+        }
+        let Some(name) = self.state.jobs.get(&job).map(|j| j.name.clone()) else {
+            return;
+        };
+        match outcome {
+            Fetch::Done {
+                video,
+                frame,
+                frame_missing,
+                bytes,
+            } => {
+                self.counters.bytes_downloaded += bytes;
+                if frame_missing {
+                    self.emit(Event::Notice {
+                        message: format!(
+                            "{job}: the task gave no last frame (return_last_frame); the video is kept without one"
+                        ),
+                    });
+                }
+                self.emit(Event::JobDone {
+                    job,
+                    task_id,
+                    path: video_path(&name),
+                    bytes: video.bytes,
+                    sha256: video.sha256,
+                    last_frame: frame.map(|_| frame_path(&name)),
+                    at: Timestamp::now(),
+                });
+            }
+            Fetch::Refused { status } => {
+                let refreshes = self.refreshes.entry(job.clone()).or_default();
+                *refreshes += 1;
+                if *refreshes > MAX_URL_REFRESHES {
+                    let message = format!("the video URL was refused (HTTP {status}) {refreshes} times");
+                    self.fail(&job, Some(task_id), plain(FailureKind::DownloadFailed, message));
+                } else {
+                    tracing::info!(job = %job, status, "video URL refused or expired; reading the task for a fresh one");
+                    self.emit(Event::UrlRefreshed {
+                        job: job.clone(),
+                        status,
+                    });
+                    self.url_wait.push_back(job);
+                }
+            }
+            Fetch::Failed(message) => {
+                self.fail(&job, Some(task_id), plain(FailureKind::DownloadFailed, message));
+            }
+            Fetch::Local(message) => {
+                self.stop(StopKind::Fatal, format!("cannot write the video: {message}"));
+                self.fail_local(message);
+            }
+        }
+    }
+
+    fn fail(&mut self, job: &str, task_id: Option<String>, failure: Failure) {
+        let counts = !failure.kind.resumes_by_itself();
+        self.emit(Event::JobFailed {
+            job: job.to_string(),
+            task_id,
+            failure,
+            at: Timestamp::now(),
+        });
+        if counts {
+            self.failed_this_run += 1;
+            if let Some(max) = self.settings.max_fail
+                && self.failed_this_run >= u64::from(max)
+            {
+                let failed = self.failed_this_run;
+                self.stop(
+                    StopKind::Limit,
+                    format!("{failed} jobs failed (--max-fail {max})"),
+                );
+            }
+        }
+    }
+
+    /// 401 and 402: no more creates; on 401 nothing more is sent at all.
+    fn fatal(&mut self, e: &ApiError) {
+        self.stop(StopKind::Fatal, format!("{e}; no new jobs are submitted"));
+        if matches!(e, ApiError::Unauthorized(_)) {
+            self.halted = true;
+        }
+    }
+
+    /// Stops new submissions (a fatal stop overrides another kind).
+    pub fn stop(&mut self, kind: StopKind, reason: String) {
+        match self.stop {
+            Some(_) if kind == StopKind::Fatal => self.stop = Some(kind),
+            Some(_) => {}
+            None => {
+                self.stop = Some(kind);
+                self.emit(Event::SubmissionsStopped { reason });
+            }
+        }
+    }
+
+    fn fail_local(&mut self, message: String) {
+        self.local_failure.get_or_insert(message);
+    }
+
+    /// The account's slots as learned, for the report.
+    pub fn learned_slots(&self) -> Option<u64> {
+        self.slots.learned().map(|s| s as u64)
+    }
+}
+
+/// Whether vidbatch draws the seed of a job (its request sets none, or -1 for "random").
+fn draws_seed(request: &CreateRequest) -> bool {
+    request.seed.is_none_or(|s| s < 0)
+}
+
+/// The request as sent: the job's, with the seed vidbatch drew for it.
+fn effective_request(job: &JobState) -> CreateRequest {
+    let mut request = job.request.clone();
+    if draws_seed(&request)
+        && let Some(seed) = job.seed
+    {
+        request.seed = Some(seed);
+    }
+    request
+}
+
+fn idempotency_key(run_id: &str, job: &JobState) -> IdempotencyKey {
+    let mut h = Sha256::new();
+    h.update(run_id.as_bytes());
+    h.update([0]);
+    h.update(job.id.as_bytes());
+    h.update([0]);
+    h.update(job.task_ids.len().to_le_bytes());
+    IdempotencyKey::new(format!("vidbatch-{}", &hex(&h.finalize())[..32]))
+}
+
+/// `start + limit`, or as far as the clock goes when that overflows.
+fn deadline_after(start: Instant, limit: Duration) -> Instant {
+    start
+        .checked_add(limit)
+        .or_else(|| start.checked_add(Duration::from_secs(100 * 365 * 86_400)))
+        .unwrap_or(start)
+}
+
+/// The deadline of a task created by an earlier run: `--job-timeout` from its create's intent,
+/// both read on vidbatch's own clock.
+fn resumed_deadline(intent_at: Option<Timestamp>, limit: Duration) -> Instant {
+    let now = Instant::now();
+    let age = intent_at
+        .and_then(|at| Duration::try_from(Timestamp::now().0 - at.0).ok())
+        .unwrap_or(Duration::ZERO);
+    deadline_after(now, limit.saturating_sub(age))
+}
+
+/// How long a task the lists cannot speak for waits between reads of its own: the sweep
+/// interval, growing with the task's age up to five times it.
+fn read_gap(sent: Instant, interval: Duration, now: Instant) -> Duration {
+    let minutes = now.duration_since(sent).as_secs_f64() / 60.0;
+    interval.mul_f64(minutes.clamp(1.0, 5.0))
+}
+
+fn has_url(task: &Task) -> bool {
+    task.video_url.as_deref().is_some_and(|u| !u.is_empty())
+}
+
+fn url_expired(task: &Task) -> bool {
+    task.video_url_expires_at
+        .is_some_and(|at| at.0 <= Timestamp::now().0 + time::Duration::seconds(2))
+}
+
+/// Where a job's video goes, relative to the out dir.
+pub(super) fn video_path(name: &str) -> String {
+    format!("videos/{name}.mp4")
+}
+
+/// Where a job's last frame goes, relative to the out dir.
+pub(super) fn frame_path(name: &str) -> String {
+    format!("videos/{name}.last.png")
+}
+
+fn api_failure(kind: FailureKind, e: &ApiError) -> Failure {
+    Failure {
+        kind,
+        http_status: e.status(),
+        code: e.detail().map(|d| d.code.0.clone()).filter(|c| !c.is_empty()),
+        message: e.to_string(),
+    }
+}
+
+fn plain(kind: FailureKind, message: String) -> Failure {
+    Failure {
+        kind,
+        http_status: None,
+        code: None,
+        message,
+    }
+}
+
+/// A task's own error, or `default` when it gave none.
+fn task_failure(task: &Task, kind: FailureKind, default: &str) -> Failure {
+    let (code, message) = match &task.error {
+        Some(e) => (
+            Some(e.code.0.clone()).filter(|c| !c.is_empty()),
+            if e.message.is_empty() {
+                default.to_string()
+            } else {
+                e.message.clone()
+            },
+        ),
+        None => (None, default.to_string()),
+    };
+    Failure {
+        kind,
+        http_status: None,
+        code,
+        message,
+    }
+}
