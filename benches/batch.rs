@@ -2,7 +2,7 @@
 //! measured against the limits the provider sets. See BENCHMARKS.md for the method.
 //!
 //! Run: `cargo bench --bench batch` (all scenarios) or `cargo bench --bench batch -- NAME`
-//! with NAME one of `rate`, `adapt`, `makespan`, `requests`, `overhead`.
+//! with NAME one of `engine`, `large`, `rate`, `adapt`, `makespan`, `requests`, `overhead`.
 
 use std::path::Path;
 use std::process::Command;
@@ -34,6 +34,8 @@ struct Outcome {
     api_requests: u64,
     rate_limited: u64,
     jobs: usize,
+    done: u64,
+    stderr: String,
 }
 
 /// Where runs put their files: `VIDBATCH_BENCH_DIR` when set, else the system's temp dir.
@@ -50,7 +52,7 @@ fn run(sim: &SimHandle, jobs: usize, args: &[&str]) -> Outcome {
     let out = dir.path().join("out");
     let times = dir.path().join("time.txt");
     let start = Instant::now();
-    let status = Command::new("/usr/bin/time")
+    let output = Command::new("/usr/bin/time")
         .arg("-o")
         .arg(&times)
         .args(["-f", "%U %S %M"])
@@ -61,12 +63,13 @@ fn run(sim: &SimHandle, jobs: usize, args: &[&str]) -> Outcome {
             "--out",
             out.to_str().unwrap_or_default(),
         ])
-        .args(["--progress", "never", "-q"])
+        .args(["--progress", "never"])
         .args(args)
         .env("ALLTOKEN_API_KEY", "bench-key")
         .env("ALLTOKEN_BASE_URL", sim.base_url())
-        .status()
+        .output()
         .expect("run vidbatch under /usr/bin/time");
+    let status = output.status;
     let wall = start.elapsed().as_secs_f64();
     let t = std::fs::read_to_string(&times).unwrap_or_default();
     let nums: Vec<f64> = t
@@ -90,6 +93,8 @@ fn run(sim: &SimHandle, jobs: usize, args: &[&str]) -> Outcome {
         api_requests: counters["api_requests"].as_u64().unwrap_or(0),
         rate_limited: counters["rate_limited"].as_u64().unwrap_or(0),
         jobs: report["jobs"].as_array().map(|a| a.len()).unwrap_or(0),
+        done: counters["by_state"]["done"].as_u64().unwrap_or(0),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     }
 }
 
@@ -118,6 +123,169 @@ fn sim_config() -> SimConfig {
 
 async fn start(config: SimConfig) -> SimHandle {
     Sim::start(config).await.expect("start simulator")
+}
+
+/// The provider of the engine scenarios: 8 processing slots, generations drawn uniformly from
+/// 1 to 2 s (50-100 s scaled by 0.02), 600 requests/minute, 120 queued tasks at most.
+fn engine_sim(list_urls: bool) -> SimConfig {
+    SimConfig {
+        gen_time: Some(Duration::from_secs(50)),
+        gen_time_max: Some(Duration::from_secs(100)),
+        time_scale: 0.02,
+        rpm: 600,
+        concurrency: 8,
+        max_queued: 120,
+        list_urls,
+        ..SimConfig::default()
+    }
+}
+
+/// The lower bound of a batch: the larger of (generation seconds ÷ slots) and (jobs × the
+/// fewest requests a job takes ÷ the request rate).
+fn bound(stats: &vidbatch::sim::SimStats, slots: usize, jobs: usize, per_job: f64, rpm: u32) -> f64 {
+    (stats.generation_seconds / slots as f64).max(jobs as f64 * per_job / (f64::from(rpm) / 60.0))
+}
+
+/// R1, R2, R4: 150 jobs against 8 slots at 600 requests/minute, given only `--rpm 600
+/// --poll-interval 0.2s`; the same batch by a typical script; and with `--concurrency 8`.
+async fn engine() {
+    let jobs = 150;
+    let mut r1 = None;
+    for list_urls in [true, false] {
+        let sim = start(engine_sim(list_urls)).await;
+        let o = run(&sim, jobs, &["--rpm", "600", "--poll-interval", "0.2s"]);
+        let stats = sim.stats();
+        let per_job = if list_urls { 1.0 } else { 2.0 };
+        let b = bound(&stats, 8, jobs, per_job, 600);
+        println!(
+            "engine    R1 {}: {jobs} jobs in {:.1}s over a bound of {b:.1}s = {:.3}; {:.2} requests per job [{}]; 429s {}; {} done (exit {:?})",
+            if list_urls { "URLs in lists" } else { "no URLs in lists" },
+            o.wall,
+            o.wall / b,
+            o.api_requests as f64 / jobs as f64,
+            by_endpoint(&sim),
+            stats.rate_limited,
+            o.done,
+            o.exit
+        );
+        if !list_urls {
+            r1 = Some(o.wall);
+        }
+    }
+    let sim = start(engine_sim(false)).await;
+    let (wall, requests, done) = script(&sim, jobs).await;
+    let stats = sim.stats();
+    println!(
+        "engine    R2 script (16 threads: create, poll every 0.2s, download, sleep 1s on 429): {wall:.1}s, {:.2} requests per job, 429s {}, {done} done; vidbatch is {:.2}x faster",
+        requests as f64 / jobs as f64,
+        stats.rate_limited,
+        wall / r1.unwrap_or(f64::NAN)
+    );
+    let sim = start(engine_sim(true)).await;
+    let o = run(&sim, jobs, &["--rpm", "600", "--poll-interval", "0.2s", "--concurrency", "8"]);
+    let stats = sim.stats();
+    let b = bound(&stats, 8, jobs, 1.0, 600);
+    let warning = o
+        .stderr
+        .lines()
+        .find(|l| l.contains("holds this run back"))
+        .unwrap_or("(no warning)");
+    println!(
+        "engine    R4 --concurrency 8 (URLs in lists): {:.1}s over a bound of {b:.1}s = {:.3}; {} done (exit {:?}); said: {warning}",
+        o.wall,
+        o.wall / b,
+        o.done,
+        o.exit
+    );
+}
+
+/// A typical script: 16 threads take jobs in turn; each creates, polls its task every 0.2 s,
+/// downloads the video, and sleeps 1 s on any 429. Returns wall seconds, API requests and
+/// videos downloaded.
+async fn script(sim: &SimHandle, jobs: usize) -> (f64, u64, usize) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+    let http = reqwest::Client::new();
+    let next = Arc::new(AtomicUsize::new(0));
+    let requests = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicUsize::new(0));
+    let base = sim.base_url().to_string();
+    let start = Instant::now();
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..16 {
+        let (http, next, requests, done, base) = (http.clone(), next.clone(), requests.clone(), done.clone(), base.clone());
+        workers.spawn(async move {
+            let call = |req: reqwest::RequestBuilder| {
+                let requests = requests.clone();
+                async move {
+                    loop {
+                        requests.fetch_add(1, Ordering::Relaxed);
+                        let Some(r) = req.try_clone() else { return None };
+                        match r.bearer_auth("script-key").send().await {
+                            Ok(resp) if resp.status() == 429 => tokio::time::sleep(Duration::from_secs(1)).await,
+                            Ok(resp) => return resp.json::<serde_json::Value>().await.ok(),
+                            Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
+                        }
+                    }
+                }
+            };
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= jobs {
+                    return;
+                }
+                let body = serde_json::json!({"model": "seedance-1.5-pro", "prompt": format!("script shot {i}"), "duration": 5, "ratio": "16:9", "resolution": "480p"});
+                let Some(task) = call(http.post(format!("{base}/videos/generations")).json(&body)).await else { continue };
+                let Some(id) = task["id"].as_str().map(str::to_string) else { continue };
+                let url = loop {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    let Some(t) = call(http.get(format!("{base}/videos/generations/{id}"))).await else { continue };
+                    match t["status"].as_str() {
+                        Some("completed" | "succeeded") => break t["video_url"].as_str().map(str::to_string),
+                        Some("queued" | "processing") => {}
+                        _ => break None,
+                    }
+                };
+                if let Some(url) = url
+                    && let Ok(resp) = http.get(url).send().await
+                    && resp.bytes().await.is_ok()
+                {
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+    }
+    while workers.join_next().await.is_some() {}
+    (start.elapsed().as_secs_f64(), requests.load(Ordering::Relaxed), done.load(Ordering::Relaxed))
+}
+
+/// R3: 1,000 jobs of 60 s against 50 slots, 600 requests/minute and 3 s polls, scaled by 0.05,
+/// with URLs in lists, nothing else set.
+async fn large() {
+    let jobs = 1000;
+    let sim = start(SimConfig {
+        gen_time: Some(Duration::from_secs(60)),
+        time_scale: 0.05,
+        rpm: 12_000,
+        concurrency: 50,
+        max_queued: 120,
+        list_urls: true,
+        ..SimConfig::default()
+    })
+    .await;
+    let o = run(&sim, jobs, &["--rpm", "12000", "--poll-interval", "150ms"]);
+    let stats = sim.stats();
+    let b = bound(&stats, 50, jobs, 1.0, 12_000);
+    println!(
+        "large     R3 {jobs} jobs, 50 slots, 3s each: {:.1}s over a bound of {b:.1}s = {:.3}; {:.2} requests per job [{}]; 429s {}; {} done (exit {:?})",
+        o.wall,
+        o.wall / b,
+        o.api_requests as f64 / jobs as f64,
+        by_endpoint(&sim),
+        stats.rate_limited,
+        o.done,
+        o.exit
+    );
 }
 
 /// 1. Rate use: requests per second achieved over --rpm, at the simulator's own limit.
@@ -366,6 +534,12 @@ async fn overhead() {
 async fn main() {
     let only: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     let wants = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
+    if wants("engine") {
+        engine().await;
+    }
+    if wants("large") {
+        large().await;
+    }
     if wants("rate") {
         rate().await;
     }

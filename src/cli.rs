@@ -658,6 +658,20 @@ fn cmd_status(out: &Path, json: bool) -> anyhow::Result<i32> {
     for (state, n) in &report.summary.by_state {
         writeln!(stdout, "  {state:<16} {n}")?;
     }
+    let c = &report.summary.counters;
+    writeln!(
+        stdout,
+        "  requests: {} ({} creates, {} lists, {} reads, {} cancels), {} answered 429{}",
+        c.api_requests,
+        c.creates,
+        c.lists,
+        c.reads,
+        c.cancels,
+        c.rate_limited,
+        c.slots
+            .map(|s| format!("; the account runs {s} tasks at once (learned from the lists)"))
+            .unwrap_or_default()
+    )?;
     for j in report.jobs.iter().filter(|j| j.state != "done") {
         let detail = j.error.as_ref().map(|e| e.message.as_str()).unwrap_or("");
         writeln!(stdout, "  {:<24} {:<16} {}", j.id, j.state, detail)?;

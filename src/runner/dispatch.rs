@@ -1526,3 +1526,149 @@ fn task_failure(task: &Task, kind: FailureKind, default: &str) -> Failure {
         message,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{ApiKey, ClientConfig, ErrorCode, ErrorDetail};
+
+    /// A dispatcher over `jobs` pending jobs whose client points at a closed port: these tests
+    /// look at its decisions, never at its requests.
+    fn dispatcher(dir: &std::path::Path, jobs: usize) -> Dispatcher {
+        let mut state = RunState::default();
+        let plan: Vec<String> = (0..jobs).map(|i| format!("j{i}")).collect();
+        for id in &plan {
+            state.apply(&Event::JobPlanned {
+                job: id.clone(),
+                name: id.clone(),
+                fingerprint: format!("fp-{id}"),
+                request: Box::new(CreateRequest {
+                    model: "seedance-1.5-pro".into(),
+                    prompt: format!("shot {id}"),
+                    ..Default::default()
+                }),
+                source: "test".into(),
+                estimated_tokens: Some(100),
+            });
+        }
+        let client = Client::new(&ClientConfig::new("http://127.0.0.1:9/v1", ApiKey::new("k"))).unwrap();
+        let mut d = Dispatcher::new(Setup {
+            client,
+            http: reqwest::Client::new(),
+            settings: RunSettings::new(dir),
+            journal: Journal::open(&dir.join("state.jsonl")).unwrap(),
+            state,
+            observers: Vec::new(),
+            run_id: "run_test".into(),
+            plan: plan.clone(),
+            committed_tokens: 0,
+        });
+        d.load(&plan);
+        d
+    }
+
+    fn task(id: &str, status: &str) -> Task {
+        serde_json::from_value(serde_json::json!({"id": id, "status": status, "created_at": "2026-12-01T10:00:00Z"}))
+            .unwrap()
+    }
+
+    fn rate_limited(code: &str) -> Result<(), ApiError> {
+        Err(ApiError::RateLimited {
+            retry_after: None,
+            limit: None,
+            detail: Some(Box::new(ErrorDetail {
+                code: ErrorCode(code.into()),
+                ..Default::default()
+            })),
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_token_goes_to_a_cancel_then_a_create_then_a_sweep_then_url_reads_then_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut d = dispatcher(dir.path(), 3);
+        let now = Instant::now();
+        d.fly("other".into(), task("t0", "queued"), now, now);
+        d.reads.push_back(("t0".into(), ReadFor::Status));
+        d.url_wait.push_back("finished".into());
+        d.next_sweep = now;
+        assert!(matches!(d.next_request(now), Some(Next::Create(0, _))), "a create comes first");
+        d.cancels.push_back(("x".into(), "t9".into()));
+        assert!(matches!(d.next_request(now), Some(Next::Cancel(..))), "a cancel comes before all");
+        d.cancels.clear();
+        // With the in-flight target reached, the others are served in their order.
+        d.slots = Slots::new(Some(1));
+        assert!(matches!(d.next_request(now), Some(Next::List(ListFor::Sweep))));
+        d.listing = true;
+        assert!(matches!(d.next_request(now), Some(Next::UrlRead(j)) if j == "finished"));
+        d.url_wait.clear();
+        assert!(matches!(d.next_request(now), Some(Next::Read(t, ReadFor::Status)) if t == "t0"));
+        // A slot freed: the create is served before the reads still waiting.
+        d.flights.clear();
+        assert!(matches!(d.next_request(now), Some(Next::Create(..))));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_queue_full_429_lowers_the_queue_and_not_the_request_rate() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut d = dispatcher(dir.path(), 0);
+        d.slots.observe(8, 4);
+        for _ in 0..20 {
+            d.slots.on_finished(Instant::now());
+            tokio::time::advance(Duration::from_millis(50)).await;
+        }
+        let target = d.target();
+        let rpm = d.pacer.rpm_now();
+        d.answered(&rate_limited("too_many_queued_tasks"));
+        assert_eq!(d.pacer.rpm_now(), rpm);
+        assert!(!d.pacer.is_paused());
+        assert!(d.target() < target, "{} !< {target}", d.target());
+        assert_eq!(d.counters.rate_limited, 1);
+        // A 429 about the rate does hold every request.
+        d.answered(&rate_limited("rate_limit_exceeded"));
+        assert!(d.pacer.is_paused());
+        assert!(d.pacer.rpm_now() < rpm);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_task_past_its_deadline_is_read_first_and_cancelled_only_when_unfinished() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut d = dispatcher(dir.path(), 0);
+        let now = Instant::now();
+        d.fly("a".into(), task("ta", "processing"), now, now);
+        d.fly("b".into(), task("tb", "processing"), now, now);
+        d.reads.push_back(("tb".into(), ReadFor::Status));
+        tokio::time::advance(d.settings.job_timeout + Duration::from_secs(1)).await;
+        let now = Instant::now();
+        d.tick(now);
+        assert!(matches!(d.reads.front(), Some((t, ReadFor::Deadline)) if t == "ta" || t == "tb"));
+        // Finished after all: kept, not cancelled.
+        d.on_read("ta".into(), ReadFor::Deadline, Ok(task("ta", "completed")), now);
+        assert!(d.cancels.is_empty());
+        assert!(!d.flights.contains_key("ta"));
+        // Still running: cancelled.
+        d.on_read("tb".into(), ReadFor::Deadline, Ok(task("tb", "processing")), now);
+        assert_eq!(d.cancels.front().map(|(_, t)| t.as_str()), Some("tb"));
+        assert!(d.flights.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_task_the_lists_cannot_cover_is_read_on_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut d = dispatcher(dir.path(), 0);
+        let now = Instant::now();
+        d.fly("a".into(), task("ta", "processing"), now, now);
+        // A full page of newer tasks of another client: it cannot speak for ours.
+        let items: Vec<Task> = (0..PAGE)
+            .map(|i| {
+                let mut t = task(&format!("other{i}"), "processing");
+                t.created_at = Some(Timestamp(time::macros::datetime!(2026-12-01 11:00 UTC)));
+                t
+            })
+            .collect();
+        d.on_sweep(TaskList { items, total: Some(500) }, now);
+        tokio::time::advance(Duration::from_millis(10)).await;
+        d.tick(Instant::now());
+        assert!(matches!(d.reads.front(), Some((t, ReadFor::Status)) if t == "ta"));
+    }
+}

@@ -49,6 +49,9 @@ pub struct SimConfig {
     pub max_queued: usize,
     /// Fixed generation time (simulated); `None` = drawn like the real service (mostly 30-120 s, 1080p longer, clamped to 30..300 s).
     pub gen_time: Option<Duration>,
+    /// With [`SimConfig::gen_time`], each task's generation time is drawn uniformly between that
+    /// and this (simulated).
+    pub gen_time_max: Option<Duration>,
     /// Multiplier from simulated to real time: 1.0 = real durations, tests use 0.001-0.01.
     pub time_scale: f64,
     /// How long a completed task keeps its asset before it becomes `expired` (simulated).
@@ -98,6 +101,7 @@ impl Default for SimConfig {
             concurrency: 10,
             max_queued: 120,
             gen_time: None,
+            gen_time_max: None,
             time_scale: 1.0,
             asset_ttl: Duration::from_secs(7 * 24 * 3600),
             url_ttl: Duration::from_secs(3600),
@@ -249,6 +253,9 @@ pub struct SimArgs {
     /// Fixed generation time (simulated), e.g. 60s; default drawn like the real service.
     #[arg(long, value_parser = parse_duration)]
     pub gen_time: Option<Duration>,
+    /// With --gen-time: each task's generation time is drawn uniformly up to this (simulated).
+    #[arg(long, value_parser = parse_duration, requires = "gen_time")]
+    pub gen_time_max: Option<Duration>,
     /// Multiplier from simulated to real time (1.0 = real durations).
     #[arg(long, default_value_t = 1.0, value_parser = parse_time_scale)]
     pub time_scale: f64,
@@ -315,6 +322,7 @@ impl SimArgs {
             concurrency: self.concurrency.max(1),
             max_queued: self.max_queued,
             gen_time: self.gen_time,
+            gen_time_max: self.gen_time_max,
             time_scale: self.time_scale,
             asset_ttl: self.asset_ttl,
             url_ttl: self.url_ttl,

@@ -391,7 +391,10 @@ impl State {
     /// Generation time in simulated seconds (see [`SimConfig::gen_time`]).
     fn draw_gen_time(&self, seq: u64, spec: &CreateSpec, duration: i64) -> Duration {
         if let Some(fixed) = self.cfg.gen_time {
-            return fixed;
+            return match self.cfg.gen_time_max {
+                Some(max) if max > fixed => fixed + (max - fixed).mul_f64(rng::unit(self.cfg.seed, "gen_time", seq)),
+                _ => fixed,
+            };
         }
         let median = match spec.resolution.as_str() {
             "480p" => 45.0,
@@ -504,6 +507,7 @@ impl State {
         let active = (acct.queue.len() + acct.processing.len()) as u64;
         self.stats.max_queued_or_processing = self.stats.max_queued_or_processing.max(active);
         self.stats.tasks_created += 1;
+        self.stats.generation_seconds += gen_time.as_secs_f64();
         if duplicate {
             self.stats.duplicate_creates += 1;
         }

@@ -50,6 +50,9 @@ pub struct SimStats {
     pub max_processing: u64,
     /// Most tasks queued or processing at once in one account.
     pub max_queued_or_processing: u64,
+    /// Real seconds of generation of every task created (for the benchmarks' lower bounds).
+    #[serde(default)]
+    pub generation_seconds: f64,
     /// Body bytes of downloads handed to connections.
     pub bytes_served: u64,
     /// Counts of each injected fault.
