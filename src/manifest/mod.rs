@@ -30,7 +30,10 @@
 pub mod diag;
 pub mod estimate;
 pub mod expand;
+pub mod grid;
 pub mod job;
+pub mod numfmt;
+pub mod ods;
 pub mod plan;
 pub mod rules;
 pub mod run;
@@ -278,6 +281,118 @@ struct RowOut<'t> {
     loc: SourceLocation,
 }
 
+/// A time of day as a spreadsheet shows it (`16:09`, `4:09:00 PM`, `16:09:00`) as the ratio
+/// it was typed as (`16:9`), if it is one.
+pub fn time_as_ratio(s: &str) -> Option<String> {
+    let t = s.trim();
+    let (t, pm) = match t.len().checked_sub(2).map(|i| t.split_at(i)) {
+        Some((a, b)) if b.eq_ignore_ascii_case("PM") => (a.trim_end(), Some(true)),
+        Some((a, b)) if b.eq_ignore_ascii_case("AM") => (a.trim_end(), Some(false)),
+        _ => (t, None),
+    };
+    let mut parts = t.split(':');
+    let (h, m) = (parts.next()?, parts.next()?);
+    let sec = parts.next();
+    let digits = |x: &str, n: usize| x.len() >= 1 && x.len() <= n && x.bytes().all(|b| b.is_ascii_digit());
+    if parts.next().is_some() || !digits(h, 2) || !digits(m, 2) || !sec.is_none_or(|x| x == "00") {
+        return None;
+    }
+    let (mut h, m) = (h.parse::<u32>().ok()?, m.parse::<u32>().ok()?);
+    match pm {
+        Some(true) if h < 12 => h += 12,
+        Some(false) if h == 12 => h = 0,
+        _ => {}
+    }
+    (h < 24 && m < 60).then(|| format!("{h}:{m}"))
+}
+
+/// The `ratio` of a sheet cell: a cell the app turned into a time reads as the ratio typed,
+/// with a warning saying how to keep it a ratio.
+fn ratio_cell(c: &str, was_time: bool, loc: &SourceLocation, diags: &mut Vec<Diagnostic>) -> String {
+    let valid = rules::RATIOS.contains(&c.trim());
+    if !(was_time || !valid) {
+        return c.to_string();
+    }
+    let Some(r) = time_as_ratio(c).filter(|r| rules::RATIOS.contains(&r.as_str())) else {
+        return c.to_string();
+    };
+    diags.push(
+        Diagnostic::warning(
+            loc.clone(),
+            format!("the cell holds the time `{}`: read as the ratio {r}", c.trim()),
+        )
+        .with_help("the spreadsheet app turned the typed ratio into a time of day; format the ratio column as Text (or type '16:9) so it stays a ratio"),
+    );
+    r
+}
+
+/// The error of a header that names no job field (and that no default uses as a variable):
+/// names the sheet read and the others, and a row below that looks like the header.
+fn no_job_field(t: &sheet::Table) -> Diagnostic {
+    let shown: Vec<String> = t
+        .headers
+        .iter()
+        .filter(|h| !h.is_empty())
+        .take(6)
+        .map(|h| format!("`{}`", yaml::excerpt(h, 30)))
+        .collect();
+    let place = match &t.sheet {
+        Some(s) => format!("row {} of sheet `{s}`", t.header_row),
+        None => format!("row {}", t.header_row),
+    };
+    let mut help = Vec::new();
+    let looks = (0..t.len().min(10)).find_map(|r| {
+        let named: Vec<String> = (0..t.headers.len())
+            .map(|c| t.cell(r, c).trim())
+            .filter(|c| job::is_job_key(&normalize_header(c)))
+            .map(str::to_string)
+            .collect();
+        (!named.is_empty()).then(|| (t.row_number(r), named))
+    });
+    if let Some((row, named)) = looks {
+        help.push(format!(
+            "row {row} looks like the header ({}): delete the rows above it, or start them with `#`",
+            named.join(", ")
+        ));
+    }
+    if let Some(s) = &t.sheet
+        && t.sheets.len() > 1
+    {
+        let others: Vec<&str> = t
+            .sheets
+            .iter()
+            .map(String::as_str)
+            .filter(|o| *o != s.as_ref())
+            .collect();
+        help.push(format!(
+            "sheet `{s}` was read; the workbook also has {}: choose one with `sheet:` under `rows:` or `--sheet`",
+            others.iter().map(|o| format!("`{o}`")).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    if help.is_empty() {
+        help.push(
+            "name the columns after job fields, e.g. `prompt`, `model`, `duration` (the header is the first row not starting with `#`)"
+                .to_string(),
+        );
+    }
+    Diagnostic::error(
+        SourceLocation::Row {
+            file: t.file.clone(),
+            row: t.header_row,
+            column: None,
+        },
+        format!(
+            "the header ({place}: {}) names no job field",
+            if shown.is_empty() {
+                "empty".to_string()
+            } else {
+                shown.join(", ")
+            }
+        ),
+    )
+    .with_help(help.join("; "))
+}
+
 /// Builds the requests of some rows of a table (no shared state).
 fn build_rows<'t>(
     t: &'t sheet::Table,
@@ -294,14 +409,27 @@ fn build_rows<'t>(
             column: None,
         };
         nodes.clear();
+        let mut diags = Vec::new();
         for &(i, k) in cols.fields {
             let c = t.cell(r, i);
             if !c.trim().is_empty() {
+                let cell_loc = loc.with_column(&t.headers[i]);
+                let info = t.info(r, i);
+                let value = match (k, info) {
+                    // a number field reads the number behind its format (`1,234,567` → 1234567)
+                    ("duration" | "frames" | "seed" | "execution_expires_after" | "repeat", Some(x))
+                        if x.raw.is_some() =>
+                    {
+                        x.raw.as_deref().unwrap_or(c).to_string()
+                    }
+                    ("ratio", _) => ratio_cell(c, info.is_some_and(|x| x.time), &cell_loc, &mut diags),
+                    _ => c.to_string(),
+                };
                 nodes.push((
                     k,
                     Node {
-                        value: Value::Str(c.to_string()),
-                        loc: loc.with_column(&t.headers[i]),
+                        value: Value::Str(value),
+                        loc: cell_loc,
                     },
                 ));
             }
@@ -321,7 +449,6 @@ fn build_rows<'t>(
                 None => fields.push((k, n)),
             }
         }
-        let mut diags = Vec::new();
         let built = job::build(&fields, &vars, &loc, &mut diags);
         out.push(RowOut {
             built,
@@ -793,6 +920,15 @@ impl Ctx {
             })
             .flatten()
             .collect();
+        let names_a_field = t.headers.iter().any(|h| job::is_job_key(&normalize_header(h)));
+        let feeds_defaults = t
+            .headers
+            .iter()
+            .any(|h| used_in_defaults.iter().any(|u| u == h.as_ref()));
+        if !names_a_field && !feeds_defaults {
+            self.diags.push(no_job_field(&t));
+            return;
+        }
         for (i, h) in t.headers.iter().enumerate() {
             if h.is_empty() {
                 continue;
