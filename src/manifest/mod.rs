@@ -293,8 +293,8 @@ pub fn time_as_ratio(s: &str) -> Option<String> {
     let mut parts = t.split(':');
     let (h, m) = (parts.next()?, parts.next()?);
     let sec = parts.next();
-    let digits = |x: &str, n: usize| x.len() >= 1 && x.len() <= n && x.bytes().all(|b| b.is_ascii_digit());
-    if parts.next().is_some() || !digits(h, 2) || !digits(m, 2) || !sec.is_none_or(|x| x == "00") {
+    let digits = |x: &str, n: usize| !x.is_empty() && x.len() <= n && x.bytes().all(|b| b.is_ascii_digit());
+    if parts.next().is_some() || !digits(h, 2) || !digits(m, 2) || sec.is_some_and(|x| x != "00") {
         return None;
     }
     let (mut h, m) = (h.parse::<u32>().ok()?, m.parse::<u32>().ok()?);
@@ -310,7 +310,7 @@ pub fn time_as_ratio(s: &str) -> Option<String> {
 /// with a warning saying how to keep it a ratio.
 fn ratio_cell(c: &str, was_time: bool, loc: &SourceLocation, diags: &mut Vec<Diagnostic>) -> String {
     let valid = rules::RATIOS.contains(&c.trim());
-    if !(was_time || !valid) {
+    if !was_time && valid {
         return c.to_string();
     }
     let Some(r) = time_as_ratio(c).filter(|r| rules::RATIOS.contains(&r.as_str())) else {

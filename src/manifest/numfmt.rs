@@ -93,7 +93,7 @@ fn iso_date(days: i64, is_1904: bool) -> Option<String> {
 pub fn show(v: f64, code: &str, date_like: bool, is_1904: bool) -> Shown {
     let sect = first_section(code);
     let u = unquoted(&sect);
-    if (date_like || is_date_format(code)) && v.is_finite() && v >= 0.0 && v < 3.0e6 {
+    if (date_like || is_date_format(code)) && (0.0..3.0e6).contains(&v) {
         return show_date(v, &u, is_1904);
     }
     let text = if u.is_empty() || u == "general" || u.contains('e') || u.contains('/') || u.contains('?') {
@@ -211,7 +211,7 @@ fn show_number(v: f64, sect: &str) -> String {
         let digits: Vec<char> = int.chars().collect();
         let mut g = String::new();
         for (i, d) in digits.iter().enumerate() {
-            if i > 0 && (digits.len() - i) % 3 == 0 {
+            if i > 0 && (digits.len() - i).is_multiple_of(3) {
                 g.push(',');
             }
             g.push(*d);
