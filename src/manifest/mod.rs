@@ -151,6 +151,9 @@ pub fn load_plan(args: &ManifestArgs) -> Result<Plan, Diagnostics> {
     let delimiter = ctx.delimiter(args);
     for path in &args.manifests {
         let file: Arc<str> = Arc::from(path.display().to_string());
+        if !ctx.first_time(path, &file, SourceLocation::File { file: file.clone() }) {
+            continue;
+        }
         match kind_of(path) {
             Some(Kind::Yaml) => ctx.load_yaml(path, &file, &cli, delimiter, args.sheet.as_deref()),
             Some(Kind::Csv) => {
@@ -472,6 +475,8 @@ struct Ctx {
     names: FastMap<String, usize>,
     /// Where each id was written, and the job's file name.
     seen: Vec<(SourceLocation, String)>,
+    /// The files read (canonical path → as first named).
+    given: HashMap<PathBuf, Arc<str>>,
 }
 
 impl Ctx {
@@ -521,6 +526,30 @@ impl Ctx {
             );
         }
         out
+    }
+
+    /// Whether `path` is read for the first time; a file named twice (on the command line or
+    /// in `rows:`) is read once, with a warning at `loc`.
+    fn first_time(&mut self, path: &Path, file: &Arc<str>, loc: SourceLocation) -> bool {
+        let key = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        match self.given.entry(key) {
+            Entry::Occupied(e) => {
+                let how = if e.get() == file {
+                    "the file is given twice".to_string()
+                } else {
+                    format!("the file is given twice (also as `{}`)", e.get())
+                };
+                self.diags.push(
+                    Diagnostic::warning(loc, format!("{how}: its jobs are read once"))
+                        .with_help("name each manifest and rows file once"),
+                );
+                false
+            }
+            Entry::Vacant(e) => {
+                e.insert(file.clone());
+                true
+            }
+        }
     }
 
     fn delimiter(&mut self, args: &ManifestArgs) -> Option<u8> {
@@ -785,6 +814,18 @@ impl Ctx {
         };
         let full = dir.join(&p);
         let file: Arc<str> = Arc::from(full.display().to_string());
+        if !self.first_time(&full, &file, e.loc.clone()) {
+            return;
+        }
+        if !full.exists() {
+            self.diags.push(Diagnostic::field_error(
+                e.loc.clone(),
+                "rows",
+                format!("`{p}`, which does not exist (looked for `{}`)", full.display()),
+                "a CSV/XLSX/ODS file; a relative path is taken from the manifest's folder",
+            ));
+            return;
+        }
         let table = match kind_of(&full) {
             Some(Kind::Csv) => self.read_csv(&full, &file, d),
             Some(Kind::Sheet) => {
@@ -1019,10 +1060,11 @@ impl Ctx {
                 None => (format!("j-{}{suffix}", &fp[..12]), true, loc),
             };
             if let Err(exp) = expand::check_safe_name(&id) {
+                let why = expand::why_unsafe(&id).unwrap_or_default();
                 self.diags.push(Diagnostic::field_error(
                     id_loc.clone(),
                     "id",
-                    format!("`{}`", yaml::excerpt(&id, 60)),
+                    format!("`{}` ({why} is not allowed)", yaml::excerpt(&id, 60)),
                     exp,
                 ));
                 return;
@@ -1037,10 +1079,11 @@ impl Ctx {
                     let uses_id = expand::variables(tpl).iter().any(|x| x == "id");
                     let n = if uses_id { r } else { r + &suffix };
                     if let Err(exp) = expand::check_safe_name(&n) {
+                        let why = expand::why_unsafe(&n).unwrap_or_default();
                         self.diags.push(Diagnostic::field_error(
                             nloc.clone(),
                             "name",
-                            format!("`{}`", yaml::excerpt(&n, 60)),
+                            format!("`{}` ({why} is not allowed)", yaml::excerpt(&n, 60)),
                             exp,
                         ));
                         return;
