@@ -661,3 +661,86 @@ fn rows_with_errors_do_not_also_report_duplicate_derived_ids() {
     assert!(!e.contains("duplicate"), "{e}");
     assert!(e.contains("2 errors"), "{e}");
 }
+
+#[test]
+fn a_file_given_twice_is_read_once_with_a_warning() {
+    let d = tempfile::tempdir().expect("tmp");
+    let p = write(d.path(), "p.csv", "prompt,model\nA cat,seedance-2.0\n");
+    let plan = load_plan(&args(&[&p, &p])).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(plan.jobs.len(), 1);
+    let w = plan
+        .warnings
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        w.contains("warning: the file is given twice: its jobs are read once"),
+        "{w}"
+    );
+    assert!(!w.contains("duplicate"), "{w}");
+}
+
+#[test]
+fn a_missing_rows_file_names_the_manifest_line_and_the_path_looked_for() {
+    let d = tempfile::tempdir().expect("tmp");
+    let e = errors_of(
+        d.path(),
+        "m.yaml",
+        "defaults: {model: seedance-2.0}\nrows: nope.csv\n",
+    );
+    assert!(
+        e.contains("m.yaml:2:7: error: field `rows`: found `nope.csv`, which does not exist (looked for `")
+            && e.contains("nope.csv`)"),
+        "{e}"
+    );
+}
+
+#[test]
+fn an_unsafe_id_names_the_offending_character() {
+    let d = tempfile::tempdir().expect("tmp");
+    let e = errors_of(
+        d.path(),
+        "m.yaml",
+        &format!(
+            "{BASE}jobs:\n  - id: \"cat-{{duration}}s-{{ratio}}\"\n    prompt: x\n    matrix: {{duration: [5], ratio: [\"16:9\"]}}\n"
+        ),
+    );
+    assert!(
+        e.contains("found `cat-5s-16:9` (the character `:` is not allowed)"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_missing_model_in_many_rows_is_one_grouped_error_with_the_fixes() {
+    let d = tempfile::tempdir().expect("tmp");
+    let mut csv = String::from("prompt\n");
+    for i in 0..500 {
+        csv.push_str(&format!("take {i}\n"));
+    }
+    let e = errors_of(d.path(), "p.csv", &csv);
+    assert_eq!(
+        e,
+        "p.csv: rows 2–501: error: field `model` is empty; add a model column (or `model:` to the job), set `defaults.model`, or pass `--model`\n1 error, 0 warnings"
+            .replace("p.csv", &d.path().join("p.csv").display().to_string())
+    );
+}
+
+#[test]
+fn ragged_rows_and_a_wrong_delimiter_have_hints() {
+    let d = tempfile::tempdir().expect("tmp");
+    let e = errors_of(d.path(), "p.csv", "prompt,model\nA fox, at dawn,seedance-2.0\n");
+    assert!(
+        e.contains("found 3 cells, expected at most 2 cells") && e.contains("must be in double quotes"),
+        "{e}"
+    );
+    let p = write(d.path(), "q.csv", "prompt,model\nA fox,seedance-2.0\n");
+    let mut a = args(&[&p]);
+    a.delimiter = Some(";".into());
+    let e = load_plan(&a).expect_err("wrong delimiter").to_string();
+    assert!(
+        e.contains("the file looks `,`-separated") && e.contains("1 error,"),
+        "{e}"
+    );
+}

@@ -27,6 +27,15 @@ pub enum SourceLocation {
         /// The column's header, when the problem is in one cell.
         column: Option<Arc<str>>,
     },
+    /// The same place in several rows of a CSV file or a sheet (one problem repeated).
+    Rows {
+        /// The file.
+        file: Arc<str>,
+        /// The row numbers, ascending.
+        rows: Vec<u32>,
+        /// The column's header, when the problem is in one cell of each row.
+        column: Option<Arc<str>>,
+    },
     /// A whole file.
     File {
         /// The file.
@@ -57,6 +66,7 @@ impl SourceLocation {
         match self {
             SourceLocation::Yaml { file, line, col } => (file, *line, *col),
             SourceLocation::Row { file, row, .. } => (file, *row, 0),
+            SourceLocation::Rows { file, rows, .. } => (file, rows.first().copied().unwrap_or(0), 0),
             SourceLocation::File { file } => (file, 0, 0),
             SourceLocation::Arg { .. } => ("", 0, 0),
         }
@@ -77,10 +87,44 @@ impl fmt::Display for SourceLocation {
                 row,
                 column: None,
             } => write!(f, "{file}: row {row}"),
+            SourceLocation::Rows { file, rows, column } => {
+                write!(f, "{file}: rows {}", row_ranges(rows))?;
+                match column {
+                    Some(c) => write!(f, ", column `{c}`"),
+                    None => Ok(()),
+                }
+            }
             SourceLocation::File { file } => write!(f, "{file}"),
             SourceLocation::Arg { arg } => write!(f, "command line `{arg}`"),
         }
     }
+}
+
+/// Row numbers as ranges: `2–4, 7, 9–501` (at most 8 ranges, then how many rows more).
+fn row_ranges(rows: &[u32]) -> String {
+    let mut ranges: Vec<(u32, u32)> = Vec::new();
+    for &r in rows {
+        match ranges.last_mut() {
+            Some((_, end)) if r == *end + 1 => *end = r,
+            _ => ranges.push((r, r)),
+        }
+    }
+    let mut parts: Vec<String> = ranges
+        .iter()
+        .take(8)
+        .map(|&(a, b)| {
+            if a == b {
+                a.to_string()
+            } else {
+                format!("{a}–{b}")
+            }
+        })
+        .collect();
+    if ranges.len() > 8 {
+        let more: u32 = ranges[8..].iter().map(|(a, b)| b - a + 1).sum();
+        parts.push(format!("and {more} more"));
+    }
+    parts.join(", ")
 }
 
 impl Serialize for SourceLocation {
@@ -241,15 +285,77 @@ impl Diagnostics {
         !self.errors.is_empty()
     }
 
-    /// Sorts both lists by location (stable) and drops exact repeats (e.g. one bad default
-    /// reported once per row).
+    /// Drops exact repeats (e.g. one bad default reported once per row), groups one problem
+    /// repeated in several rows of a file into one diagnostic over those rows, and sorts both
+    /// lists by location (stable).
     pub fn finish(&mut self) {
         for list in [&mut self.errors, &mut self.warnings] {
             let mut seen = std::collections::HashSet::new();
             list.retain(|d| seen.insert(d.to_string()));
+            group_rows(list);
             list.sort_by(|a, b| a.location.sort_key().cmp(&b.location.sort_key()));
         }
     }
+}
+
+/// Merges diagnostics that differ only in their row into one over all those rows.
+fn group_rows(list: &mut Vec<Diagnostic>) {
+    let mut out: Vec<Diagnostic> = Vec::with_capacity(list.len());
+    // (file, column, the diagnostic with its row cleared) → index in `out`
+    let mut at: std::collections::HashMap<Diagnostic, usize> = std::collections::HashMap::new();
+    for d in list.drain(..) {
+        let SourceLocation::Row { file, row, column } = &d.location else {
+            out.push(d);
+            continue;
+        };
+        let key = Diagnostic {
+            location: SourceLocation::Row {
+                file: file.clone(),
+                row: 0,
+                column: column.clone(),
+            },
+            ..d.clone()
+        };
+        match at.get(&key) {
+            Some(&i) => {
+                let row = *row;
+                let first = &mut out[i];
+                first.location = match std::mem::replace(
+                    &mut first.location,
+                    SourceLocation::Arg { arg: Arc::from("") },
+                ) {
+                    SourceLocation::Row {
+                        file,
+                        row: r0,
+                        column,
+                    } => SourceLocation::Rows {
+                        file,
+                        rows: vec![r0, row],
+                        column,
+                    },
+                    SourceLocation::Rows {
+                        file,
+                        mut rows,
+                        column,
+                    } => {
+                        rows.push(row);
+                        SourceLocation::Rows { file, rows, column }
+                    }
+                    other => other,
+                };
+            }
+            None => {
+                at.insert(key, out.len());
+                out.push(d);
+            }
+        }
+    }
+    for d in &mut out {
+        if let SourceLocation::Rows { rows, .. } = &mut d.location {
+            rows.sort_unstable();
+        }
+    }
+    *list = out;
 }
 
 impl fmt::Display for Diagnostics {

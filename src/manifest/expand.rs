@@ -120,6 +120,29 @@ pub fn check_safe_name(s: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// What makes an id or file name unsafe (see [`check_safe_name`]), in a few words: the first
+/// character not allowed, else the rule broken.
+pub fn why_unsafe(s: &str) -> Option<String> {
+    if let Some(c) = s.chars().find(|c| c.is_control() || "/\\<>:\"|?*".contains(*c)) {
+        return Some(if c.is_control() {
+            format!("the control character U+{:04X}", c as u32)
+        } else {
+            format!("the character `{c}`")
+        });
+    }
+    check_safe_name(s).err().map(|_| {
+        if s.is_empty() {
+            "nothing".to_string()
+        } else if s.len() > MAX_NAME_LEN {
+            format!("{} bytes", s.len())
+        } else if s.starts_with('.') || s.ends_with('.') || s.ends_with(' ') || s.contains("..") {
+            "a leading or trailing dot or space, or `..`".to_string()
+        } else {
+            "a reserved device name".to_string()
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,6 +191,9 @@ mod tests {
             assert!(check_safe_name(ok).is_ok(), "{ok}");
         }
         let long = "x".repeat(121);
+        assert_eq!(why_unsafe("cat-5s-16:9").as_deref(), Some("the character `:`"));
+        assert_eq!(why_unsafe("CON").as_deref(), Some("a reserved device name"));
+        assert_eq!(why_unsafe("ok"), None);
         for bad in [
             "", "a/b", "a\\b", "..", "../x", ".hidden", "CON", "nul.txt", "com1", "a\nb", "x.", "a:b", &long,
         ] {

@@ -517,7 +517,21 @@ pub fn build(
                 .map(|n| n.loc.clone())
                 .unwrap_or_else(|| job_loc.clone())
         };
-        let d = Diagnostic::field_error(loc, field, p.found, p.expected);
+        let d = match (field.as_str(), p.found.as_str()) {
+            ("model", "nothing") => Diagnostic {
+                field: Some(field),
+                ..Diagnostic::error(loc, "field `model` is empty")
+            }
+            .with_help(
+                "add a model column (or `model:` to the job), set `defaults.model`, or pass `--model`",
+            ),
+            ("prompt", "nothing") => Diagnostic {
+                field: Some(field),
+                ..Diagnostic::error(loc, "field `prompt` is empty")
+            }
+            .with_help("write the prompt in a prompt column (or `prompt:`), or set `defaults.prompt`"),
+            _ => Diagnostic::field_error(loc, field, p.found, p.expected),
+        };
         diags.push(if p.warning {
             d.with_severity(Severity::Warning)
         } else {

@@ -30,7 +30,10 @@
 pub mod diag;
 pub mod estimate;
 pub mod expand;
+pub mod grid;
 pub mod job;
+pub mod numfmt;
+pub mod ods;
 pub mod plan;
 pub mod rules;
 pub mod run;
@@ -148,6 +151,9 @@ pub fn load_plan(args: &ManifestArgs) -> Result<Plan, Diagnostics> {
     let delimiter = ctx.delimiter(args);
     for path in &args.manifests {
         let file: Arc<str> = Arc::from(path.display().to_string());
+        if !ctx.first_time(path, &file, SourceLocation::File { file: file.clone() }) {
+            continue;
+        }
         match kind_of(path) {
             Some(Kind::Yaml) => ctx.load_yaml(path, &file, &cli, delimiter, args.sheet.as_deref()),
             Some(Kind::Csv) => {
@@ -278,6 +284,118 @@ struct RowOut<'t> {
     loc: SourceLocation,
 }
 
+/// A time of day as a spreadsheet shows it (`16:09`, `4:09:00 PM`, `16:09:00`) as the ratio
+/// it was typed as (`16:9`), if it is one.
+pub fn time_as_ratio(s: &str) -> Option<String> {
+    let t = s.trim();
+    let (t, pm) = match t.len().checked_sub(2).map(|i| t.split_at(i)) {
+        Some((a, b)) if b.eq_ignore_ascii_case("PM") => (a.trim_end(), Some(true)),
+        Some((a, b)) if b.eq_ignore_ascii_case("AM") => (a.trim_end(), Some(false)),
+        _ => (t, None),
+    };
+    let mut parts = t.split(':');
+    let (h, m) = (parts.next()?, parts.next()?);
+    let sec = parts.next();
+    let digits = |x: &str, n: usize| !x.is_empty() && x.len() <= n && x.bytes().all(|b| b.is_ascii_digit());
+    if parts.next().is_some() || !digits(h, 2) || !digits(m, 2) || sec.is_some_and(|x| x != "00") {
+        return None;
+    }
+    let (mut h, m) = (h.parse::<u32>().ok()?, m.parse::<u32>().ok()?);
+    match pm {
+        Some(true) if h < 12 => h += 12,
+        Some(false) if h == 12 => h = 0,
+        _ => {}
+    }
+    (h < 24 && m < 60).then(|| format!("{h}:{m}"))
+}
+
+/// The `ratio` of a sheet cell: a cell the app turned into a time reads as the ratio typed,
+/// with a warning saying how to keep it a ratio.
+fn ratio_cell(c: &str, was_time: bool, loc: &SourceLocation, diags: &mut Vec<Diagnostic>) -> String {
+    let valid = rules::RATIOS.contains(&c.trim());
+    if !was_time && valid {
+        return c.to_string();
+    }
+    let Some(r) = time_as_ratio(c).filter(|r| rules::RATIOS.contains(&r.as_str())) else {
+        return c.to_string();
+    };
+    diags.push(
+        Diagnostic::warning(
+            loc.clone(),
+            format!("the cell holds the time `{}`: read as the ratio {r}", c.trim()),
+        )
+        .with_help("the spreadsheet app turned the typed ratio into a time of day; format the ratio column as Text (or type '16:9) so it stays a ratio"),
+    );
+    r
+}
+
+/// The error of a header that names no job field (and that no default uses as a variable):
+/// names the sheet read and the others, and a row below that looks like the header.
+fn no_job_field(t: &sheet::Table) -> Diagnostic {
+    let shown: Vec<String> = t
+        .headers
+        .iter()
+        .filter(|h| !h.is_empty())
+        .take(6)
+        .map(|h| format!("`{}`", yaml::excerpt(h, 30)))
+        .collect();
+    let place = match &t.sheet {
+        Some(s) => format!("row {} of sheet `{s}`", t.header_row),
+        None => format!("row {}", t.header_row),
+    };
+    let mut help = Vec::new();
+    let looks = (0..t.len().min(10)).find_map(|r| {
+        let named: Vec<String> = (0..t.headers.len())
+            .map(|c| t.cell(r, c).trim())
+            .filter(|c| job::is_job_key(&normalize_header(c)))
+            .map(str::to_string)
+            .collect();
+        (!named.is_empty()).then(|| (t.row_number(r), named))
+    });
+    if let Some((row, named)) = looks {
+        help.push(format!(
+            "row {row} looks like the header ({}): delete the rows above it, or start them with `#`",
+            named.join(", ")
+        ));
+    }
+    if let Some(s) = &t.sheet
+        && t.sheets.len() > 1
+    {
+        let others: Vec<&str> = t
+            .sheets
+            .iter()
+            .map(String::as_str)
+            .filter(|o| *o != s.as_ref())
+            .collect();
+        help.push(format!(
+            "sheet `{s}` was read; the workbook also has {}: choose one with `sheet:` under `rows:` or `--sheet`",
+            others.iter().map(|o| format!("`{o}`")).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    if help.is_empty() {
+        help.push(
+            "name the columns after job fields, e.g. `prompt`, `model`, `duration` (the header is the first row not starting with `#`)"
+                .to_string(),
+        );
+    }
+    Diagnostic::error(
+        SourceLocation::Row {
+            file: t.file.clone(),
+            row: t.header_row,
+            column: None,
+        },
+        format!(
+            "the header ({place}: {}) names no job field",
+            if shown.is_empty() {
+                "empty".to_string()
+            } else {
+                shown.join(", ")
+            }
+        ),
+    )
+    .with_help(help.join("; "))
+}
+
 /// Builds the requests of some rows of a table (no shared state).
 fn build_rows<'t>(
     t: &'t sheet::Table,
@@ -294,14 +412,27 @@ fn build_rows<'t>(
             column: None,
         };
         nodes.clear();
+        let mut diags = Vec::new();
         for &(i, k) in cols.fields {
             let c = t.cell(r, i);
             if !c.trim().is_empty() {
+                let cell_loc = loc.with_column(&t.headers[i]);
+                let info = t.info(r, i);
+                let value = match (k, info) {
+                    // a number field reads the number behind its format (`1,234,567` → 1234567)
+                    ("duration" | "frames" | "seed" | "execution_expires_after" | "repeat", Some(x))
+                        if x.raw.is_some() =>
+                    {
+                        x.raw.as_deref().unwrap_or(c).to_string()
+                    }
+                    ("ratio", _) => ratio_cell(c, info.is_some_and(|x| x.time), &cell_loc, &mut diags),
+                    _ => c.to_string(),
+                };
                 nodes.push((
                     k,
                     Node {
-                        value: Value::Str(c.to_string()),
-                        loc: loc.with_column(&t.headers[i]),
+                        value: Value::Str(value),
+                        loc: cell_loc,
                     },
                 ));
             }
@@ -321,7 +452,6 @@ fn build_rows<'t>(
                 None => fields.push((k, n)),
             }
         }
-        let mut diags = Vec::new();
         let built = job::build(&fields, &vars, &loc, &mut diags);
         out.push(RowOut {
             built,
@@ -345,6 +475,8 @@ struct Ctx {
     names: FastMap<String, usize>,
     /// Where each id was written, and the job's file name.
     seen: Vec<(SourceLocation, String)>,
+    /// The files read (canonical path → as first named).
+    given: HashMap<PathBuf, Arc<str>>,
 }
 
 impl Ctx {
@@ -394,6 +526,30 @@ impl Ctx {
             );
         }
         out
+    }
+
+    /// Whether `path` is read for the first time; a file named twice (on the command line or
+    /// in `rows:`) is read once, with a warning at `loc`.
+    fn first_time(&mut self, path: &Path, file: &Arc<str>, loc: SourceLocation) -> bool {
+        let key = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        match self.given.entry(key) {
+            Entry::Occupied(e) => {
+                let how = if e.get() == file {
+                    "the file is given twice".to_string()
+                } else {
+                    format!("the file is given twice (also as `{}`)", e.get())
+                };
+                self.diags.push(
+                    Diagnostic::warning(loc, format!("{how}: its jobs are read once"))
+                        .with_help("name each manifest and rows file once"),
+                );
+                false
+            }
+            Entry::Vacant(e) => {
+                e.insert(file.clone());
+                true
+            }
+        }
     }
 
     fn delimiter(&mut self, args: &ManifestArgs) -> Option<u8> {
@@ -658,6 +814,18 @@ impl Ctx {
         };
         let full = dir.join(&p);
         let file: Arc<str> = Arc::from(full.display().to_string());
+        if !self.first_time(&full, &file, e.loc.clone()) {
+            return;
+        }
+        if !full.exists() {
+            self.diags.push(Diagnostic::field_error(
+                e.loc.clone(),
+                "rows",
+                format!("`{p}`, which does not exist (looked for `{}`)", full.display()),
+                "a CSV/XLSX/ODS file; a relative path is taken from the manifest's folder",
+            ));
+            return;
+        }
         let table = match kind_of(&full) {
             Some(Kind::Csv) => self.read_csv(&full, &file, d),
             Some(Kind::Sheet) => {
@@ -793,6 +961,15 @@ impl Ctx {
             })
             .flatten()
             .collect();
+        let names_a_field = t.headers.iter().any(|h| job::is_job_key(&normalize_header(h)));
+        let feeds_defaults = t
+            .headers
+            .iter()
+            .any(|h| used_in_defaults.iter().any(|u| u == h.as_ref()));
+        if !names_a_field && !feeds_defaults {
+            self.diags.push(no_job_field(&t));
+            return;
+        }
         for (i, h) in t.headers.iter().enumerate() {
             if h.is_empty() {
                 continue;
@@ -883,10 +1060,11 @@ impl Ctx {
                 None => (format!("j-{}{suffix}", &fp[..12]), true, loc),
             };
             if let Err(exp) = expand::check_safe_name(&id) {
+                let why = expand::why_unsafe(&id).unwrap_or_default();
                 self.diags.push(Diagnostic::field_error(
                     id_loc.clone(),
                     "id",
-                    format!("`{}`", yaml::excerpt(&id, 60)),
+                    format!("`{}` ({why} is not allowed)", yaml::excerpt(&id, 60)),
                     exp,
                 ));
                 return;
@@ -901,10 +1079,11 @@ impl Ctx {
                     let uses_id = expand::variables(tpl).iter().any(|x| x == "id");
                     let n = if uses_id { r } else { r + &suffix };
                     if let Err(exp) = expand::check_safe_name(&n) {
+                        let why = expand::why_unsafe(&n).unwrap_or_default();
                         self.diags.push(Diagnostic::field_error(
                             nloc.clone(),
                             "name",
-                            format!("`{}`", yaml::excerpt(&n, 60)),
+                            format!("`{}` ({why} is not allowed)", yaml::excerpt(&n, 60)),
                             exp,
                         ));
                         return;

@@ -1,12 +1,17 @@
-//! The sheet readers: CSV (any of `,` `;` tab, BOM, CRLF, quoted cells) and XLSX/ODS through
-//! calamine, into a [`Table`] of text cells with spreadsheet row numbers.
+//! The sheet readers: CSV (any of `,` `;` tab, UTF-8 with or without BOM, UTF-16 with a BOM,
+//! CRLF, quoted cells), XLSX/XLS through calamine with each cell shown in its number format,
+//! and ODS ([`super::ods`]), into a [`Table`] of cells as the sheet shows them, with spreadsheet
+//! row numbers.
 
+use std::borrow::Cow;
 use std::path::Path;
 use std::sync::Arc;
 
 use calamine::{Data, Reader};
 
 use super::diag::{Diagnostic, SourceLocation};
+use super::grid::{self, Cell, Grid, Workbook};
+use super::{numfmt, ods};
 
 /// Picks the delimiter of a CSV from its first line: the most frequent of `,` `;` and tab
 /// outside quotes (`,` on a tie or when none is present).
@@ -45,12 +50,26 @@ fn row_loc(file: &Arc<str>, row: u32) -> SourceLocation {
     }
 }
 
+/// What a sheet cell holds beyond its shown text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CellInfo {
+    /// The number behind a formatted number (`7` behind `007`, `1234567` behind `1,234,567`).
+    pub raw: Option<Box<str>>,
+    /// The cell held a time of day.
+    pub time: bool,
+}
+
 /// A sheet read into memory: the header and the data rows (skipped rows left out), every
-/// cell's text in one buffer.
+/// cell's shown text in one buffer, and what is known beyond the text for the few cells where
+/// it matters.
 #[derive(Debug, Clone)]
 pub struct Table {
     /// The file as displayed in messages.
     pub file: Arc<str>,
+    /// The sheet read, for a workbook.
+    pub sheet: Option<Arc<str>>,
+    /// Every sheet of the workbook, in order (empty for a CSV).
+    pub sheets: Vec<String>,
     /// The header cells, trimmed.
     pub headers: Vec<Arc<str>>,
     /// The header's row number.
@@ -60,6 +79,8 @@ pub struct Table {
     cells: Vec<(u32, u32)>,
     /// Row numbers (as a spreadsheet numbers them) of the data rows.
     rows: Vec<u32>,
+    /// Cell index (row * headers + column) → what it holds beyond its text, sorted.
+    info: Vec<(usize, CellInfo)>,
 }
 
 impl Table {
@@ -86,55 +107,146 @@ impl Table {
             _ => "",
         }
     }
+
+    /// What data row `r`, column `c` holds beyond its text, if anything.
+    pub fn info(&self, r: usize, c: usize) -> Option<&CellInfo> {
+        if self.info.is_empty() || c >= self.headers.len() {
+            return None;
+        }
+        let k = r * self.headers.len() + c;
+        self.info
+            .binary_search_by_key(&k, |(i, _)| *i)
+            .ok()
+            .and_then(|i| self.info.get(i))
+            .map(|(_, x)| x)
+    }
+}
+
+/// Whether a row is a comment: its first cell's text starts with `#` (a formula error such as
+/// `#N/A` is not a comment).
+fn is_comment(first: &str) -> bool {
+    let t = first.trim_start();
+    t.starts_with('#') && !grid::is_error_text(t)
+}
+
+/// One row handed to the [`Builder`]: the cells' text as ranges into `text`, what some cells
+/// hold beyond it, and the formula errors shown (column, error, cell name).
+#[derive(Default)]
+struct RowIn {
+    text: String,
+    ranges: Vec<std::ops::Range<usize>>,
+    info: Vec<(usize, CellInfo)>,
+    errors: Vec<(usize, String, String)>,
+}
+
+impl RowIn {
+    fn clear(&mut self) {
+        self.text.clear();
+        self.ranges.clear();
+        self.info.clear();
+        self.errors.clear();
+    }
+
+    fn cell(&self, i: usize) -> &str {
+        self.ranges
+            .get(i)
+            .and_then(|r| self.text.get(r.clone()))
+            .unwrap_or("")
+    }
 }
 
 /// Collects rows into a [`Table`]: the first non-skipped row is the header. A row is skipped
-/// when its first cell starts with `#` or all of its cells are blank.
+/// when it is a comment or all of its cells are blank.
 struct Builder {
     file: Arc<str>,
+    /// The sheet, for messages about cells.
+    sheet: Option<Arc<str>>,
+    /// The delimiter of a CSV, for the hint about ragged rows.
+    delimiter: Option<u8>,
     table: Option<Table>,
     too_big: bool,
 }
 
 impl Builder {
-    fn new(file: &Arc<str>) -> Builder {
+    fn new(file: &Arc<str>, sheet: Option<Arc<str>>, delimiter: Option<u8>) -> Builder {
         Builder {
             file: file.clone(),
+            sheet,
+            delimiter,
             table: None,
             too_big: false,
         }
     }
 
-    /// Adds one row given as ranges into `text`.
-    fn push(&mut self, row: u32, text: &str, ranges: &[std::ops::Range<usize>], diags: &mut Vec<Diagnostic>) {
-        let cell = |i: usize| ranges.get(i).and_then(|r| text.get(r.clone())).unwrap_or("");
-        if cell(0).trim_start().starts_with('#') || (0..ranges.len()).all(|i| cell(i).trim().is_empty()) {
+    /// Adds one row.
+    fn push(&mut self, row: u32, r: &RowIn, diags: &mut Vec<Diagnostic>) {
+        let n_in = r.ranges.len();
+        if (r.errors.is_empty() && is_comment(r.cell(0))) || (0..n_in).all(|i| r.cell(i).trim().is_empty()) {
+            return;
+        }
+        if !r.errors.is_empty() {
+            for (col, err, name) in &r.errors {
+                let header = self
+                    .table
+                    .as_ref()
+                    .and_then(|t| t.headers.get(*col))
+                    .filter(|h| !h.is_empty());
+                let loc = match header {
+                    Some(h) => row_loc(&self.file, row).with_column(h),
+                    None => row_loc(&self.file, row),
+                };
+                let place = match &self.sheet {
+                    Some(s) => format!("cell {name} of sheet `{s}`"),
+                    None => format!("cell {name}"),
+                };
+                let how = if self.sheet.is_some() {
+                    "the formula cannot be computed: fix it, or type the value; the row is not read"
+                } else {
+                    "the sheet was exported with the formula's error instead of a value: fix the formula and export again; the row is not read"
+                };
+                diags.push(
+                    Diagnostic::error(loc, format!("{place} shows the formula error {err}")).with_help(how),
+                );
+            }
             return;
         }
         let Some(t) = &mut self.table else {
             self.table = Some(Table {
                 file: self.file.clone(),
-                headers: (0..ranges.len()).map(|i| Arc::from(cell(i).trim())).collect(),
+                sheet: self.sheet.clone(),
+                sheets: Vec::new(),
+                headers: (0..n_in).map(|i| Arc::from(r.cell(i).trim())).collect(),
                 header_row: row,
                 data: String::new(),
                 cells: Vec::new(),
                 rows: Vec::new(),
+                info: Vec::new(),
             });
             return;
         };
         let n = t.headers.len();
-        if ranges.len() > n && (n..ranges.len()).any(|i| !cell(i).trim().is_empty()) {
-            diags.push(Diagnostic::field_error(
+        if n_in > n && (n..n_in).any(|i| !r.cell(i).trim().is_empty()) {
+            let d = Diagnostic::field_error(
                 row_loc(&self.file, row),
                 "row",
-                format!("{} cells", ranges.len()),
+                format!("{n_in} cells"),
                 format!("at most {n} cells, as many as header columns"),
-            ));
+            );
+            diags.push(match self.delimiter {
+                Some(b) => {
+                    let c = if b == b'\t' { "tab".to_string() } else { format!("`{}`", b as char) };
+                    d.with_help(format!(
+                        "a cell holding a {c} must be in double quotes (\"A fox, at dawn\"); or the header lacks a column"
+                    ))
+                }
+                None => d.with_help("the header lacks a column: name every column that holds values"),
+            });
             return;
         }
+        let first = t.cells.len();
         for i in 0..n {
             let a = t.data.len();
-            t.data.push_str(cell(i));
+            t.data.push_str(r.cell(i));
             match (u32::try_from(a), u32::try_from(t.data.len())) {
                 (Ok(a), Ok(b)) => t.cells.push((a, b)),
                 _ => {
@@ -149,6 +261,11 @@ impl Builder {
                 }
             }
         }
+        for (c, x) in &r.info {
+            if *c < n {
+                t.info.push((first + c, x.clone()));
+            }
+        }
         t.rows.push(row);
     }
 
@@ -157,10 +274,11 @@ impl Builder {
             return None;
         }
         if self.table.is_none() {
-            diags.push(Diagnostic::error(
-                file_loc(&self.file),
-                "no header row: the sheet is empty",
-            ));
+            let what = match &self.sheet {
+                Some(s) => format!("no header row: sheet `{s}` is empty"),
+                None => "no header row: the sheet is empty".to_string(),
+            };
+            diags.push(Diagnostic::error(file_loc(&self.file), what));
         }
         self.table
     }
@@ -183,6 +301,79 @@ pub fn read_csv(
     read_csv_bytes(&data, file, delimiter, diags)
 }
 
+/// The text of a CSV: UTF-8 (a BOM dropped) or UTF-16 with a BOM; else one error naming the
+/// first byte that is not UTF-8.
+fn decode<'a>(data: &'a [u8], file: &Arc<str>, diags: &mut Vec<Diagnostic>) -> Option<Cow<'a, str>> {
+    let utf16 = |le: bool| -> Option<String> {
+        let body = &data[2..];
+        let units = body
+            .chunks(2)
+            .map(|c| match (c, le) {
+                ([a, b], true) => Some(u16::from_le_bytes([*a, *b])),
+                ([a, b], false) => Some(u16::from_be_bytes([*a, *b])),
+                _ => None,
+            })
+            .collect::<Option<Vec<u16>>>()?;
+        char::decode_utf16(units).collect::<Result<String, _>>().ok()
+    };
+    if let Some(le) = match data {
+        [0xFF, 0xFE, ..] => Some(true),
+        [0xFE, 0xFF, ..] => Some(false),
+        _ => None,
+    } {
+        return match utf16(le) {
+            Some(s) => Some(Cow::Owned(
+                s.strip_prefix('\u{feff}').map(str::to_string).unwrap_or(s),
+            )),
+            None => {
+                diags.push(
+                    Diagnostic::error(
+                        file_loc(file),
+                        "damaged UTF-16 text (starts with a UTF-16 byte order mark)",
+                    )
+                    .with_help("save the sheet as CSV UTF-8"),
+                );
+                None
+            }
+        };
+    }
+    let data = data.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(data);
+    match std::str::from_utf8(data) {
+        Ok(s) => Some(Cow::Borrowed(s)),
+        Err(e) => {
+            let at = e.valid_up_to();
+            let byte = data.get(at).copied().unwrap_or(0);
+            let before = &data[..at];
+            let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+            let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+            let context = String::from_utf8_lossy(&data[line_start..at]);
+            let context: String = context
+                .chars()
+                .rev()
+                .take(20)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            let latin = if byte >= 0xA0 {
+                format!(" (`{}` in Latin-1 and Windows-1252)", char::from(byte))
+            } else {
+                String::new()
+            };
+            diags.push(
+                Diagnostic::error(
+                    file_loc(file),
+                    format!(
+                        "not UTF-8: byte 0x{byte:02X}{latin} at line {line}, after `{context}`; the file looks saved in a legacy encoding"
+                    ),
+                )
+                .with_help("save it as \"CSV UTF-8\" (Excel) or with the character set \"Unicode (UTF-8)\" (LibreOffice)"),
+            );
+            None
+        }
+    }
+}
+
 /// Reads CSV text (see [`read_csv`]).
 pub fn read_csv_bytes(
     data: &[u8],
@@ -190,114 +381,234 @@ pub fn read_csv_bytes(
     delimiter: Option<u8>,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<Table> {
-    let data = data.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(data);
+    let text = decode(data, file, diags)?;
+    let data = text.as_bytes();
     let delim = delimiter.unwrap_or_else(|| detect_delimiter(data));
     let mut rdr = csv::ReaderBuilder::new()
         .delimiter(delim)
         .has_headers(false)
         .flexible(true)
         .from_reader(data);
-    let mut rec = csv::ByteRecord::new();
-    let mut ranges: Vec<std::ops::Range<usize>> = Vec::new();
-    let mut b = Builder::new(file);
+    let mut rec = csv::StringRecord::new();
+    let mut row = RowIn::default();
+    let mut b = Builder::new(file, None, Some(delim));
     let mut index: u32 = 0;
     loop {
         index += 1;
-        match rdr.read_byte_record(&mut rec) {
+        match rdr.read_record(&mut rec) {
             Ok(false) => break,
-            Ok(true) => match std::str::from_utf8(rec.as_slice()) {
-                Ok(text) => {
-                    ranges.clear();
-                    ranges.extend((0..rec.len()).filter_map(|i| rec.range(i)));
-                    b.push(index, text, &ranges, diags);
+            Ok(true) => {
+                row.clear();
+                row.text.push_str(rec.as_slice());
+                row.ranges.extend((0..rec.len()).filter_map(|i| rec.range(i)));
+                for (i, c) in rec.iter().enumerate() {
+                    if c.starts_with(['#', 'E']) && grid::is_error_text(c) {
+                        row.errors
+                            .push((i, c.trim().to_string(), grid::cell_name(index - 1, i as u32)));
+                    }
                 }
-                Err(_) => diags.push(Diagnostic::error(
-                    row_loc(file, index),
-                    "not valid UTF-8 (save the CSV as UTF-8)",
-                )),
-            },
+                b.push(index, &row, diags);
+            }
             Err(e) => diags.push(Diagnostic::error(row_loc(file, index), format!("CSV error: {e}"))),
+        }
+    }
+    if let (Some(forced), Some(t)) = (delimiter, &b.table)
+        && t.headers.len() == 1
+    {
+        let header = &t.headers[0];
+        let seen = [b',', b';', b'\t']
+            .into_iter()
+            .find(|&c| c != forced && header.as_bytes().contains(&c));
+        if let Some(c) = seen {
+            let name = |c: u8| {
+                if c == b'\t' {
+                    "tab".to_string()
+                } else {
+                    format!("`{}`", c as char)
+                }
+            };
+            diags.push(
+                Diagnostic::error(
+                    row_loc(file, t.header_row),
+                    format!(
+                        "the header is one column `{}` with the delimiter {}: the file looks {}-separated",
+                        super::yaml::excerpt(header, 60),
+                        name(forced),
+                        name(c)
+                    ),
+                )
+                .with_help(format!(
+                    "leave out the delimiter to detect it, or give {}",
+                    name(c)
+                )),
+            );
+            return None;
         }
     }
     b.finish(diags)
 }
 
-fn cell_text(d: &Data) -> String {
-    match d {
-        Data::Empty => String::new(),
-        Data::String(s) | Data::DateTimeIso(s) | Data::DurationIso(s) => s.clone(),
-        Data::Int(i) => i.to_string(),
-        Data::Float(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => (*f as i64).to_string(),
-        Data::Float(f) => f.to_string(),
-        Data::Bool(b) => b.to_string(),
-        Data::DateTime(dt) => dt.to_string(),
-        Data::Error(e) => format!("#ERROR {e:?}"),
-    }
-}
-
-/// Reads a sheet of an XLSX/XLS/ODS workbook: the named one, else the first.
+/// A sheet of a workbook read into a [`Table`]; `None` after reporting why not.
 pub fn read_sheet(
     path: &Path,
     file: &Arc<str>,
     sheet: Option<&str>,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<Table> {
-    let mut wb = match calamine::open_workbook_auto(path) {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default();
+    let read = match ext.as_str() {
+        "ods" => ods::read_ods(path, sheet),
+        "xlsx" | "xlsm" => read_xlsx(path, sheet),
+        _ => read_other(path, sheet),
+    };
+    let wb = match read {
         Ok(wb) => wb,
         Err(e) => {
-            diags.push(Diagnostic::error(
-                file_loc(file),
-                format!("cannot read the workbook: {e}"),
-            ));
+            diags.push(Diagnostic::error(file_loc(file), e));
             return None;
         }
     };
-    let names = wb.sheet_names();
-    let name = match sheet {
-        Some(s) if names.iter().any(|n| n == s) => s.to_string(),
-        Some(s) => {
-            diags.push(Diagnostic::field_error(
+    let Some(name) = wb.sheet.clone() else {
+        match sheet {
+            Some(s) => diags.push(Diagnostic::field_error(
                 file_loc(file),
                 "sheet",
                 format!("`{s}`"),
-                format!("one of the workbook's sheets: {}", names.join(", ")),
-            ));
-            return None;
+                format!("one of the workbook's sheets: {}", wb.sheets.join(", ")),
+            )),
+            None => diags.push(Diagnostic::error(file_loc(file), "the workbook has no sheet")),
         }
-        None => match names.first() {
-            Some(n) => n.clone(),
-            None => {
-                diags.push(Diagnostic::error(file_loc(file), "the workbook has no sheet"));
-                return None;
+        return None;
+    };
+    let sheet_name: Arc<str> = Arc::from(name.as_str());
+    let mut b = Builder::new(file, Some(sheet_name), None);
+    let mut row = RowIn::default();
+    for (r, cells) in (0..wb.grid.rows()).map(|r| (r, wb.grid.row(r))) {
+        row.clear();
+        for (c, cell) in cells.iter().enumerate() {
+            let a = row.text.len();
+            if cell.is_error() {
+                row.errors.push((
+                    c,
+                    cell.text.trim().to_string(),
+                    grid::cell_name(r as u32, c as u32),
+                ));
             }
-        },
-    };
-    let range = match wb.worksheet_range(&name) {
-        Ok(r) => r,
-        Err(e) => {
-            diags.push(Diagnostic::error(
-                file_loc(file),
-                format!("cannot read sheet `{name}`: {e}"),
-            ));
-            return None;
+            row.text.push_str(cell.display());
+            row.ranges.push(a..row.text.len());
+            if cell.raw.is_some() || cell.time {
+                row.info.push((
+                    c,
+                    CellInfo {
+                        raw: cell.raw.as_deref().map(Box::from),
+                        time: cell.time,
+                    },
+                ));
+            }
         }
-    };
-    let (row0, col0) = range.start().unwrap_or((0, 0));
-    let mut b = Builder::new(file);
-    let mut text = String::new();
-    let mut ranges: Vec<std::ops::Range<usize>> = Vec::new();
-    for (i, r) in range.rows().enumerate() {
-        text.clear();
-        ranges.clear();
-        ranges.extend(std::iter::repeat_n(0..0, col0 as usize));
-        for d in r {
-            let a = text.len();
-            text.push_str(&cell_text(d));
-            ranges.push(a..text.len());
-        }
-        b.push(row0 + i as u32 + 1, &text, &ranges, diags);
+        b.push(u32::try_from(r + 1).unwrap_or(u32::MAX), &row, diags);
     }
-    b.finish(diags)
+    let mut t = b.finish(diags)?;
+    t.sheets = wb.sheets;
+    Some(t)
+}
+
+/// Picks the sheet to read: the named one, else the first.
+fn pick(names: &[String], sheet: Option<&str>) -> Option<String> {
+    match sheet {
+        Some(s) => names.iter().find(|n| *n == s).cloned(),
+        None => names.first().cloned(),
+    }
+}
+
+/// A number cell shown in its format, with the number behind it when the text differs.
+fn number_cell(v: f64, code: &str, date_like: bool, is_1904: bool) -> Cell {
+    let shown = numfmt::show(v, code, date_like, is_1904);
+    let general = numfmt::general(v);
+    Cell {
+        raw: (shown.text != general && !shown.date && !shown.time).then_some(general),
+        time: shown.time,
+        date: shown.date.then(|| shown.text.clone()),
+        text: shown.text,
+        ..Cell::default()
+    }
+}
+
+fn data_cell(d: &Data, code: &str, is_1904: bool) -> Cell {
+    match d {
+        Data::Empty => Cell::default(),
+        Data::String(s) | Data::DateTimeIso(s) | Data::DurationIso(s) => Cell::text(s.clone()),
+        Data::Int(i) => number_cell(*i as f64, code, false, is_1904),
+        Data::Float(f) => number_cell(*f, code, false, is_1904),
+        Data::DateTime(dt) => number_cell(dt.as_f64(), code, true, is_1904),
+        Data::Bool(b) => Cell::text(if *b { "TRUE" } else { "FALSE" }),
+        Data::Error(e) => Cell {
+            text: e.to_string(),
+            error: true,
+            ..Cell::default()
+        },
+    }
+}
+
+/// Reads an XLSX through calamine, with each cell's number format and the merged ranges.
+fn read_xlsx(path: &Path, sheet: Option<&str>) -> Result<Workbook, String> {
+    let mut x: calamine::Xlsx<_> =
+        calamine::open_workbook(path).map_err(|e| format!("cannot read the workbook: {e}"))?;
+    let sheets = x.sheet_names();
+    let mut wb = Workbook {
+        sheet: pick(&sheets, sheet),
+        sheets,
+        grid: Grid::default(),
+    };
+    let Some(name) = wb.sheet.clone() else {
+        return Ok(wb);
+    };
+    let range = x
+        .worksheet_range(&name)
+        .map_err(|e| format!("cannot read sheet `{name}`: {e}"))?;
+    let styles = x.worksheet_style(&name).ok();
+    let is_1904 = x.has_1904_epoch();
+    for (r, c, d) in range.used_cells() {
+        let (r0, c0) = range.start().unwrap_or((0, 0));
+        let (r, c) = (r0 + r as u32, c0 + c as u32);
+        let code = styles
+            .as_ref()
+            .and_then(|s| s.get((r, c)))
+            .and_then(|s| s.number_format.as_ref())
+            .map_or("General", |f| f.format_code.as_str());
+        wb.grid.set(r, c, data_cell(d, code, is_1904));
+    }
+    for m in x.merge_cells_by_sheet_name(&name).unwrap_or_default() {
+        wb.grid.fill_merge(m.start.0, m.start.1, m.end.0);
+    }
+    Ok(wb)
+}
+
+/// Reads an XLS/XLSB through calamine (dates known, other number formats not).
+fn read_other(path: &Path, sheet: Option<&str>) -> Result<Workbook, String> {
+    let mut x = calamine::open_workbook_auto(path).map_err(|e| format!("cannot read the workbook: {e}"))?;
+    let sheets = x.sheet_names();
+    let mut wb = Workbook {
+        sheet: pick(&sheets, sheet),
+        sheets,
+        grid: Grid::default(),
+    };
+    let Some(name) = wb.sheet.clone() else {
+        return Ok(wb);
+    };
+    let range = x
+        .worksheet_range(&name)
+        .map_err(|e| format!("cannot read sheet `{name}`: {e}"))?;
+    let (r0, c0) = range.start().unwrap_or((0, 0));
+    for (r, c, d) in range.used_cells() {
+        wb.grid
+            .set(r0 + r as u32, c0 + c as u32, data_cell(d, "General", false));
+    }
+    Ok(wb)
 }
 
 #[cfg(test)]

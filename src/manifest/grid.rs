@@ -1,0 +1,164 @@
+//! A sheet read from a workbook, cell by cell as the app shows it: the main structure here is
+//! [`Grid`] (with [`Workbook`], the sheet names around it).
+
+/// One cell of a workbook, as shown, with what is known of its value.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Cell {
+    /// The text the app shows (a date as an ISO date; see [`Cell::display`]).
+    pub text: String,
+    /// The number behind a formatted number (`7` behind `007`), when it differs from the text.
+    pub raw: Option<String>,
+    /// The date (ISO, `YYYY-MM-DD` or `YYYY-MM-DD HH:MM:SS`) of a date cell.
+    pub date: Option<String>,
+    /// The cell holds a time of day (what `16:9` becomes when typed into a cell).
+    pub time: bool,
+    /// The cell holds a formula error; `text` is the error as the app spells it.
+    pub error: bool,
+    /// The cell holds a formula.
+    pub formula: bool,
+    /// The top-left cell (row, column; 0-based) of the merged range this cell is covered by.
+    pub merged_from: Option<(u32, u32)>,
+}
+
+/// Formula errors as Excel, LibreOffice and Gnumeric show them.
+const ERRORS: &[&str] = &[
+    "#N/A",
+    "#DIV/0!",
+    "#VALUE!",
+    "#REF!",
+    "#NAME?",
+    "#NUM!",
+    "#NULL!",
+    "#GETTING_DATA",
+    "#SPILL!",
+    "#CALC!",
+];
+
+/// Whether `s` is a formula error as a spreadsheet shows it (`#N/A`, `#DIV/0!`, `Err:502`, ...).
+pub fn is_error_text(s: &str) -> bool {
+    let s = s.trim();
+    ERRORS.iter().any(|e| e.eq_ignore_ascii_case(s))
+        || s.strip_prefix("Err:")
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+impl Cell {
+    /// A text cell.
+    pub fn text(s: impl Into<String>) -> Cell {
+        Cell {
+            text: s.into(),
+            ..Cell::default()
+        }
+    }
+
+    /// The text vidbatch reads: the ISO date of a date, else the shown text.
+    pub fn display(&self) -> &str {
+        self.date.as_deref().unwrap_or(&self.text)
+    }
+
+    /// Whether the cell shows a formula error (flagged, or a formula showing an error's spelling).
+    pub fn is_error(&self) -> bool {
+        self.error || (self.formula && is_error_text(&self.text))
+    }
+
+    /// Whether nothing is shown.
+    pub fn is_blank(&self) -> bool {
+        self.display().trim().is_empty() && !self.error
+    }
+}
+
+/// The cells of one sheet, by 0-based row and column.
+#[derive(Debug, Clone, Default)]
+pub struct Grid {
+    rows: Vec<Vec<Cell>>,
+}
+
+impl Grid {
+    /// Sets a cell, growing the grid.
+    pub fn set(&mut self, row: u32, col: u32, cell: Cell) {
+        let (r, c) = (row as usize, col as usize);
+        if self.rows.len() <= r {
+            self.rows.resize_with(r + 1, Vec::new);
+        }
+        let cells = &mut self.rows[r];
+        if cells.len() <= c {
+            cells.resize_with(c + 1, Cell::default);
+        }
+        cells[c] = cell;
+    }
+
+    /// A cell, if set.
+    pub fn get(&self, row: u32, col: u32) -> Option<&Cell> {
+        self.rows.get(row as usize)?.get(col as usize)
+    }
+
+    /// Number of rows, up to the last one set.
+    pub fn rows(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// The cells of row `r` (empty past the end).
+    pub fn row(&self, r: usize) -> &[Cell] {
+        self.rows.get(r).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// Carries the top-left cell of a merged range down its column, over the rows the range
+    /// covers (rows past the last row with content are left out), marking each copy with where
+    /// it came from. The other columns of a range spanning columns stay empty: a cell merged
+    /// across is one wide cell, not the same value in every column.
+    pub fn fill_merge(&mut self, r0: u32, c0: u32, r1: u32) {
+        let Some(top) = self.get(r0, c0).cloned() else {
+            return;
+        };
+        if top.is_blank() {
+            return;
+        }
+        let last_row = (self.rows.len() as u32).saturating_sub(1);
+        for r in r0.saturating_add(1)..=r1.min(last_row) {
+            self.set(
+                r,
+                c0,
+                Cell {
+                    merged_from: Some((r0, c0)),
+                    ..top.clone()
+                },
+            );
+        }
+    }
+}
+
+/// A workbook as far as vidbatch reads it: every sheet's name and the grid of one.
+#[derive(Debug, Clone, Default)]
+pub struct Workbook {
+    /// Every sheet's name, in order.
+    pub sheets: Vec<String>,
+    /// The sheet read, if the wanted one was found.
+    pub sheet: Option<String>,
+    /// Its cells.
+    pub grid: Grid,
+}
+
+/// The name of a cell as a spreadsheet shows it: `C3` for row 2, column 2 (0-based).
+pub fn cell_name(row: u32, col: u32) -> String {
+    let mut letters = Vec::new();
+    let mut c = col as u64 + 1;
+    while c > 0 {
+        let rem = ((c - 1) % 26) as u8;
+        letters.push((b'A' + rem) as char);
+        c = (c - 1) / 26;
+    }
+    letters.iter().rev().collect::<String>() + &(row as u64 + 1).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cell_names_and_error_spellings() {
+        assert_eq!(cell_name(2, 2), "C3");
+        assert_eq!(cell_name(0, 26), "AA1");
+        assert!(is_error_text("#N/A") && is_error_text("#DIV/0!") && is_error_text("Err:502"));
+        assert!(!is_error_text("#draft") && !is_error_text("Err:"));
+    }
+}
