@@ -159,7 +159,11 @@ async fn engine() {
         let b = bound(&stats, 8, jobs, per_job, 600);
         println!(
             "engine    R1 {}: {jobs} jobs in {:.1}s over a bound of {b:.1}s = {:.3}; {:.2} requests per job [{}]; 429s {}; {} done (exit {:?})",
-            if list_urls { "URLs in lists" } else { "no URLs in lists" },
+            if list_urls {
+                "URLs in lists"
+            } else {
+                "no URLs in lists"
+            },
             o.wall,
             o.wall / b,
             o.api_requests as f64 / jobs as f64,
@@ -182,7 +186,11 @@ async fn engine() {
         wall / r1.unwrap_or(f64::NAN)
     );
     let sim = start(engine_sim(true)).await;
-    let o = run(&sim, jobs, &["--rpm", "600", "--poll-interval", "0.2s", "--concurrency", "8"]);
+    let o = run(
+        &sim,
+        jobs,
+        &["--rpm", "600", "--poll-interval", "0.2s", "--concurrency", "8"],
+    );
     let stats = sim.stats();
     let b = bound(&stats, 8, jobs, 1.0, 600);
     let warning = o
@@ -213,14 +221,20 @@ async fn script(sim: &SimHandle, jobs: usize) -> (f64, u64, usize) {
     let start = Instant::now();
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..16 {
-        let (http, next, requests, done, base) = (http.clone(), next.clone(), requests.clone(), done.clone(), base.clone());
+        let (http, next, requests, done, base) = (
+            http.clone(),
+            next.clone(),
+            requests.clone(),
+            done.clone(),
+            base.clone(),
+        );
         workers.spawn(async move {
             let call = |req: reqwest::RequestBuilder| {
                 let requests = requests.clone();
                 async move {
                     loop {
                         requests.fetch_add(1, Ordering::Relaxed);
-                        let Some(r) = req.try_clone() else { return None };
+                        let r = req.try_clone()?;
                         match r.bearer_auth("script-key").send().await {
                             Ok(resp) if resp.status() == 429 => tokio::time::sleep(Duration::from_secs(1)).await,
                             Ok(resp) => return resp.json::<serde_json::Value>().await.ok(),
@@ -256,7 +270,11 @@ async fn script(sim: &SimHandle, jobs: usize) -> (f64, u64, usize) {
         });
     }
     while workers.join_next().await.is_some() {}
-    (start.elapsed().as_secs_f64(), requests.load(Ordering::Relaxed), done.load(Ordering::Relaxed))
+    (
+        start.elapsed().as_secs_f64(),
+        requests.load(Ordering::Relaxed),
+        done.load(Ordering::Relaxed),
+    )
 }
 
 /// R3: 1,000 jobs of 60 s against 50 slots, 600 requests/minute and 3 s polls, scaled by 0.05,

@@ -5,17 +5,14 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
-use tokio::process::Command;
-use vidbatch::download::{MediaKind, verify_file};
 use vidbatch::events::Event;
 use vidbatch::journal;
-use vidbatch::sim::{Sim, SimConfig, SimHandle};
-use vidbatch::state::{JobState, Phase};
+use vidbatch::sim::{Sim, SimConfig};
+use vidbatch::state::Phase;
 
 const JOBS: usize = 50;
 const KILLS: usize = 24;
@@ -32,20 +29,6 @@ fn part_files(out: &Path) -> usize {
                 .count()
         })
         .unwrap_or(0)
-}
-
-/// `vidbatch run` of manifest `m` into `out` against `sim`, quiet, killed if dropped.
-fn vidbatch_run(m: &Path, out: &Path, sim: &SimHandle, key: &str, concurrency: &str) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vidbatch"));
-    cmd.args(["run", m.to_str().unwrap(), "--out", out.to_str().unwrap()])
-        .args(["--poll-interval", "50ms", "--rpm", "60000", "--burst", "50"])
-        .args(["--concurrency", concurrency, "--progress", "never", "-q"])
-        .env("ALLTOKEN_API_KEY", key)
-        .env("ALLTOKEN_BASE_URL", sim.base_url())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true);
-    cmd
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -74,7 +57,7 @@ async fn killed_at_random_moments_and_resumed_every_job_runs_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
     let m = manifest(dir.path());
     let out = dir.path().join("out");
-    let run = || vidbatch_run(&m, &out, &sim, "kill-test-key", "8");
+    let run = || common::vidbatch_run(&m, &out, &sim, "kill-test-key", "8");
 
     let (mut in_create, mut in_download, mut finished_early) = (0, 0, 0);
     for kill in 0..KILLS {
@@ -143,7 +126,7 @@ async fn killed_at_random_moments_and_resumed_every_job_runs_exactly_once() {
             "seed {seed}: {id}"
         );
         let n = id.trim_start_matches("k-");
-        assert_done_with_own_task(
+        common::assert_done_with_own_task(
             &out,
             job,
             &prompts,
@@ -151,26 +134,6 @@ async fn killed_at_random_moments_and_resumed_every_job_runs_exactly_once() {
             &format!("seed {seed}: {id}"),
         );
     }
-}
-
-/// Checks that `job` is done with exactly one task, made from `prompt` (so no other job's),
-/// and that its video is whole and the one recorded; `context` names the job in failures.
-fn assert_done_with_own_task(
-    out: &Path,
-    job: &JobState,
-    prompts: &HashMap<String, String>,
-    prompt: &str,
-    context: &str,
-) {
-    assert_eq!(job.phase, Phase::Done, "{context}");
-    assert_eq!(job.task_ids.len(), 1, "{context} had several tasks");
-    assert_eq!(
-        prompts.get(&job.task_ids[0]).map(String::as_str),
-        Some(prompt),
-        "{context} was given another job's task"
-    );
-    let file = verify_file(&out.join(job.path.as_ref().unwrap()), MediaKind::Mp4).unwrap();
-    assert_eq!(Some(file.sha256), job.sha256, "{context}");
 }
 
 /// What a power cut right after the journal's last sync leaves behind: the journal up to its
@@ -250,7 +213,7 @@ async fn power_cuts_mid_batch_cost_no_task_and_no_video() {
     let dir = tempfile::tempdir().unwrap();
     let m = common::matrix_manifest(dir.path(), "manifest.yaml", "p", "power cut shot", N, "");
     let out = dir.path().join("out");
-    let run = || vidbatch_run(&m, &out, &sim, "power-cut-key", "8");
+    let run = || common::vidbatch_run(&m, &out, &sim, "power-cut-key", "8");
 
     let mut damaged_done = 0;
     for done_before_cut in [6, 16, 26] {
@@ -280,7 +243,7 @@ async fn power_cuts_mid_batch_cost_no_task_and_no_video() {
     let prompts = sim.task_prompts("power-cut-key");
     for i in 0..N {
         let id = format!("p-{i:02}");
-        assert_done_with_own_task(
+        common::assert_done_with_own_task(
             &out,
             &state.jobs[&id],
             &prompts,

@@ -5,6 +5,7 @@
 //! the idempotency key never reach `Debug` output or logs.
 
 use std::fmt;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::header::{AUTHORIZATION, HeaderValue};
@@ -102,6 +103,39 @@ pub struct Client {
     base: reqwest::Url,
     auth: HeaderValue,
     max_body_bytes: usize,
+    clock: Arc<ServerClock>,
+}
+
+/// How far the server's clock is from vidbatch's, learned from the `Date` header of its
+/// answers: its timestamps are read through it, never compared raw with the local clock.
+#[derive(Debug, Default)]
+struct ServerClock {
+    /// Server minus local, in milliseconds, smoothed over the answers.
+    offset_ms: Mutex<Option<f64>>,
+}
+
+impl ServerClock {
+    fn observe(&self, headers: &reqwest::header::HeaderMap) {
+        let Some(server) = headers
+            .get(reqwest::header::DATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| httpdate::parse_http_date(v).ok())
+        else {
+            return;
+        };
+        let local = std::time::SystemTime::now();
+        let sample = match server.duration_since(local) {
+            Ok(ahead) => ahead.as_secs_f64() * 1000.0,
+            Err(behind) => -behind.duration().as_secs_f64() * 1000.0,
+        };
+        // `Date` is whole seconds, cut down: on average half a second behind the truth.
+        let sample = sample + 500.0;
+        let mut offset = self.offset_ms.lock().unwrap_or_else(|p| p.into_inner());
+        *offset = Some(match *offset {
+            Some(o) => o * 0.9 + sample * 0.1,
+            None => sample,
+        });
+    }
 }
 
 impl fmt::Debug for Client {
@@ -197,7 +231,15 @@ impl Client {
             base,
             auth,
             max_body_bytes: config.max_body_bytes,
+            clock: Arc::default(),
         })
+    }
+
+    /// How far ahead of vidbatch's clock the server's is (negative: behind), once an answer
+    /// has carried a `Date` header.
+    pub fn server_offset(&self) -> Option<time::Duration> {
+        let ms = (*self.clock.offset_ms.lock().unwrap_or_else(|p| p.into_inner()))?;
+        Some(time::Duration::milliseconds(ms as i64))
     }
 
     /// `GET /videos/models`.
@@ -307,6 +349,7 @@ impl Client {
         };
         let status = response.status();
         let headers = response.headers().clone();
+        self.clock.observe(&headers);
         let body = read_capped(response, self.max_body_bytes)
             .await
             .map_err(|reason| lost(Some(status.as_u16()), reason))?;

@@ -53,12 +53,16 @@ const ALL: [TaskStatus; 5] = [
 ];
 /// Shortest wait before a create whose answer was lost is taken as never made: lists lag.
 const LOST_GRACE_MIN: Duration = Duration::from_secs(2);
-/// How far before a create's intent (by vidbatch's clock) the server's clock may put its task.
+/// How far before a create's intent (read on the server's clock, as far as its `Date` headers
+/// tell) a look-alike create's task may be dated and still be taken for it.
 const CLOCK_SLACK: time::Duration = time::Duration::minutes(10);
 /// URL refreshes before a download gives up.
 const MAX_URL_REFRESHES: u32 = 5;
 /// Window over which requests other than lists are counted, to know the spare budget.
 const USE_WINDOW: Duration = Duration::from_secs(2);
+/// How long the server may answer nothing but 429s before the run gives up (a limit that never
+/// clears is a quota, whatever its code says).
+const RATE_LIMIT_GIVE_UP: Duration = Duration::from_secs(600);
 /// Pending jobs looked at for one whose look-alikes have no create in flight.
 const CREATE_LOOKAHEAD: usize = 64;
 
@@ -161,6 +165,8 @@ pub(super) struct Dispatcher {
     next_tick: Instant,
     used: VecDeque<Instant>,
     lag_max: Duration,
+    /// When the server last answered anything but a 429.
+    last_unlimited: Instant,
     pub stop: Option<StopKind>,
     halted: bool,
     pub interrupted: bool,
@@ -220,6 +226,7 @@ impl Dispatcher {
             rounds: 0,
             used: VecDeque::new(),
             lag_max: Duration::ZERO,
+            last_unlimited: now,
             stop: None,
             halted: false,
             interrupted: false,
@@ -648,7 +655,7 @@ impl Dispatcher {
             let Some(state) = self.state.jobs.get(&job) else {
                 continue;
             };
-            if url_expired(&task) {
+            if url_expired(&task, self.client.server_offset()) {
                 tracing::info!(job = %job, "video URL past its expiry; reading the task for a fresh one");
                 self.emit(Event::UrlRefreshed {
                     job: job.clone(),
@@ -739,7 +746,17 @@ impl Dispatcher {
                 },
             ) => {
                 self.counters.rate_limited += 1;
-                if e.is_queue_full() {
+                let limited_for = self.last_unlimited.elapsed();
+                if limited_for > RATE_LIMIT_GIVE_UP {
+                    self.stop(
+                        StopKind::Fatal,
+                        format!(
+                            "the server answered nothing but 429 for {}; giving up (a quota, or a limit that does not clear)",
+                            humantime::format_duration(Duration::from_secs(limited_for.as_secs()))
+                        ),
+                    );
+                    self.halted = true;
+                } else if e.is_queue_full() {
                     self.slots.on_queue_full(self.sweep_interval());
                 } else {
                     let wait = self.pacer.on_rate_limited(*retry_after, *limit);
@@ -750,7 +767,10 @@ impl Dispatcher {
                 }
             }
             Err(ApiError::Transient { .. } | ApiError::AmbiguousCreate { .. }) => {}
-            _ => self.pacer.on_success(),
+            _ => {
+                self.last_unlimited = Instant::now();
+                self.pacer.on_success();
+            }
         }
     }
 
@@ -1215,7 +1235,9 @@ impl Dispatcher {
             let tokens = job.estimated_tokens.unwrap_or(0);
             let (since_sent, later) = (lost.since, lost.later.clone());
             // A drawn seed is this job's alone: no time window is needed to tell its task.
-            let since = (!draws_seed(&job.request)).then(|| Timestamp(lost.intent_at.0 - CLOCK_SLACK));
+            let offset = self.client.server_offset().unwrap_or(time::Duration::ZERO);
+            let since =
+                (!draws_seed(&job.request)).then(|| Timestamp(lost.intent_at.0 + offset - CLOCK_SLACK));
             let claimed = &self.state.claimed_tasks;
             let verdict = match reconcile::find(&request, since, pages, |t| claimed.contains(t)) {
                 Found::One(task) => Ok(task.clone()),
@@ -1473,9 +1495,12 @@ fn has_url(task: &Task) -> bool {
     task.video_url.as_deref().is_some_and(|u| !u.is_empty())
 }
 
-fn url_expired(task: &Task) -> bool {
+/// Whether a task's video URL is past (or within 2 s of) its expiry, read on the server's
+/// clock (`offset`: how far ahead of ours it is).
+fn url_expired(task: &Task, offset: Option<time::Duration>) -> bool {
+    let server_now = Timestamp::now().0 + offset.unwrap_or(time::Duration::ZERO);
     task.video_url_expires_at
-        .is_some_and(|at| at.0 <= Timestamp::now().0 + time::Duration::seconds(2))
+        .is_some_and(|at| at.0 <= server_now + time::Duration::seconds(2))
 }
 
 /// Where a job's video goes, relative to the out dir.
@@ -1568,8 +1593,10 @@ mod tests {
     }
 
     fn task(id: &str, status: &str) -> Task {
-        serde_json::from_value(serde_json::json!({"id": id, "status": status, "created_at": "2026-12-01T10:00:00Z"}))
-            .unwrap()
+        serde_json::from_value(
+            serde_json::json!({"id": id, "status": status, "created_at": "2026-12-01T10:00:00Z"}),
+        )
+        .unwrap()
     }
 
     fn rate_limited(code: &str) -> Result<(), ApiError> {
@@ -1592,9 +1619,15 @@ mod tests {
         d.reads.push_back(("t0".into(), ReadFor::Status));
         d.url_wait.push_back("finished".into());
         d.next_sweep = now;
-        assert!(matches!(d.next_request(now), Some(Next::Create(0, _))), "a create comes first");
+        assert!(
+            matches!(d.next_request(now), Some(Next::Create(0, _))),
+            "a create comes first"
+        );
         d.cancels.push_back(("x".into(), "t9".into()));
-        assert!(matches!(d.next_request(now), Some(Next::Cancel(..))), "a cancel comes before all");
+        assert!(
+            matches!(d.next_request(now), Some(Next::Cancel(..))),
+            "a cancel comes before all"
+        );
         d.cancels.clear();
         // With the in-flight target reached, the others are served in their order.
         d.slots = Slots::new(Some(1));
@@ -1628,6 +1661,25 @@ mod tests {
         d.answered(&rate_limited("rate_limit_exceeded"));
         assert!(d.pacer.is_paused());
         assert!(d.pacer.rpm_now() < rpm);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_429_that_never_clears_ends_the_run_after_ten_minutes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut d = dispatcher(dir.path(), 0);
+        for _ in 0..60 {
+            d.answered(&rate_limited("rate_limit_exceeded"));
+            assert!(!d.halted, "gave up too soon");
+            tokio::time::advance(Duration::from_secs(10)).await;
+        }
+        d.answered(&Ok(()));
+        tokio::time::advance(Duration::from_secs(9 * 60)).await;
+        d.answered(&rate_limited("rate_limit_exceeded"));
+        assert!(!d.halted, "an answer in between starts the count again");
+        tokio::time::advance(Duration::from_secs(2 * 60)).await;
+        d.answered(&rate_limited("rate_limit_exceeded"));
+        assert!(d.halted);
+        assert_eq!(d.stop, Some(StopKind::Fatal));
     }
 
     #[tokio::test(start_paused = true)]
@@ -1666,7 +1718,13 @@ mod tests {
                 t
             })
             .collect();
-        d.on_sweep(TaskList { items, total: Some(500) }, now);
+        d.on_sweep(
+            TaskList {
+                items,
+                total: Some(500),
+            },
+            now,
+        );
         tokio::time::advance(Duration::from_millis(10)).await;
         d.tick(Instant::now());
         assert!(matches!(d.reads.front(), Some((t, ReadFor::Status)) if t == "ta"));

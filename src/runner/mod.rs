@@ -281,7 +281,7 @@ impl Runner {
         if journal::needs_compaction(&loaded) {
             journal::compact(&state_path, &loaded.state)?;
         }
-        check_names(&jobs)?;
+        check_names(&jobs, &loaded.state)?;
         let journal = Journal::open(&state_path)?;
         let run_id = loaded.state.run_id.clone().unwrap_or_else(new_run_id);
         let plan: Vec<String> = jobs.iter().map(|j| j.id.clone()).collect();
@@ -391,14 +391,26 @@ fn new_run_id() -> String {
     format!("run_{}", &hex(&h.finalize())[..16])
 }
 
-/// Two jobs must not write one file.
-fn check_names(jobs: &[JobSpec]) -> Result<(), RunError> {
+/// Two jobs must not write one file: not two of the plan, and not one of the plan and a job
+/// that an earlier run (of this or another manifest) finished under that name.
+fn check_names(jobs: &[JobSpec], state: &RunState) -> Result<(), RunError> {
     let mut seen: HashMap<String, &str> = HashMap::new();
     for j in jobs {
         if let Some(other) = seen.insert(j.name.to_lowercase(), &j.id) {
             return Err(RunError::Plan(format!(
                 "jobs `{other}` and `{}` would both write videos/{}.mp4; give them distinct names",
                 j.id, j.name
+            )));
+        }
+    }
+    for held in state.jobs.values().filter(|h| h.phase == Phase::Done) {
+        if let Some(id) = seen.get(&held.name.to_lowercase())
+            && *id != held.id
+        {
+            return Err(RunError::Plan(format!(
+                "job `{id}` would write videos/{}.mp4, which job `{}` of an earlier run holds \
+                 (done, from {}); give `{id}` another `name`, or use another --out",
+                held.name, held.id, held.source
             )));
         }
     }

@@ -87,6 +87,14 @@ pub struct SimConfig {
     /// List answers carry `video_url` for completed tasks (default: only a task's own GET does, the
     /// harsher case).
     pub list_urls: bool,
+    /// Real time a new task takes to show in list answers (lists are eventually consistent).
+    pub list_lag: Duration,
+    /// Seconds the server's clock is ahead of the real one (negative: behind). Every timestamp
+    /// the server gives (tasks, URL expiries, the `Date` header) is on its clock.
+    pub clock_offset_secs: f64,
+    /// Chance, per create, that another client on the same key makes a look-alike task right
+    /// after (same model, ratio, resolution, duration; another prompt and its own seed).
+    pub lookalike_rate: f64,
 }
 
 impl Default for SimConfig {
@@ -119,6 +127,9 @@ impl Default for SimConfig {
             video_size: None,
             honour_idempotency_key: false,
             list_urls: false,
+            list_lag: Duration::ZERO,
+            clock_offset_secs: 0.0,
+            lookalike_rate: 0.0,
         }
     }
 }
@@ -307,6 +318,15 @@ pub struct SimArgs {
     /// List answers carry video URLs for completed tasks (default: only a task's own read does).
     #[arg(long)]
     pub list_urls: bool,
+    /// Real time a new task takes to show in lists, e.g. 2s (lists are eventually consistent).
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    pub list_lag: Duration,
+    /// Seconds the server's clock runs ahead of the real one (negative: behind), e.g. -7200.
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub clock_offset: f64,
+    /// Chance per create that another client on the key makes a look-alike task right after.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_rate)]
+    pub lookalike_rate: f64,
 }
 
 impl SimArgs {
@@ -340,6 +360,9 @@ impl SimArgs {
             video_size: self.video_size,
             honour_idempotency_key: self.honour_idempotency_key,
             list_urls: self.list_urls,
+            list_lag: self.list_lag,
+            clock_offset_secs: self.clock_offset,
+            lookalike_rate: self.lookalike_rate,
         }
     }
 }

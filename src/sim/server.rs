@@ -376,11 +376,19 @@ where
                 }
                 Ok(reply) => {
                     st.stats.record(endpoint, reply.status.as_str());
+                    extra.push((
+                        header::DATE,
+                        header_value(httpdate::fmt_http_date(st.server_now())),
+                    ));
                     json_response(reply.status, &reply.body, extra, &request_id)
                 }
                 Err(err) => {
                     st.stats.record(endpoint, err.status.as_str());
                     extra.extend(err.headers.iter().cloned());
+                    extra.push((
+                        header::DATE,
+                        header_value(httpdate::fmt_http_date(st.server_now())),
+                    ));
                     json_response(err.status, &err.body(&request_id), extra, &request_id)
                 }
             };
@@ -456,7 +464,7 @@ where
                         .push((header::RETRY_AFTER, header_value(whole.to_string())));
                 }
                 Some(RetryAfterFormat::HttpDate) => {
-                    let at = SystemTime::now() + Duration::from_secs_f64(wait);
+                    let at = st.server_now() + Duration::from_secs_f64(wait);
                     let secs = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() + 1);
                     let date = httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(secs));
                     e.headers.push((header::RETRY_AFTER, header_value(date)));
@@ -512,7 +520,11 @@ fn render(inner: &Inner, st: &mut State, key: &str, i: usize, with_urls: bool) -
                 "video_url".into(),
                 inner.presign(&format!("/files/{}.mp4", task.id), expires).into(),
             );
-            obj.insert("video_url_expires_at".into(), state::rfc3339(now + ttl).into());
+            let server_expiry = state::shift(now + ttl, cfg.clock_offset_secs);
+            obj.insert(
+                "video_url_expires_at".into(),
+                state::rfc3339(server_expiry).into(),
+            );
             obj.insert("video_url_ttl".into(), ttl.as_secs().into());
             if task.spec.return_last_frame {
                 obj.insert(
@@ -571,7 +583,20 @@ async fn create(AxState(inner): AxState<Shared>, headers: HeaderMap, body: Bytes
         };
         let (spec, parsed) = validate_create(&body, &lookup)?;
         let hash: [u8; 32] = Sha256::digest(canonical(&parsed).as_bytes()).into();
+        let lookalike = rng::chance(st.cfg.seed, "lookalike", n, st.cfg.lookalike_rate).then(|| {
+            let mut other = spec.clone();
+            other.prompt = format!("another client's look-alike {n}");
+            other.seed = -1;
+            other
+        });
         let i = st.create(key, spec, hash, idempotency_key.as_deref())?;
+        if let Some(other) = lookalike {
+            // Another program on the same key, creating a task that lists just like this one.
+            let hash: [u8; 32] = Sha256::digest(other.prompt.as_bytes()).into();
+            if st.create(key, other, hash, None).is_ok() {
+                st.stats.lookalike_tasks += 1;
+            }
+        }
         let ambiguous = rng::chance(st.cfg.seed, "ambiguous", n, st.cfg.ambiguous_create_rate);
         if ambiguous {
             st.stats.faults.ambiguous_creates += 1;
@@ -651,12 +676,15 @@ fn list_query(raw: Option<&str>) -> Result<(usize, Option<Status>), ApiError> {
 async fn list(AxState(inner): AxState<Shared>, RawQuery(query): RawQuery, headers: HeaderMap) -> Response {
     v1(&inner, "list", &headers, |inner, st, key, _| {
         let (limit, status) = list_query(query.as_deref())?;
+        // Lists are eventually consistent: a new task shows only after the lag.
+        let (lag, now) = (st.cfg.list_lag, st.now());
         let matching: Vec<usize> = st
             .accounts
             .get(key)
             .map(|a| {
                 (0..a.tasks.len())
                     .rev()
+                    .filter(|&i| a.tasks[i].created + lag <= now)
                     .filter(|&i| status.is_none_or(|s| a.tasks[i].status == s))
                     .collect()
             })

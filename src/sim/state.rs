@@ -319,9 +319,14 @@ impl State {
         self.start.elapsed()
     }
 
-    /// Wall-clock time of an offset since start.
+    /// The server's wall-clock time of an offset since start (its clock may be off).
     pub fn wall(&self, t: Duration) -> SystemTime {
-        self.start_wall + t
+        shift(self.start_wall + t, self.cfg.clock_offset_secs)
+    }
+
+    /// The server's wall-clock time now.
+    pub fn server_now(&self) -> SystemTime {
+        shift(SystemTime::now(), self.cfg.clock_offset_secs)
     }
 
     /// Sequence number of the next `/v1` request.
@@ -392,7 +397,9 @@ impl State {
     fn draw_gen_time(&self, seq: u64, spec: &CreateSpec, duration: i64) -> Duration {
         if let Some(fixed) = self.cfg.gen_time {
             return match self.cfg.gen_time_max {
-                Some(max) if max > fixed => fixed + (max - fixed).mul_f64(rng::unit(self.cfg.seed, "gen_time", seq)),
+                Some(max) if max > fixed => {
+                    fixed + (max - fixed).mul_f64(rng::unit(self.cfg.seed, "gen_time", seq))
+                }
                 _ => fixed,
             };
         }
@@ -563,6 +570,17 @@ impl State {
     pub fn rfc3339(&self, t: Duration) -> String {
         rfc3339(self.wall(t))
     }
+}
+
+/// `at` moved by `secs` (either way), saturating at the clock's ends.
+pub(crate) fn shift(at: SystemTime, secs: f64) -> SystemTime {
+    let by = Duration::try_from_secs_f64(secs.abs()).unwrap_or(Duration::ZERO);
+    let moved = if secs >= 0.0 {
+        at.checked_add(by)
+    } else {
+        at.checked_sub(by)
+    };
+    moved.unwrap_or(at)
 }
 
 /// RFC 3339 in whole seconds, UTC.

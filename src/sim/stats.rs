@@ -50,6 +50,10 @@ pub struct SimStats {
     pub max_processing: u64,
     /// Most tasks queued or processing at once in one account.
     pub max_queued_or_processing: u64,
+    /// Tasks made by the simulated other client on the same key (`lookalike_rate`), counted in
+    /// `tasks_created` too.
+    #[serde(default)]
+    pub lookalike_tasks: u64,
     /// Real seconds of generation of every task created (for the benchmarks' lower bounds).
     #[serde(default)]
     pub generation_seconds: f64,
