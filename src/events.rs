@@ -481,6 +481,8 @@ pub enum RunOutcome {
     Success,
     /// The run finished but some jobs are not done.
     SomeFailed,
+    /// `--max-fail` or `--budget-tokens` stopped submissions before every job was submitted.
+    Stopped,
     /// A fatal API condition (401, 402) stopped it.
     Fatal,
     /// Ctrl-C or SIGTERM.
@@ -492,7 +494,7 @@ impl RunOutcome {
     pub fn exit_code(self) -> i32 {
         match self {
             RunOutcome::Success => 0,
-            RunOutcome::SomeFailed => 1,
+            RunOutcome::SomeFailed | RunOutcome::Stopped => 1,
             RunOutcome::Fatal => 3,
             RunOutcome::Interrupted => 130,
         }

@@ -337,6 +337,7 @@ impl Runner {
             _ if d.interrupted => RunOutcome::Interrupted,
             Some(StopKind::Fatal) => RunOutcome::Fatal,
             _ if all_done => RunOutcome::Success,
+            Some(StopKind::Limit) => RunOutcome::Stopped,
             _ => RunOutcome::SomeFailed,
         };
         // Downloads are not synced one by one; this puts all of them on disk before the run

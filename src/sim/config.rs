@@ -95,6 +95,9 @@ pub struct SimConfig {
     /// Chance, per create, that another client on the same key makes a look-alike task right
     /// after (same model, ratio, resolution, duration; another prompt and its own seed).
     pub lookalike_rate: f64,
+    /// Fraction of completed tasks asked for a last frame that give no `last_frame_url` (the
+    /// provider promises none).
+    pub missing_last_frame_rate: f64,
 }
 
 impl Default for SimConfig {
@@ -130,6 +133,7 @@ impl Default for SimConfig {
             list_lag: Duration::ZERO,
             clock_offset_secs: 0.0,
             lookalike_rate: 0.0,
+            missing_last_frame_rate: 0.0,
         }
     }
 }
@@ -327,6 +331,9 @@ pub struct SimArgs {
     /// Chance per create that another client on the key makes a look-alike task right after.
     #[arg(long, default_value_t = 0.0, value_parser = parse_rate)]
     pub lookalike_rate: f64,
+    /// Fraction of completed tasks asked for a last frame that give none.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_rate)]
+    pub missing_last_frame_rate: f64,
 }
 
 impl SimArgs {
@@ -363,6 +370,7 @@ impl SimArgs {
             list_lag: self.list_lag,
             clock_offset_secs: self.clock_offset,
             lookalike_rate: self.lookalike_rate,
+            missing_last_frame_rate: self.missing_last_frame_rate,
         }
     }
 }

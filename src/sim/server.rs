@@ -526,7 +526,9 @@ fn render(inner: &Inner, st: &mut State, key: &str, i: usize, with_urls: bool) -
                 state::rfc3339(server_expiry).into(),
             );
             obj.insert("video_url_ttl".into(), ttl.as_secs().into());
-            if task.spec.return_last_frame {
+            if task.spec.return_last_frame
+                && !rng::chance(cfg.seed, "no_last_frame", i as u64, cfg.missing_last_frame_rate)
+            {
                 obj.insert(
                     "last_frame_url".into(),
                     inner

@@ -1,0 +1,141 @@
+//! Money safety: the real binary against the simulator in the cases that cost users money or
+//! told a pipeline something untrue. Each test is named after what it pins.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use tokio::process::Command;
+use vidbatch::journal;
+use vidbatch::sim::{Sim, SimConfig, SimHandle};
+use vidbatch::state::Phase;
+
+/// A manifest of `n` jobs (480p, 5 s: 48,600 estimated tokens each), with `defaults` YAML
+/// lines added to its defaults.
+fn manifest(dir: &Path, n: usize, defaults: &str) -> std::path::PathBuf {
+    common::matrix_manifest(dir, "m.yaml", "m", "money shot", n, defaults)
+}
+
+fn report(out: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap()
+}
+
+async fn sim(config: SimConfig) -> SimHandle {
+    Sim::start(SimConfig {
+        gen_time: Some(Duration::from_secs(60)),
+        time_scale: 0.01,
+        rpm: 0,
+        seed: 3,
+        ..config
+    })
+    .await
+    .unwrap()
+}
+
+async fn finish(mut cmd: Command) -> Option<i32> {
+    tokio::time::timeout(Duration::from_secs(120), cmd.status())
+        .await
+        .expect("the run ended")
+        .unwrap()
+        .code()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_without_a_last_frame_keeps_its_paid_video() {
+    let sim = sim(SimConfig {
+        missing_last_frame_rate: 1.0,
+        ..SimConfig::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifest(dir.path(), 4, "  return_last_frame: true\n");
+    let out = dir.path().join("out");
+    let run = || common::vidbatch_run(&m, &out, &sim, "money-key", "auto");
+    assert_eq!(finish(run()).await, Some(0));
+    let r = report(&out);
+    for job in r["jobs"].as_array().unwrap() {
+        assert_eq!(job["state"], "done", "{job}");
+        assert!(job["file"].is_string(), "{job}");
+        assert!(job["last_frame"].is_null(), "{job}");
+    }
+    // A later run has nothing to do and says success.
+    assert_eq!(finish(run()).await, Some(0));
+    assert_eq!(sim.stats().tasks_created, 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_budget_of_five_and_a_half_jobs_buys_five_whatever_the_concurrency() {
+    let sim = sim(SimConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifest(dir.path(), 12, "");
+    let out = dir.path().join("out");
+    let mut cmd = common::vidbatch_run(&m, &out, &sim, "money-key", "10");
+    cmd.args(["--budget-tokens", &(48_600 * 11 / 2).to_string()]);
+    assert_eq!(finish(cmd).await, Some(1));
+    assert_eq!(sim.stats().tasks_created, 5);
+    let r = report(&out);
+    assert_eq!(r["run"]["outcome"], "stopped", "{}", r["run"]);
+    assert_eq!(r["summary"]["by_state"]["done"], 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_on_interrupt_never_cancels_a_finished_task_and_the_rerun_pays_nothing_more() {
+    // Downloads crawl, so tasks finish on the server well before their videos are fetched.
+    let sim = sim(SimConfig {
+        slow_download_rate: 1.0,
+        slow_download_bps: 4 * 1024,
+        video_size: Some(32 * 1024),
+        ..SimConfig::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifest(dir.path(), 12, "");
+    let out = dir.path().join("out");
+    let mut first = common::vidbatch_run(&m, &out, &sim, "money-key", "4");
+    first.arg("--cancel-on-interrupt");
+    let mut child = first.spawn().unwrap();
+    let pid = child.id().unwrap();
+    // Wait until some tasks have finished on the server.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while sim.stats().tasks_in("completed") < 3 {
+        assert!(std::time::Instant::now() < deadline, "no task finished");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let code = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .unwrap()
+        .unwrap()
+        .code();
+    assert_eq!(code, Some(130));
+    let state = journal::load(&out.join(journal::STATE_FILE)).unwrap().state;
+    let completed_on_server = sim.stats().tasks_in("completed");
+    let recorded_cancelled = state
+        .jobs
+        .values()
+        .filter(|j| j.failure.as_ref().is_some_and(|f| f.kind.name() == "cancelled"))
+        .count() as u64;
+    assert!(
+        recorded_cancelled <= sim.stats().tasks_in("cancelled"),
+        "a job is recorded cancelled though its task was not"
+    );
+    assert!(completed_on_server >= 3);
+    // The rerun fetches every finished task and makes only the ones cancelled.
+    sim.update(|c| c.slow_download_rate = 0.0);
+    let mut rerun = common::vidbatch_run(&m, &out, &sim, "money-key", "4");
+    rerun.arg("--retry-failed");
+    assert_eq!(finish(rerun).await, Some(0));
+    let stats = sim.stats();
+    assert_eq!(
+        stats.tasks_in("completed"),
+        12,
+        "a job's video was generated twice"
+    );
+    let state = journal::load(&out.join(journal::STATE_FILE)).unwrap().state;
+    assert!(state.jobs.values().all(|j| j.phase == Phase::Done));
+}
