@@ -111,7 +111,7 @@ pub enum Command {
         json: bool,
     },
     /// Run the local simulator of the API.
-    Sim(SimArgs),
+    Sim(Box<SimArgs>),
     /// Print a shell completion script, e.g. `vidbatch completions bash > /etc/bash_completion.d/vidbatch`.
     Completions {
         /// The shell.
@@ -263,7 +263,7 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Cancel { out, api } => cmd_cancel(&out, &api).await,
         Command::Report { out, ci } => cmd_report(&out, &ci),
         Command::Models { api, json } => cmd_models(&api, json).await,
-        Command::Sim(args) => crate::sim::run_cli(args).await.map(|()| 0),
+        Command::Sim(args) => crate::sim::run_cli(*args).await.map(|()| 0),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "vidbatch", &mut std::io::stdout());
             Ok(0)
