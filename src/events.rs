@@ -10,6 +10,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::api::{CreateRequest, TaskStatus, Timestamp, Usage};
+use crate::state::{JobState, RunSnapshot};
+
+/// The format of [`Event::Snapshot`] and [`Event::JobSnapshot`] records.
+pub const SNAPSHOT_VERSION: u32 = 1;
 
 /// Defines [`Event`] (written internally tagged, `{"event": "submitted", ...}`) and its
 /// externally tagged twin, which serde reads without buffering each line first.
@@ -230,6 +234,18 @@ pub enum Event {
     SubmissionsStopped {
         /// Why.
         reason: String,
+    },
+    /// The run-wide state as a compaction left it: replaces every run-wide record before it.
+    Snapshot {
+        /// The record's format ([`SNAPSHOT_VERSION`]).
+        version: u32,
+        /// The state.
+        run: Box<RunSnapshot>,
+    },
+    /// One job's whole state as a compaction left it: replaces every record of the job before it.
+    JobSnapshot {
+        /// The job's state.
+        state: Box<JobState>,
     },
     /// The run ended.
     RunFinished {

@@ -17,7 +17,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 use crate::events::Event;
-use crate::state::{Phase, RunState};
+use crate::state::RunState;
 
 /// The journal's file name inside the out dir.
 pub const STATE_FILE: &str = "state.jsonl";
@@ -470,7 +470,7 @@ pub fn needs_compaction(loaded: &Loaded) -> bool {
     loaded.lines > 1000 && loaded.lines > live * 4
 }
 
-/// Rewrites the journal at `path` as the shortest event sequence that folds to `state`:
+/// Rewrites the journal at `path` as snapshot records that fold to `state`:
 /// written to a temporary file, synced, then renamed over the old one.
 pub fn compact(path: &Path, state: &RunState) -> Result<(), JournalError> {
     let io_err = |source| JournalError::Io {
@@ -492,101 +492,17 @@ pub fn compact(path: &Path, state: &RunState) -> Result<(), JournalError> {
     Ok(())
 }
 
-/// The events that rebuild `state` (timings and counters kept).
+/// The records that rebuild `state` exactly: one snapshot of the run and one of each job,
+/// in the order the jobs were first planned.
 fn compacted_events(state: &RunState) -> Vec<Event> {
-    use crate::api::Timestamp;
-    let mut events = Vec::new();
-    if let (Some(run_id), Some(at)) = (&state.run_id, state.started_at) {
-        events.push(Event::RunStarted {
-            run_id: run_id.clone(),
-            at,
-            tool_version: env!("CARGO_PKG_VERSION").to_string(),
-            settings: state.settings.clone().unwrap_or_default(),
-            manifests: state.manifests.clone(),
-            total_jobs: state.jobs.len(),
-            shard: state.shard.clone(),
-        });
-    }
-    for j in state.jobs_in_order() {
-        let job = j.id.clone();
-        events.push(Event::JobPlanned {
-            job: job.clone(),
-            name: j.name.clone(),
-            fingerprint: j.fingerprint.clone(),
-            request: Box::new(j.request.clone()),
-            source: j.source.clone(),
-            estimated_tokens: j.estimated_tokens,
-        });
-        let now = Timestamp::now();
-        for task_id in &j.task_ids {
-            events.push(Event::Submitted {
-                job: job.clone(),
-                task_id: task_id.clone(),
-                at: j.submitted_at.unwrap_or(now),
-                reconciled: false,
-            });
-        }
-        if let Some(at) = j.processing_at {
-            events.push(Event::TaskProgress {
-                job: job.clone(),
-                task_id: j.task_id().unwrap_or_default().to_string(),
-                status: crate::api::TaskStatus::Processing,
-                at,
-            });
-        }
-        if !matches!(j.phase, Phase::Submitting | Phase::Submitted)
-            && let Some(completed) = j.completed_at
-        {
-            {
-                events.push(Event::TaskCompleted {
-                    job: job.clone(),
-                    task_id: j.task_id().unwrap_or_default().to_string(),
-                    usage: j.usage,
-                    completed_at: Some(completed),
-                    created_at: j.submitted_at,
-                    video_url_expires_at: j.video_url_expires_at,
-                    at: completed,
-                });
-            }
-        }
-        if j.phase == Phase::Done {
-            events.push(Event::JobDone {
-                job: job.clone(),
-                task_id: j.task_id().unwrap_or_default().to_string(),
-                path: j.path.clone().unwrap_or_default(),
-                bytes: j.bytes.unwrap_or(0),
-                sha256: j.sha256.clone().unwrap_or_default(),
-                last_frame: j.last_frame.clone(),
-                at: j.finished_at.unwrap_or(now),
-            });
-        } else if let Some(failure) = &j.failure {
-            events.push(Event::JobFailed {
-                job: job.clone(),
-                task_id: j.task_id().map(str::to_string),
-                failure: failure.clone(),
-                at: j.finished_at.unwrap_or(now),
-            });
-        }
-        if j.phase == Phase::Submitting
-            && let Some(key) = &j.idempotency_key
-        {
-            events.push(Event::SubmitIntent {
-                job: job.clone(),
-                attempt: j.attempts,
-                idempotency_key: key.clone(),
-                seed: j.seed,
-                at: j.intent_at.unwrap_or(now),
-            });
-        }
-    }
-    if let (Some(at), Some(outcome)) = (state.finished_at, state.outcome) {
-        events.push(Event::RunFinished {
-            at,
-            outcome,
-            counters: state.counters.clone(),
-        });
-    }
-    events
+    std::iter::once(Event::Snapshot {
+        version: crate::events::SNAPSHOT_VERSION,
+        run: Box::new(state.snapshot()),
+    })
+    .chain(state.jobs_in_order().map(|j| Event::JobSnapshot {
+        state: Box::new(j.clone()),
+    }))
+    .collect()
 }
 
 /// fsyncs a directory so a rename in it is durable (best effort).
@@ -639,6 +555,7 @@ pub fn lock_dir(dir: &Path) -> Result<DirLock, JournalError> {
 mod tests {
     use super::*;
     use crate::api::Timestamp;
+    use crate::state::Phase;
 
     fn planned(job: &str) -> Event {
         Event::JobPlanned {

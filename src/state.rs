@@ -5,13 +5,13 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::api::{CreateRequest, TaskStatus, Timestamp, Usage};
 use crate::events::{Counters, Event, Failure, RunOutcome, SourceRecord};
 
 /// Where a job is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     /// Not sent yet.
@@ -42,8 +42,8 @@ impl Phase {
     }
 }
 
-/// Everything known about one job.
-#[derive(Debug, Clone, Serialize)]
+/// Everything known about one job (also the record of a compacted journal).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobState {
     /// Job id.
     pub id: String,
@@ -98,7 +98,7 @@ pub struct JobState {
     /// URL refreshes.
     pub url_refreshes: u32,
     /// The status the current task last showed on the server (for the display; not reported).
-    #[serde(skip)]
+    #[serde(default)]
     pub last_status: Option<TaskStatus>,
 }
 
@@ -175,8 +175,37 @@ impl Tally {
     }
 }
 
+/// The run-wide part of a [`RunState`], as a compacted journal records it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSnapshot {
+    /// Id of the state.
+    pub run_id: Option<String>,
+    /// Settings of the latest run.
+    pub settings: Option<serde_json::Value>,
+    /// Manifests of the latest run.
+    pub manifests: Vec<SourceRecord>,
+    /// Shard of the latest run.
+    pub shard: Option<String>,
+    /// When the latest run started.
+    pub started_at: Option<Timestamp>,
+    /// When the latest run ended.
+    pub finished_at: Option<Timestamp>,
+    /// How the latest run ended.
+    pub outcome: Option<RunOutcome>,
+    /// Why the latest run stopped submitting, if it did.
+    #[serde(default)]
+    pub stop_reason: Option<String>,
+    /// Counters of all runs, summed.
+    pub counters: Counters,
+    /// Runs recorded.
+    pub runs: u32,
+    /// Every task id any job ever had, sorted.
+    #[serde(default)]
+    pub claimed_tasks: Vec<String>,
+}
+
 /// The state of a run's out dir.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct RunState {
     /// Id of the state (kept across resumes).
     pub run_id: Option<String>,
@@ -202,6 +231,8 @@ pub struct RunState {
     pub runs: u32,
     /// Every task id any job ever had.
     pub claimed_tasks: HashSet<String>,
+    /// Why the latest run stopped submitting (`--max-fail`, the budget, 401/402, an interrupt).
+    pub stop_reason: Option<String>,
 }
 
 impl RunState {
@@ -220,6 +251,7 @@ impl RunState {
                 self.started_at = Some(*at);
                 self.finished_at = None;
                 self.outcome = None;
+                self.stop_reason = None;
                 self.settings = Some(settings.clone());
                 self.manifests = manifests.clone();
                 self.shard = shard.clone();
@@ -410,10 +442,53 @@ impl RunState {
                 c.cancels += counters.cancels;
                 c.slots = counters.slots.or(c.slots);
             }
-            Event::Retrying { job: None, .. }
-            | Event::RateLimited { .. }
-            | Event::Notice { .. }
-            | Event::SubmissionsStopped { .. } => {}
+            Event::SubmissionsStopped { reason } => {
+                self.stop_reason.get_or_insert_with(|| reason.clone());
+            }
+            Event::Snapshot { run, .. } => {
+                let r = (**run).clone();
+                self.run_id = r.run_id;
+                self.settings = r.settings;
+                self.manifests = r.manifests;
+                self.shard = r.shard;
+                self.started_at = r.started_at;
+                self.finished_at = r.finished_at;
+                self.outcome = r.outcome;
+                self.stop_reason = r.stop_reason;
+                self.counters = r.counters;
+                self.runs = r.runs;
+                self.claimed_tasks.extend(r.claimed_tasks);
+            }
+            Event::JobSnapshot { state } => {
+                let job = (**state).clone();
+                self.claimed_tasks.extend(job.task_ids.iter().cloned());
+                if !self.jobs.contains_key(&job.id) {
+                    self.order.push(job.id.clone());
+                }
+                self.jobs.insert(job.id.clone(), job);
+            }
+            Event::Retrying { job: None, .. } | Event::RateLimited { .. } | Event::Notice { .. } => {}
+        }
+    }
+
+    /// The run-wide part of the state, for a compacted journal.
+    pub fn snapshot(&self) -> RunSnapshot {
+        RunSnapshot {
+            run_id: self.run_id.clone(),
+            settings: self.settings.clone(),
+            manifests: self.manifests.clone(),
+            shard: self.shard.clone(),
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+            outcome: self.outcome,
+            stop_reason: self.stop_reason.clone(),
+            counters: self.counters.clone(),
+            runs: self.runs,
+            claimed_tasks: {
+                let mut claimed: Vec<String> = self.claimed_tasks.iter().cloned().collect();
+                claimed.sort();
+                claimed
+            },
         }
     }
 

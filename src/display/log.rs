@@ -60,6 +60,8 @@ pub fn tag(event: &Event) -> &'static str {
         Event::JobReopened { .. } => "job_reopened",
         Event::SubmissionsStopped { .. } => "submissions_stopped",
         Event::RunFinished { .. } => "run_finished",
+        Event::Snapshot { .. } => "snapshot",
+        Event::JobSnapshot { .. } => "job_snapshot",
     }
 }
 
