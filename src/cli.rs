@@ -452,16 +452,42 @@ fn settings(args: &RunArgs, plan: &Plan, out: PathBuf, previous: Option<&serde_j
     }
 }
 
-/// Moves an out dir's state aside for `--fresh`, keeping it as a backup.
-fn backup_state(out: &Path) -> anyhow::Result<()> {
-    let state = out.join(journal::STATE_FILE);
-    if state.exists() {
-        let stamp = time::OffsetDateTime::now_utc().unix_timestamp();
-        let backup = out.join(format!("state.{stamp}.jsonl.bak"));
-        std::fs::rename(&state, &backup)
-            .with_context(|| format!("moving {} to {}", state.display(), backup.display()))?;
-        eprintln!("--fresh: the earlier state is kept as {}", backup.display());
+/// Moves an out dir's earlier run aside for `--fresh`: its state, videos and reports go to
+/// `OUT/earlier/<time>/`, never deleted or overwritten, and the new run starts empty.
+fn move_earlier_run(out: &Path) -> anyhow::Result<()> {
+    let parts = [
+        journal::STATE_FILE,
+        "videos",
+        "report.json",
+        "report.html",
+    ];
+    if !parts.iter().any(|p| out.join(p).exists()) {
+        return Ok(());
     }
+    let stamp = time::OffsetDateTime::now_utc()
+        .format(time::macros::format_description!("[year][month][day]-[hour][minute][second]"))
+        .unwrap_or_default();
+    let earlier = out.join("earlier");
+    let mut dest = earlier.join(&stamp);
+    let mut n = 1;
+    while dest.exists() {
+        n += 1;
+        dest = earlier.join(format!("{stamp}-{n}"));
+    }
+    std::fs::create_dir_all(&dest).with_context(|| format!("creating {}", dest.display()))?;
+    for part in parts {
+        let from = out.join(part);
+        if from.exists() {
+            let to = dest.join(part);
+            std::fs::rename(&from, &to)
+                .with_context(|| format!("moving {} to {}", from.display(), to.display()))?;
+        }
+    }
+    journal::sync_dir(out);
+    eprintln!(
+        "--fresh: the earlier run (state, videos, reports) is kept in {}",
+        dest.display()
+    );
     Ok(())
 }
 
@@ -557,7 +583,7 @@ async fn cmd_run(args: RunArgs, verbosity: display::Verbosity, json_logs: bool) 
             Err(e @ journal::JournalError::Locked { .. }) => return usage(e),
             Err(e) => return Err(e.into()),
         };
-        backup_state(&out)?;
+        move_earlier_run(&out)?;
     }
     let previous = journal::load(&out.join(journal::STATE_FILE))
         .ok()

@@ -8,6 +8,7 @@ use std::process::Output;
 use std::time::Duration;
 
 use tokio::process::Command;
+use vidbatch::journal;
 use vidbatch::sim::{Sim, SimConfig, SimHandle};
 
 fn manifest(dir: &Path, jobs: usize) -> PathBuf {
@@ -335,7 +336,7 @@ async fn failed_jobs_are_retried_only_with_retry_failed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fresh_starts_over_and_keeps_the_old_state_as_a_backup() {
+async fn fresh_moves_the_earlier_state_and_its_paid_videos_aside() {
     let sim = Sim::start(fast_sim()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let m = manifest(dir.path(), 2);
@@ -352,10 +353,20 @@ async fn fresh_starts_over_and_keeps_the_old_state_as_a_backup() {
     fresh.push("--fresh");
     assert_eq!(output(vidbatch(&sim, &fresh)).await.status.code(), Some(0));
     assert_eq!(sim.stats().tasks_created, 4);
-    let backups = std::fs::read_dir(&out)
+    // The earlier run's state and paid videos are moved aside whole, never overwritten.
+    let earlier: Vec<_> = std::fs::read_dir(out.join("earlier"))
         .unwrap()
         .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().ends_with(".jsonl.bak"))
-        .count();
-    assert_eq!(backups, 1);
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(earlier.len(), 1);
+    let kept = journal::load(&earlier[0].join(journal::STATE_FILE)).unwrap().state;
+    assert_eq!(kept.jobs.len(), 2);
+    for job in kept.jobs.values() {
+        let file = earlier[0].join(job.path.as_ref().unwrap());
+        let found = vidbatch::download::verify_file(&file, vidbatch::download::MediaKind::Mp4).unwrap();
+        assert_eq!(Some(found.sha256), job.sha256, "{} was overwritten", file.display());
+    }
+    let now = journal::load(&out.join(journal::STATE_FILE)).unwrap().state;
+    assert!(now.jobs.values().all(|j| !kept.claimed_tasks.contains(j.task_id().unwrap())));
 }
