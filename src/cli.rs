@@ -19,7 +19,7 @@ use crate::manifest::{self, ManifestArgs, Plan};
 use crate::report;
 use crate::runner::{Concurrency, JobSpec, RetryPolicy, RunSettings, Runner};
 use crate::sim::{Sim, SimArgs, SimConfig, SimHandle};
-use crate::state::{Phase, RunState};
+use crate::state::RunState;
 
 /// Exit code of a usage or manifest error.
 pub const EXIT_USAGE: i32 = 2;
@@ -455,17 +455,14 @@ fn settings(args: &RunArgs, plan: &Plan, out: PathBuf, previous: Option<&serde_j
 /// Moves an out dir's earlier run aside for `--fresh`: its state, videos and reports go to
 /// `OUT/earlier/<time>/`, never deleted or overwritten, and the new run starts empty.
 fn move_earlier_run(out: &Path) -> anyhow::Result<()> {
-    let parts = [
-        journal::STATE_FILE,
-        "videos",
-        "report.json",
-        "report.html",
-    ];
+    let parts = [journal::STATE_FILE, "videos", "report.json", "report.html"];
     if !parts.iter().any(|p| out.join(p).exists()) {
         return Ok(());
     }
     let stamp = time::OffsetDateTime::now_utc()
-        .format(time::macros::format_description!("[year][month][day]-[hour][minute][second]"))
+        .format(time::macros::format_description!(
+            "[year][month][day]-[hour][minute][second]"
+        ))
         .unwrap_or_default();
     let earlier = out.join("earlier");
     let mut dest = earlier.join(&stamp);
@@ -706,29 +703,52 @@ fn cmd_status(out: &Path, json: bool) -> anyhow::Result<i32> {
 }
 
 async fn cmd_cancel(out: &Path, api: &ApiArgs) -> anyhow::Result<i32> {
+    if api.sim {
+        return usage(
+            "cancel --sim: the embedded simulator starts empty and knows none of this run's tasks; \
+             give the --base-url (and key) the run used",
+        );
+    }
     let state = load_state(out)?;
-    let in_flight: Vec<(String, String)> = state
-        .jobs_in_order()
-        .filter(|j| matches!(j.phase, Phase::Submitted | Phase::Submitting))
-        .filter_map(|j| Some((j.id.clone(), j.task_id()?.to_string())))
-        .collect();
-    if in_flight.is_empty() {
+    let rpm = state
+        .settings
+        .as_ref()
+        .and_then(|s| s.get("rpm"))
+        .and_then(|v| v.as_u64())
+        .map_or(60, |r| r.clamp(1, u64::from(u32::MAX)) as u32);
+    let (client, _sim) = match connect(api).await {
+        Ok(c) => c,
+        Err(e) => return usage(format!("{e:#}")),
+    };
+    let summary = match crate::runner::cancel_run(out, &client, rpm, RetryPolicy::new(5)).await {
+        Ok(s) => s,
+        Err(crate::runner::RunError::Journal(e @ journal::JournalError::Locked { .. })) => return usage(e),
+        Err(e) => return Err(e.into()),
+    };
+    for (job, task) in &summary.cancelled {
+        println!("cancelled {job} ({task})");
+    }
+    for (job, task, status) in &summary.finished {
+        let next = if status == "completed" {
+            "a rerun downloads it"
+        } else {
+            "its own error is kept"
+        };
+        println!("{job} ({task}) had finished ({status}): {next}");
+    }
+    for (job, task) in &summary.gone {
+        println!("{job} ({task}) is no longer on the server (expired)");
+    }
+    for job in &summary.unsettled {
+        println!("{job}: its create's answer was lost; run again to find its task, then cancel");
+    }
+    for (job, task, error) in &summary.errors {
+        eprintln!("{job} ({task}): cancel failed: {error}");
+    }
+    if summary.cancelled.is_empty() && summary.finished.is_empty() && summary.errors.is_empty() {
         println!("nothing to cancel: no task of this run is queued or processing");
-        return Ok(0);
     }
-    let (client, _sim) = connect(api).await?;
-    let mut failed = 0;
-    for (job, task) in &in_flight {
-        match client.cancel(task).await {
-            Ok(_) => println!("cancelled {job} ({task})"),
-            Err(crate::api::ApiError::Conflict(_)) => println!("{job} ({task}) already finished"),
-            Err(e) => {
-                failed += 1;
-                eprintln!("{job} ({task}): {e}");
-            }
-        }
-    }
-    Ok(if failed == 0 { 0 } else { 1 })
+    Ok(if summary.errors.is_empty() { 0 } else { 1 })
 }
 
 fn cmd_report(out: &Path, ci: &CiArgs) -> anyhow::Result<i32> {

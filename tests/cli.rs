@@ -360,13 +360,24 @@ async fn fresh_moves_the_earlier_state_and_its_paid_videos_aside() {
         .map(|e| e.path())
         .collect();
     assert_eq!(earlier.len(), 1);
-    let kept = journal::load(&earlier[0].join(journal::STATE_FILE)).unwrap().state;
+    let kept = journal::load(&earlier[0].join(journal::STATE_FILE))
+        .unwrap()
+        .state;
     assert_eq!(kept.jobs.len(), 2);
     for job in kept.jobs.values() {
         let file = earlier[0].join(job.path.as_ref().unwrap());
         let found = vidbatch::download::verify_file(&file, vidbatch::download::MediaKind::Mp4).unwrap();
-        assert_eq!(Some(found.sha256), job.sha256, "{} was overwritten", file.display());
+        assert_eq!(
+            Some(found.sha256),
+            job.sha256,
+            "{} was overwritten",
+            file.display()
+        );
     }
     let now = journal::load(&out.join(journal::STATE_FILE)).unwrap().state;
-    assert!(now.jobs.values().all(|j| !kept.claimed_tasks.contains(j.task_id().unwrap())));
+    assert!(
+        now.jobs
+            .values()
+            .all(|j| !kept.claimed_tasks.contains(j.task_id().unwrap()))
+    );
 }

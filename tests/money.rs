@@ -139,3 +139,81 @@ async fn cancel_on_interrupt_never_cancels_a_finished_task_and_the_rerun_pays_no
     let state = journal::load(&out.join(journal::STATE_FILE)).unwrap().state;
     assert!(state.jobs.values().all(|j| j.phase == Phase::Done));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vidbatch_cancel_paces_itself_keeps_finished_tasks_and_records_each_cancellation() {
+    // Generations from 0.3 s to 60 s, a tight rate limit that answers 429 with a wait.
+    let sim = sim(SimConfig {
+        gen_time: Some(Duration::from_secs(30)),
+        gen_time_max: Some(Duration::from_secs(6000)),
+        rpm: 600,
+        rate_burst: Some(2),
+        retry_after: Some(vidbatch::sim::RetryAfterFormat::Seconds),
+        ..SimConfig::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifest(dir.path(), 8, "");
+    let out = dir.path().join("out");
+    let mut child = common::vidbatch_run(&m, &out, &sim, "money-key", "8")
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while sim.stats().tasks_created < 8 {
+        assert!(std::time::Instant::now() < deadline, "the creates never went out");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    // Let a short one finish on the server after the run is gone.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while sim.stats().tasks_in("completed") == 0 {
+        assert!(std::time::Instant::now() < deadline, "no task finished");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let finished_before = sim.stats().tasks_in("completed");
+
+    let sim_refused = Command::new(env!("CARGO_BIN_EXE_vidbatch"))
+        .args(["cancel", "--out", out.to_str().unwrap(), "--sim"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(sim_refused.status.code(), Some(2), "cancel --sim is refused");
+
+    let o = Command::new(env!("CARGO_BIN_EXE_vidbatch"))
+        .args(["cancel", "--out", out.to_str().unwrap()])
+        .env("ALLTOKEN_API_KEY", "money-key")
+        .env("ALLTOKEN_BASE_URL", sim.base_url())
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let stats = sim.stats();
+    let cancelled = stdout.lines().filter(|l| l.starts_with("cancelled ")).count() as u64;
+    assert_eq!(stats.tasks_in("cancelled"), cancelled, "{stdout}");
+    assert!(cancelled > 0, "{stdout}");
+    assert!(finished_before > 0, "no task finished before the cancel");
+    assert!(
+        stdout.contains("had finished (completed): a rerun downloads it"),
+        "{stdout}"
+    );
+    let state = journal::load(&out.join(journal::STATE_FILE)).unwrap().state;
+    let recorded = state
+        .jobs
+        .values()
+        .filter(|j| j.failure.as_ref().is_some_and(|f| f.kind.name() == "cancelled"))
+        .count() as u64;
+    assert_eq!(recorded, cancelled, "each cancellation is in the state");
+    assert!(
+        state
+            .jobs
+            .values()
+            .all(|j| j.phase != Phase::Submitted || stats.tasks_in("completed") > 0)
+    );
+}

@@ -20,13 +20,13 @@ use sha2::{Digest, Sha256};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::reconcile::{self, Found};
+use super::reconcile::{self, Found, draws_seed, effective_request};
 use super::slots::Slots;
 use super::spend::{Reservation, Spend};
 use super::sweep::{self, PAGE, Page, Seen};
 use super::work::{self, Fetch, FetchPlan, ListFor, ReadFor, Report};
 use super::{Observer, RunSettings, StopKind};
-use crate::api::{ApiError, Client, CreateRequest, IdempotencyKey, Task, TaskList, TaskStatus, Timestamp};
+use crate::api::{ApiError, Client, IdempotencyKey, Task, TaskList, TaskStatus, Timestamp};
 use crate::events::{Counters, Event, Failure, FailureKind};
 use crate::hex::hex;
 use crate::journal::{Durable, Journal};
@@ -1440,22 +1440,6 @@ impl Dispatcher {
     }
 }
 
-/// Whether vidbatch draws the seed of a job (its request sets none, or -1 for "random").
-fn draws_seed(request: &CreateRequest) -> bool {
-    request.seed.is_none_or(|s| s < 0)
-}
-
-/// The request as sent: the job's, with the seed vidbatch drew for it.
-fn effective_request(job: &JobState) -> CreateRequest {
-    let mut request = job.request.clone();
-    if draws_seed(&request)
-        && let Some(seed) = job.seed
-    {
-        request.seed = Some(seed);
-    }
-    request
-}
-
 fn idempotency_key(run_id: &str, job: &JobState) -> IdempotencyKey {
     let mut h = Sha256::new();
     h.update(run_id.as_bytes());
@@ -1555,7 +1539,7 @@ fn task_failure(task: &Task, kind: FailureKind, default: &str) -> Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{ApiKey, ClientConfig, ErrorCode, ErrorDetail};
+    use crate::api::{ApiKey, ClientConfig, CreateRequest, ErrorCode, ErrorDetail};
 
     /// A dispatcher over `jobs` pending jobs whose client points at a closed port: these tests
     /// look at its decisions, never at its requests.

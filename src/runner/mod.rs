@@ -10,9 +10,10 @@
 //! keep on the server, learned from the lists), [`sweep`] (what a page of the task list says
 //! of the tasks in flight), [`reconcile`] (finding the task of a create whose answer was
 //! lost), [`spend`] (the `--budget-tokens` reservations), [`work`] (the requests and
-//! downloads, one task each) and [`backoff`] (retry delays).
+//! downloads, one task each) and [`backoff`] (retry delays); [`cancel`] is `vidbatch cancel`.
 
 mod backoff;
+mod cancel;
 mod dispatch;
 mod pacer;
 mod reconcile;
@@ -30,6 +31,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 pub use backoff::{RetryPolicy, jittered};
+pub use cancel::{CancelSummary, cancel_run};
 pub use pacer::Pacer;
 
 use crate::api::{Client, CreateRequest, Timestamp};

@@ -11,6 +11,23 @@
 //! are never resolved by guessing.
 
 use crate::api::{CreateRequest, Task, TaskList, Timestamp};
+use crate::state::JobState;
+
+/// Whether vidbatch draws the seed of a job (its request sets none, or -1 for "random").
+pub(super) fn draws_seed(request: &CreateRequest) -> bool {
+    request.seed.is_none_or(|s| s < 0)
+}
+
+/// The request as sent: the job's, with the seed vidbatch drew for it.
+pub(super) fn effective_request(job: &JobState) -> CreateRequest {
+    let mut request = job.request.clone();
+    if draws_seed(&request)
+        && let Some(seed) = job.seed
+    {
+        request.seed = Some(seed);
+    }
+    request
+}
 
 /// What a task shows of a request: creates with equal keys could not be told apart.
 pub(super) fn match_key(req: &CreateRequest) -> String {
