@@ -1,7 +1,7 @@
-//! The kill test: a batch against the simulator (ambiguous creates and cut downloads on) is
-//! killed with SIGKILL at random moments and resumed each time. At the end every job was
-//! created exactly once on the server, every file is present and valid, no `.part` is left,
-//! and the report agrees with the state.
+//! The kill test: a batch against the simulator (ambiguous creates, cut downloads and lists
+//! that show new tasks late on) is killed with SIGKILL at random moments and resumed each
+//! time. At the end every job was created exactly once on the server, every file is present
+//! and valid, no `.part` is left, and the report agrees with the state.
 
 mod common;
 
@@ -41,9 +41,10 @@ async fn killed_at_random_moments_and_resumed_every_job_runs_exactly_once() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let sim = Sim::start(SimConfig {
         gen_time: Some(Duration::from_secs(60)),
-        time_scale: 0.01,
+        time_scale: 0.02,
         rpm: 0,
         seed,
+        list_lag: Duration::from_millis(500),
         ambiguous_create_rate: 0.15,
         cut_download_rate: 0.2,
         slow_download_rate: 0.5,
@@ -62,7 +63,12 @@ async fn killed_at_random_moments_and_resumed_every_job_runs_exactly_once() {
     let (mut in_create, mut in_download, mut finished_early) = (0, 0, 0);
     for kill in 0..KILLS {
         let mut child = run().spawn().unwrap();
-        let wait = Duration::from_millis(rng.random_range(80..900));
+        // Every other kill lands early in the run, while its first creates are on the wire.
+        let wait = Duration::from_millis(if kill % 2 == 0 {
+            rng.random_range(20..200)
+        } else {
+            rng.random_range(80..900)
+        });
         match tokio::time::timeout(wait, child.wait()).await {
             Ok(status) => {
                 finished_early += 1;
