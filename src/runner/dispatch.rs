@@ -1094,11 +1094,15 @@ impl Dispatcher {
     }
 
     fn on_sweep(&mut self, page: TaskList, now: Instant) {
-        // A full page may have left some out: then only a queue beside processing tasks says
-        // something sure about the slots.
         let (processing, queued) = sweep::account_load(&page);
         if !sweep::is_full(&page) || queued > 0 {
             self.slots.observe(processing, queued);
+        } else {
+            // Tasks start in the order they were created and a page is newest first, so a
+            // queued task would be on this full page: none is, so every task seen processing
+            // still runs, more than one page holds.
+            let running = self.flights.values().filter(|f| f.status == TaskStatus::Processing).count();
+            self.slots.observe(processing.max(running), 0);
         }
         let interval = self.sweep_interval();
         let view = Page::new(&page);

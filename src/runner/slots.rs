@@ -2,7 +2,7 @@
 //!
 //! The provider does not publish how many tasks an account may have processing at once. The
 //! lists show it: when some tasks wait `queued` while others are `processing`, the processing
-//! ones fill the account's slots S. Until a queue is seen, the target grows with what is seen
+//! ones fill the account's slots S. Until a queue is seen, the target doubles what is seen
 //! processing. The target is S plus a small queue Q ahead of the slots, so a slot that frees
 //! starts its next task at once: Q covers the completions expected while vidbatch learns of
 //! one and its next create reaches the server. Q never passes the provider's queued-task cap
@@ -58,9 +58,9 @@ impl Slots {
     pub fn target(&self, news_interval: Duration) -> usize {
         let auto = match self.learned {
             Some(s) => s + self.queue(news_interval),
-            // Not saturated yet: grow by half of what runs, as a slow start does.
+            // Not saturated yet: double what runs, as a slow start does.
             None => {
-                INITIAL.max(self.seen_processing + (self.seen_processing / 2).max(self.queue(news_interval)))
+                INITIAL.max(self.seen_processing + self.seen_processing.max(self.queue(news_interval)))
             }
         };
         self.cap.map_or(auto, |cap| auto.min(cap))
@@ -138,9 +138,9 @@ mod tests {
         let mut slots = Slots::new(None);
         assert_eq!(slots.target(TICK), INITIAL);
         slots.observe(8, 0);
-        assert_eq!(slots.target(TICK), 12);
+        assert_eq!(slots.target(TICK), 16);
         slots.observe(12, 0);
-        assert_eq!(slots.target(TICK), 18);
+        assert_eq!(slots.target(TICK), 24);
         slots.observe(16, 2);
         assert_eq!(slots.learned(), Some(16));
         assert_eq!(slots.target(TICK), 16 + QUEUE_MIN);
