@@ -199,7 +199,7 @@ pub struct RunArgs {
     /// Retries of a transient failure (5xx, timeout, lost connection) [default: 5]
     #[arg(long, env = "VIDBATCH_MAX_RETRIES")]
     pub max_retries: Option<u32>,
-    /// First interval between polls of a task, e.g. 3s [default: 3s]
+    /// Shortest interval between sweeps of the task list (the interval follows the spare request budget), e.g. 3s [default: 3s]
     #[arg(long, env = "VIDBATCH_POLL_INTERVAL", value_parser = humantime::parse_duration)]
     pub poll_interval: Option<Duration>,
     /// Longest a job may take from submit to finish before it is cancelled [default: 1h]

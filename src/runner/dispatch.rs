@@ -1101,7 +1101,11 @@ impl Dispatcher {
             // Tasks start in the order they were created and a page is newest first, so a
             // queued task would be on this full page: none is, so every task seen processing
             // still runs, more than one page holds.
-            let running = self.flights.values().filter(|f| f.status == TaskStatus::Processing).count();
+            let running = self
+                .flights
+                .values()
+                .filter(|f| f.status == TaskStatus::Processing)
+                .count();
             self.slots.observe(processing.max(running), 0);
         }
         let interval = self.sweep_interval();

@@ -73,10 +73,10 @@ pub struct RunSettings {
     pub download_concurrency: usize,
     /// Retries of a transient failure.
     pub max_retries: u32,
-    /// First poll interval.
+    /// Shortest interval between sweeps of the task list.
     #[serde(with = "duration_text")]
     pub poll_interval: Duration,
-    /// Longest a job may take from submit to finish.
+    /// Longest a job may take from its create to its video (vidbatch's own clock).
     #[serde(with = "duration_text")]
     pub job_timeout: Duration,
     /// Stop submitting after this many failures.

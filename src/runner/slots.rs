@@ -59,9 +59,7 @@ impl Slots {
         let auto = match self.learned {
             Some(s) => s + self.queue(news_interval),
             // Not saturated yet: double what runs, as a slow start does.
-            None => {
-                INITIAL.max(self.seen_processing + self.seen_processing.max(self.queue(news_interval)))
-            }
+            None => INITIAL.max(self.seen_processing + self.seen_processing.max(self.queue(news_interval))),
         };
         self.cap.map_or(auto, |cap| auto.min(cap))
     }
