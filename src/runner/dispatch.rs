@@ -53,6 +53,8 @@ const ALL: [TaskStatus; 5] = [
 ];
 /// Shortest wait before a create whose answer was lost is taken as never made: lists lag.
 const LOST_GRACE_MIN: Duration = Duration::from_secs(2);
+/// The wait while no task of this run has been listed yet, so the lists' lag is unknown.
+const LOST_GRACE_UNSEEN: Duration = Duration::from_secs(30);
 /// How far before a create's intent (read on the server's clock, as far as its `Date` headers
 /// tell) a look-alike create's task may be dated and still be taken for it.
 const CLOCK_SLACK: time::Duration = time::Duration::minutes(10);
@@ -95,8 +97,10 @@ struct Lost {
     /// When it was sent (vidbatch's clock).
     since: Instant,
     intent_at: Timestamp,
-    /// A task of this run created after it was sent: once lists show that one, they would show
-    /// this one's too.
+    /// When its answer was found lost (or the run began, for one an earlier run lost).
+    failed_at: Instant,
+    /// A task of this run whose create was sent after that: the server made it after this
+    /// one, so once lists show it they would show this one's too.
     later: Option<String>,
     reservation: Option<Reservation>,
 }
@@ -165,6 +169,8 @@ pub(super) struct Dispatcher {
     next_tick: Instant,
     used: VecDeque<Instant>,
     lag_max: Duration,
+    /// Whether any task of this run has been seen on a list (so `lag_max` means something).
+    lag_seen: bool,
     /// When the server last answered anything but a 429.
     last_unlimited: Instant,
     pub stop: Option<StopKind>,
@@ -226,6 +232,7 @@ impl Dispatcher {
             rounds: 0,
             used: VecDeque::new(),
             lag_max: Duration::ZERO,
+            lag_seen: false,
             last_unlimited: now,
             stop: None,
             halted: false,
@@ -320,6 +327,7 @@ impl Dispatcher {
                     key,
                     since: now.checked_sub(age).unwrap_or(now),
                     intent_at,
+                    failed_at: now,
                     later: None,
                     reservation: None,
                 },
@@ -639,9 +647,14 @@ impl Dispatcher {
     }
 
     /// How long a create whose answer was lost may stay unlisted before it is taken as never
-    /// made: a few times the longest lag the lists have shown for this run's own tasks.
+    /// made: a few times the longest lag the lists have shown for this run's own tasks, and
+    /// long while they have shown none.
     fn lost_grace(&self) -> Duration {
-        LOST_GRACE_MIN.max(self.lag_max * 3)
+        if self.lag_seen {
+            LOST_GRACE_MIN.max(self.lag_max * 3)
+        } else {
+            LOST_GRACE_UNSEEN
+        }
     }
 
     fn start_fetches(&mut self) {
@@ -795,7 +808,7 @@ impl Dispatcher {
                 reservation.keep();
                 self.slots.on_create_answered(now.duration_since(sent));
                 for lost in self.lost.values_mut() {
-                    if lost.later.is_none() && lost.since < sent {
+                    if lost.later.is_none() && lost.failed_at <= sent {
                         lost.later = Some(task.id.clone());
                     }
                 }
@@ -816,6 +829,7 @@ impl Dispatcher {
                         key,
                         since: sent,
                         intent_at,
+                        failed_at: now,
                         later: None,
                         reservation: Some(reservation),
                     },
@@ -1119,6 +1133,7 @@ impl Dispatcher {
                     if !f.listed {
                         f.listed = true;
                         self.lag_max = self.lag_max.max(now.duration_since(f.sent));
+                        self.lag_seen = true;
                     }
                     f.absent_since = None;
                     f.next_read = None;

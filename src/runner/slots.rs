@@ -23,7 +23,7 @@ const QUEUE_MIN: usize = 2;
 /// Completions remembered to measure their rate.
 const RATE_WINDOW: usize = 32;
 /// Headroom on the queue the completion rate asks for.
-const QUEUE_HEADROOM: f64 = 1.5;
+const QUEUE_HEADROOM: f64 = 2.0;
 
 /// What is learned of the account's slots and the target it gives.
 #[derive(Debug)]
@@ -78,7 +78,9 @@ impl Slots {
     /// The queue kept ahead of the slots.
     fn queue(&self, news_interval: Duration) -> usize {
         let rate = self.completion_rate().unwrap_or(0.0);
-        let lead = news_interval + self.create_latency.unwrap_or_default();
+        // A completion shows at the next sweep (its list takes about as long as a create), then
+        // the create that replaces it travels to the server.
+        let lead = news_interval + self.create_latency.unwrap_or_default() * 2;
         let wanted = (rate * lead.as_secs_f64() * QUEUE_HEADROOM).ceil() as usize + 1;
         wanted.clamp(QUEUE_MIN.min(self.queue_ceiling), self.queue_ceiling)
     }
@@ -152,8 +154,8 @@ mod tests {
             slots.on_finished(Instant::now());
             tokio::time::advance(Duration::from_millis(100)).await;
         }
-        // 10 completions a second, learned of every 200 ms: 10 × 0.2 × 1.5 + 1 = 4.
-        assert_eq!(slots.target(TICK), 8 + 4);
+        // 10 completions a second, learned of every 200 ms: 10 × 0.2 × 2 + 1 = 5.
+        assert_eq!(slots.target(TICK), 8 + 5);
         slots.on_queue_full(TICK);
         assert_eq!(slots.target(TICK), 8 + 2);
     }
