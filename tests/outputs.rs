@@ -602,9 +602,9 @@ fn help_flags_and_envs(help: &str) -> (BTreeSet<String>, BTreeSet<String>) {
         if t.starts_with('-') && line.len() - t.len() <= 6 {
             for word in t.split([' ', ',', '=', '<']) {
                 let word = word.trim_end_matches(['.', ']']);
-                if word.starts_with("--") && word.len() > 2 {
-                    flags.insert(word.to_string());
-                } else if word.len() == 2 && word.starts_with('-') {
+                let long = word.starts_with("--") && word.len() > 2;
+                let short = word.len() == 2 && word.starts_with('-');
+                if long || short {
                     flags.insert(word.to_string());
                 }
             }

@@ -364,7 +364,7 @@ impl Page {
             .unwrap_or_else(|| "unfinished".into());
         let outcome_group = match outcome.as_str() {
             "success" => "done",
-            "some_failed" | "fatal" => "failed",
+            "some_failed" | "stopped" | "fatal" => "failed",
             _ => "unfinished",
         };
         let duration = match (report.run.started_at, report.run.finished_at) {

@@ -112,9 +112,10 @@ fn worse(a: Option<RunOutcome>, b: Option<RunOutcome>) -> Option<RunOutcome> {
     let rank = |o: Option<RunOutcome>| match o {
         Some(RunOutcome::Success) => 0,
         Some(RunOutcome::SomeFailed) => 1,
-        Some(RunOutcome::Interrupted) => 2,
-        None => 3,
-        Some(RunOutcome::Fatal) => 4,
+        Some(RunOutcome::Stopped) => 2,
+        Some(RunOutcome::Interrupted) => 3,
+        None => 4,
+        Some(RunOutcome::Fatal) => 5,
     };
     if rank(b) > rank(a) { b } else { a }
 }
@@ -253,5 +254,6 @@ mod tests {
         assert_eq!(worse(Some(SomeFailed), None), None);
         assert_eq!(worse(None, Some(Fatal)), Some(Fatal));
         assert_eq!(worse(Some(Interrupted), Some(Success)), Some(Interrupted));
+        assert_eq!(worse(Some(SomeFailed), Some(Stopped)), Some(Stopped));
     }
 }

@@ -164,12 +164,16 @@ impl Status {
                     report.summary.jobs
                 )
             }
+            (_, Some(RunOutcome::Stopped)) => format!(
+                "--max-fail or --budget-tokens stopped submissions: {} jobs were never sent",
+                count(report, &["pending"])
+            ),
             (_, Some(RunOutcome::Fatal)) => {
                 let why = report
                     .jobs
                     .iter()
                     .filter_map(|j| j.error.as_ref())
-                    .find(|e| matches!(e.http_status, Some(401 | 402 | 403)))
+                    .find(|e| matches!(e.http_status, Some(401..=403)))
                     .map(|e| format!(": {}", e.message))
                     .unwrap_or_default();
                 format!("a fatal API condition stopped it (bad key or no balance){why}")
@@ -190,6 +194,10 @@ impl Status {
         } else if on_server > 0 {
             Some(format!(
                 "run again with --out {dir} to resume ({on_server} tasks still on the server), or stop paying for them with `vidbatch cancel --out {dir}`"
+            ))
+        } else if outcome == Some(RunOutcome::Stopped) && count(report, &["pending"]) > 0 {
+            Some(format!(
+                "run again with --out {dir} (and a higher --max-fail or --budget-tokens) to send the rest"
             ))
         } else if failed == not_done {
             Some(format!(
