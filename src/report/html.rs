@@ -29,6 +29,10 @@ const TEMPLATE: &str = include_str!("report.html.j2");
 /// The page's one script: filters, search, and the `?selftest` mode.
 const SCRIPT: &str = include_str!("report.js");
 
+/// Cards whose video loads its metadata with the page; later ones load when played, so a
+/// page of thousands of jobs opens quickly.
+const PRELOADED: usize = 200;
+
 /// Prompts longer than this are cut in the card (the whole prompt is in the `title`).
 const PROMPT_SHOWN: usize = 600;
 
@@ -75,6 +79,8 @@ pub struct Card {
     pub params: Vec<Field>,
     /// Link to the video (a relative, percent-encoded path).
     pub video: Option<String>,
+    /// The video's `preload`: `metadata` for the first cards, `none` after.
+    pub preload: &'static str,
     /// Link to the last frame.
     pub last_frame: Option<String>,
     /// Why the job is not done.
@@ -302,6 +308,7 @@ fn card(job: &JobReport) -> Card {
         model: job.request.model.clone(),
         params: params(job),
         video: job.file.as_deref().map(href),
+        preload: "metadata",
         last_frame: job.last_frame.as_deref().map(href),
         error: job.error.as_ref().map(failure_text),
         recovered: job.recovered_from.as_ref().map(failure_text),
@@ -342,6 +349,9 @@ impl Page {
         let s = &report.summary;
         let mut cards: Vec<Card> = report.jobs.iter().map(card).collect();
         cards.sort_by_key(|c| rank(c.group));
+        for c in cards.iter_mut().skip(PRELOADED) {
+            c.preload = "none";
+        }
         let mut states: Vec<StateCount> = s
             .by_state
             .iter()

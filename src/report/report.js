@@ -29,6 +29,9 @@
   var params = new URLSearchParams(location.search);
   if (!params.has("selftest")) { return; }
   var videos = Array.prototype.slice.call(document.querySelectorAll("video"));
+  videos.forEach(function (v) {
+    if (v.preload === "none") { v.preload = "metadata"; v.load(); }
+  });
   function metadata(v) {
     return new Promise(function (resolve) {
       if (v.readyState >= 1 || v.error) { resolve(); return; }
