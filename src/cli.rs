@@ -698,7 +698,12 @@ fn load_state(out: &Path) -> anyhow::Result<RunState> {
 fn cmd_status(out: &Path, json: bool) -> anyhow::Result<i32> {
     let state = load_state(out)?;
     let report = report::Report::from_state(&state);
-    let status = report::status::Status::of(out, &report, report::status::Liveness::of(out));
+    let status = report::status::Status::of(
+        out,
+        &report,
+        report::status::Liveness::of(out),
+        state.stop_reason.as_deref(),
+    );
     let mut stdout = std::io::stdout().lock();
     if json {
         serde_json::to_writer_pretty(&mut stdout, &status)?;

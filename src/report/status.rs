@@ -134,8 +134,9 @@ fn count(report: &Report, states: &[&str]) -> usize {
 }
 
 impl Status {
-    /// The status of the out dir `out`, from its report and lock.
-    pub fn of(out: &Path, report: &Report, live: Liveness) -> Status {
+    /// The status of the out dir `out`, from its report and lock; `recorded_reason` is why the
+    /// state says the latest run stopped submitting, if it did.
+    pub fn of(out: &Path, report: &Report, live: Liveness, recorded_reason: Option<&str>) -> Status {
         let not_done = report.summary.jobs - count(report, &["done"]);
         let on_server = count(report, &["submitted", "submitting"]);
         let failed: usize = report
@@ -182,6 +183,10 @@ impl Status {
                 format!("interrupted (Ctrl-C or SIGTERM) with {on_server} tasks still on the server")
             }
             (_, None) => "no end recorded: the run was killed or the machine stopped".into(),
+        };
+        let stop_reason = match recorded_reason {
+            Some(why) if run != "running" && !why.is_empty() => format!("{stop_reason} ({why})"),
+            _ => stop_reason,
         };
         let dir = out.display();
         let next_step = if run == "running" {
