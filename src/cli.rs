@@ -24,6 +24,15 @@ use crate::state::RunState;
 /// Exit code of a usage or manifest error.
 pub const EXIT_USAGE: i32 = 2;
 
+/// Help headings of `run --help`, in the order shown.
+const MANIFEST: &str = "Manifest";
+const API: &str = "API";
+const RATE: &str = "Rate and concurrency";
+const POLLING: &str = "Polling and retries";
+const OUTPUTS: &str = "Outputs";
+const CONTROL: &str = "Run control";
+const GLOBAL: &str = "Global options";
+
 /// vidbatch: generate videos from a manifest of prompts through the AllToken Videos API.
 #[derive(Debug, Parser)]
 #[command(name = "vidbatch", version, about, max_term_width = 100)]
@@ -38,14 +47,15 @@ pub struct Cli {
         global = true,
         value_enum,
         default_value = "text",
-        env = "VIDBATCH_LOG_FORMAT"
+        env = "VIDBATCH_LOG_FORMAT",
+        help_heading = GLOBAL
     )]
     pub log_format: LogFormat,
     /// More output (repeat for more).
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, help_heading = GLOBAL)]
     pub verbose: u8,
     /// Less output: failures and the final summary only.
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, help_heading = GLOBAL)]
     pub quiet: bool,
 }
 
@@ -74,7 +84,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Show a run's progress from its state file (offline).
+    /// Show whether a run is live (pid, start), how the last one ended and why, and every
+    /// job's state with what it means (offline, from the state file and the lock).
     Status {
         /// Out dir.
         #[arg(long, default_value = "./vidbatch-out", env = "VIDBATCH_OUT")]
@@ -92,11 +103,16 @@ pub enum Command {
         #[command(flatten)]
         api: ApiArgs,
     },
-    /// Rebuild report.json (and --junit, --summary-md) from the state file.
+    /// Rebuild report.json and report.html (and --junit, --summary-md) from the state file,
+    /// or merge the reports of several shard out dirs into --out with --merge.
     Report {
-        /// Out dir.
+        /// Out dir (with --merge: the dir the merged report is written to).
         #[arg(long, default_value = "./vidbatch-out", env = "VIDBATCH_OUT")]
         out: PathBuf,
+        /// Merge the reports of these shard out dirs into one (report.json, report.html and the
+        /// CI files) in --out; its links point at each shard's videos.
+        #[arg(long, value_name = "OUT_DIR", num_args = 1..)]
+        merge: Vec<PathBuf>,
         /// CI outputs.
         #[command(flatten)]
         ci: CiArgs,
@@ -118,28 +134,41 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the manual page (roff), e.g. `vidbatch man > vidbatch.1`.
-    Man,
+    /// Write the manual pages (roff): one per command into DIR (vidbatch.1, vidbatch-run.1,
+    /// ...), or vidbatch.1 to stdout without DIR; e.g. `vidbatch man /usr/local/share/man/man1`.
+    Man {
+        /// Directory to write the pages into (made if missing).
+        #[arg(value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 /// Where the API is and how to sign in.
 #[derive(Debug, Clone, Args)]
 pub struct ApiArgs {
     /// API base URL.
-    #[arg(long, env = "ALLTOKEN_BASE_URL", default_value = DEFAULT_BASE_URL)]
+    #[arg(long, env = "ALLTOKEN_BASE_URL", default_value = DEFAULT_BASE_URL, help_heading = API)]
     pub base_url: String,
     /// API key (prefer the environment variable or --api-key-file: a flag shows in the process
     /// list) [default: none]
-    #[arg(long, env = "ALLTOKEN_API_KEY", hide_env_values = true)]
+    #[arg(long, env = "ALLTOKEN_API_KEY", hide_env_values = true, help_heading = API)]
     pub api_key: Option<String>,
     /// Read the API key from this file (e.g. a mounted secret) [default: none]
-    #[arg(long, env = "VIDBATCH_API_KEY_FILE", value_name = "FILE")]
+    #[arg(long, env = "VIDBATCH_API_KEY_FILE", value_name = "FILE", help_heading = API)]
     pub api_key_file: Option<PathBuf>,
-    /// Start the embedded simulator and use it (no key, no network).
-    #[arg(long)]
+    /// Start the embedded simulator and use it (no key, no network); a run's defaults are
+    /// then faster: --rpm 600, --poll-interval 200ms.
+    #[arg(long, help_heading = API)]
     pub sim: bool,
-    /// Seconds allowed for one API request.
-    #[arg(long, env = "VIDBATCH_REQUEST_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    /// Longest one API request may take (connect, send, answer), e.g. 60s or 2m.
+    #[arg(
+        long,
+        env = "VIDBATCH_REQUEST_TIMEOUT",
+        default_value = "60s",
+        value_name = "DUR",
+        value_parser = humantime::parse_duration,
+        help_heading = POLLING
+    )]
     pub request_timeout: Duration,
 }
 
@@ -147,11 +176,11 @@ pub struct ApiArgs {
 #[derive(Debug, Clone, Default, Args)]
 pub struct CiArgs {
     /// Also write JUnit XML here: one testcase per job, flaky ones marked [default: none]
-    #[arg(long, value_name = "FILE", env = "VIDBATCH_JUNIT")]
+    #[arg(long, value_name = "FILE", env = "VIDBATCH_JUNIT", help_heading = OUTPUTS)]
     pub junit: Option<PathBuf>,
     /// Also write a Markdown summary here (and append it to $GITHUB_STEP_SUMMARY when set)
     /// [default: none]
-    #[arg(long, value_name = "FILE", env = "VIDBATCH_SUMMARY_MD")]
+    #[arg(long, value_name = "FILE", env = "VIDBATCH_SUMMARY_MD", help_heading = OUTPUTS)]
     pub summary_md: Option<PathBuf>,
 }
 
@@ -168,67 +197,80 @@ impl CiArgs {
     }
 }
 
-/// Options of `vidbatch run`.
+/// Options of `vidbatch run`, shown by `run --help` under headings.
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
     /// The manifests.
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = MANIFEST)]
     pub manifest: ManifestArgs,
-    /// The API.
+    /// API requests per minute (token bucket rate) [default: 60] [with --sim: 600]
+    #[arg(long, env = "VIDBATCH_RPM", help_heading = RATE)]
+    pub rpm: Option<u32>,
+    /// Requests allowed at once above the steady rate [default: 5]
+    #[arg(long, env = "VIDBATCH_BURST", help_heading = RATE)]
+    pub burst: Option<u32>,
+    /// Tasks queued or processing on the server at once: `auto` learns the account's
+    /// processing slots and keeps a small queue ahead of them; a number is a hard cap [default: auto]
+    #[arg(long, env = "VIDBATCH_CONCURRENCY", value_name = "auto|N", help_heading = RATE)]
+    pub concurrency: Option<Concurrency>,
+    /// Downloads at once [default: 4]
+    #[arg(long, env = "VIDBATCH_DOWNLOAD_CONCURRENCY", help_heading = RATE)]
+    pub download_concurrency: Option<usize>,
+    /// Shortest interval between sweeps of the task list (the interval follows the spare request
+    /// budget), e.g. 3s [default: 3s] [with --sim: 200ms]
+    #[arg(
+        long,
+        env = "VIDBATCH_POLL_INTERVAL",
+        value_name = "DUR",
+        value_parser = humantime::parse_duration,
+        help_heading = POLLING
+    )]
+    pub poll_interval: Option<Duration>,
+    /// Retries of a transient failure (5xx, timeout, lost connection) [default: 5]
+    #[arg(long, env = "VIDBATCH_MAX_RETRIES", help_heading = POLLING)]
+    pub max_retries: Option<u32>,
+    /// Longest a job may take from submit to finish before it is cancelled, e.g. 1h [default: 1h]
+    #[arg(
+        long,
+        env = "VIDBATCH_JOB_TIMEOUT",
+        value_name = "DUR",
+        value_parser = humantime::parse_duration,
+        help_heading = POLLING
+    )]
+    pub job_timeout: Option<Duration>,
+    /// The API (its request timeout shows under polling and retries).
     #[command(flatten)]
     pub api: ApiArgs,
-    /// Out dir: videos/, report.json, state.jsonl [default: ./vidbatch-out]
-    #[arg(long, env = "VIDBATCH_OUT")]
+    /// Out dir: videos/, report.json, report.html, state.jsonl [default: ./vidbatch-out]
+    #[arg(long, env = "VIDBATCH_OUT", help_heading = OUTPUTS)]
     pub out: Option<PathBuf>,
     /// CI outputs.
     #[command(flatten)]
     pub ci: CiArgs,
-    /// API requests per minute (token bucket rate) [default: 60]
-    #[arg(long, env = "VIDBATCH_RPM")]
-    pub rpm: Option<u32>,
-    /// Requests allowed at once above the steady rate [default: 5]
-    #[arg(long, env = "VIDBATCH_BURST")]
-    pub burst: Option<u32>,
-    /// Tasks queued or processing on the server at once: `auto` learns the account's
-    /// processing slots and keeps a small queue ahead of them; a number is a hard cap [default: auto]
-    #[arg(long, env = "VIDBATCH_CONCURRENCY", value_name = "auto|N")]
-    pub concurrency: Option<Concurrency>,
-    /// Downloads at once [default: 4]
-    #[arg(long, env = "VIDBATCH_DOWNLOAD_CONCURRENCY")]
-    pub download_concurrency: Option<usize>,
-    /// Retries of a transient failure (5xx, timeout, lost connection) [default: 5]
-    #[arg(long, env = "VIDBATCH_MAX_RETRIES")]
-    pub max_retries: Option<u32>,
-    /// Shortest interval between sweeps of the task list (the interval follows the spare request budget), e.g. 3s [default: 3s]
-    #[arg(long, env = "VIDBATCH_POLL_INTERVAL", value_parser = humantime::parse_duration)]
-    pub poll_interval: Option<Duration>,
-    /// Longest a job may take from submit to finish before it is cancelled [default: 1h]
-    #[arg(long, env = "VIDBATCH_JOB_TIMEOUT", value_parser = humantime::parse_duration)]
-    pub job_timeout: Option<Duration>,
+    /// Progress display: `auto` draws a bar when stderr is a terminal, else plain lines.
+    #[arg(long, value_enum, default_value = "auto", env = "VIDBATCH_PROGRESS", help_heading = OUTPUTS)]
+    pub progress: Progress,
     /// Retry jobs that failed in an earlier run.
-    #[arg(long)]
+    #[arg(long, help_heading = CONTROL)]
     pub retry_failed: bool,
     /// Start over: keep the old state as a backup and begin a new one.
-    #[arg(long)]
+    #[arg(long, help_heading = CONTROL)]
     pub fresh: bool,
     /// Show what would run; send nothing.
-    #[arg(long)]
+    #[arg(long, help_heading = CONTROL)]
     pub dry_run: bool,
     /// Run only shard K of N (jobs split by a hash of their id), e.g. 2/4 [default: all jobs]
-    #[arg(long, value_name = "K/N", env = "VIDBATCH_SHARD")]
+    #[arg(long, value_name = "K/N", env = "VIDBATCH_SHARD", help_heading = CONTROL)]
     pub shard: Option<String>,
     /// Stop submitting after N failed jobs [default: no limit]
-    #[arg(long, env = "VIDBATCH_MAX_FAIL")]
+    #[arg(long, env = "VIDBATCH_MAX_FAIL", help_heading = CONTROL)]
     pub max_fail: Option<u32>,
     /// Stop submitting when the estimated tokens would pass N [default: no limit]
-    #[arg(long, env = "VIDBATCH_BUDGET_TOKENS")]
+    #[arg(long, env = "VIDBATCH_BUDGET_TOKENS", help_heading = CONTROL)]
     pub budget_tokens: Option<u64>,
     /// Also cancel the tasks in flight on Ctrl-C.
-    #[arg(long)]
+    #[arg(long, help_heading = CONTROL)]
     pub cancel_on_interrupt: bool,
-    /// Progress display: `auto` draws a bar when stderr is a terminal, else plain lines.
-    #[arg(long, value_enum, default_value = "auto", env = "VIDBATCH_PROGRESS")]
-    pub progress: Progress,
 }
 
 /// When to draw progress.
@@ -261,17 +303,14 @@ pub async fn run(cli: Cli) -> i32 {
         )),
         Command::Status { out, json } => cmd_status(&out, json),
         Command::Cancel { out, api } => cmd_cancel(&out, &api).await,
-        Command::Report { out, ci } => cmd_report(&out, &ci),
+        Command::Report { out, merge, ci } => cmd_report(&out, &merge, &ci),
         Command::Models { api, json } => cmd_models(&api, json).await,
         Command::Sim(args) => crate::sim::run_cli(*args).await.map(|()| 0),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "vidbatch", &mut std::io::stdout());
             Ok(0)
         }
-        Command::Man => clap_mangen::Man::new(Cli::command())
-            .render(&mut std::io::stdout())
-            .map(|()| 0)
-            .map_err(Into::into),
+        Command::Man { dir } => cmd_man(dir.as_deref()),
     };
     match result {
         Ok(code) => code,
@@ -659,45 +698,18 @@ fn load_state(out: &Path) -> anyhow::Result<RunState> {
 fn cmd_status(out: &Path, json: bool) -> anyhow::Result<i32> {
     let state = load_state(out)?;
     let report = report::Report::from_state(&state);
+    let status = report::status::Status::of(
+        out,
+        &report,
+        report::status::Liveness::of(out),
+        state.stop_reason.as_deref(),
+    );
     let mut stdout = std::io::stdout().lock();
     if json {
-        serde_json::to_writer_pretty(
-            &mut stdout,
-            &serde_json::json!({
-                "out": out,
-                "run_id": report.run.run_id,
-                "outcome": report.run.outcome,
-                "summary": report.summary,
-                "jobs": report.jobs.iter().map(|j| serde_json::json!({
-                    "id": j.id, "state": j.state, "task_id": j.task_ids.last(), "file": j.file,
-                    "error": j.error.as_ref().map(|e| &e.message),
-                })).collect::<Vec<_>>(),
-            }),
-        )?;
+        serde_json::to_writer_pretty(&mut stdout, &status)?;
         writeln!(stdout)?;
-        return Ok(0);
-    }
-    writeln!(stdout, "{}: {} jobs", out.display(), report.summary.jobs)?;
-    for (state, n) in &report.summary.by_state {
-        writeln!(stdout, "  {state:<16} {n}")?;
-    }
-    let c = &report.summary.counters;
-    writeln!(
-        stdout,
-        "  requests: {} ({} creates, {} lists, {} reads, {} cancels), {} answered 429{}",
-        c.api_requests,
-        c.creates,
-        c.lists,
-        c.reads,
-        c.cancels,
-        c.rate_limited,
-        c.slots
-            .map(|s| format!("; the account runs {s} tasks at once (learned from the lists)"))
-            .unwrap_or_default()
-    )?;
-    for j in report.jobs.iter().filter(|j| j.state != "done") {
-        let detail = j.error.as_ref().map(|e| e.message.as_str()).unwrap_or("");
-        writeln!(stdout, "  {:<24} {:<16} {}", j.id, j.state, detail)?;
+    } else {
+        status.write_text(&mut stdout)?;
     }
     Ok(0)
 }
@@ -751,13 +763,56 @@ async fn cmd_cancel(out: &Path, api: &ApiArgs) -> anyhow::Result<i32> {
     Ok(if summary.errors.is_empty() { 0 } else { 1 })
 }
 
-fn cmd_report(out: &Path, ci: &CiArgs) -> anyhow::Result<i32> {
-    let state = load_state(out)?;
-    report::write_all(out, &state, &ci.outputs())?;
+fn cmd_report(out: &Path, merge: &[PathBuf], ci: &CiArgs) -> anyhow::Result<i32> {
+    if merge.is_empty() {
+        let state = load_state(out)?;
+        report::write_all(out, &state, &ci.outputs())?;
+    } else {
+        let merged = match report::merge::merge(merge, out) {
+            Ok(r) => r,
+            Err(e @ (report::merge::MergeError::Io { .. } | report::merge::MergeError::Journal { .. })) => {
+                return Err(e.into());
+            }
+            Err(e) => return usage(e),
+        };
+        report::write_report_files(out, &merged, &ci.outputs())?;
+        let s = &merged.summary;
+        println!(
+            "merged {} shard dirs: {} jobs, {} done",
+            merge.len(),
+            s.jobs,
+            s.by_state.get("done").copied().unwrap_or(0)
+        );
+    }
     println!("wrote {}", out.join("report.json").display());
+    println!("wrote {}", out.join(report::html::FILE).display());
     for path in ci.junit.iter().chain(&ci.summary_md) {
         println!("wrote {}", path.display());
     }
+    Ok(0)
+}
+
+/// Writes the man pages: one per command into `dir`, or the top page to stdout.
+fn cmd_man(dir: Option<&Path>) -> anyhow::Result<i32> {
+    let Some(dir) = dir else {
+        clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+        return Ok(0);
+    };
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    clap_mangen::generate_to(Cli::command(), dir)
+        .with_context(|| format!("writing man pages into {}", dir.display()))?;
+    let mut pages: Vec<String> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("vidbatch") && n.ends_with(".1"))
+        .collect();
+    pages.sort();
+    println!(
+        "wrote {} pages into {}: {}",
+        pages.len(),
+        dir.display(),
+        pages.join(" ")
+    );
     Ok(0)
 }
 

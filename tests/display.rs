@@ -459,11 +459,14 @@ async fn every_example_parses_and_validates() {
                     .unwrap_or_else(|e| panic!("{name}: {e}"));
                 let mut flags = 0;
                 let mut shard_flag = false;
+                let mut merged = false;
                 for (_, job) in doc["jobs"].as_mapping().expect("jobs") {
+                    let mut merges = false;
                     for step in job["steps"].as_sequence().expect("steps") {
                         if let Some(run) = step["run"].as_str() {
                             flags += check_vidbatch_flags(run, &name).await;
                             shard_flag |= run.contains("--shard");
+                            merges |= run.contains("vidbatch report --merge");
                             for word in run.split_whitespace() {
                                 if word.starts_with("examples/") {
                                     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(word);
@@ -472,12 +475,15 @@ async fn every_example_parses_and_validates() {
                             }
                         }
                     }
+                    // Every job is a shard of the matrix, but the one that merges their reports.
                     assert!(
-                        job["strategy"]["matrix"]["shard"].is_sequence(),
+                        merges || job["strategy"]["matrix"]["shard"].is_sequence(),
                         "{name}: no shard matrix"
                     );
+                    merged |= merges;
                 }
                 assert!(shard_flag && flags >= 5, "{name}: {flags} flags");
+                assert!(merged, "{name}: no job merges the shards' reports");
             }
             _ => panic!("{name}: an example nothing checks"),
         }

@@ -4,14 +4,21 @@
 //! `state.jsonl` exactly what a run writes. Three renderings share the one model:
 //! - [`json`]: `report.json` and its JSON Schema (`schemas/report.schema.json`);
 //! - [`junit`]: JUnit XML for CI, one testcase per job;
-//! - [`markdown`]: a short human summary with a table (also for `$GITHUB_STEP_SUMMARY`).
+//! - [`markdown`]: a short human summary with a table (also for `$GITHUB_STEP_SUMMARY`);
+//! - [`html`]: `report.html`, a self-contained page with every video playable in place.
+//!
+//! [`merge`] builds one report over the out dirs of several shards; [`status`] is what
+//! `vidbatch status` shows.
 //!
 //! Every file is written atomically (temporary file, fsync, rename) at the end of every run,
 //! also after a failure or an interrupt.
 
+pub mod html;
 pub mod json;
 pub mod junit;
 pub mod markdown;
+pub mod merge;
+pub mod status;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -61,6 +68,10 @@ pub struct RunInfo {
     pub shard: Option<String>,
     /// Runs recorded in the state (1 + resumes).
     pub runs: u32,
+    /// For a report merged over shards (`vidbatch report --merge`): the shards, in the order
+    /// given. Absent from a single run's report.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub merged_from: Vec<merge::MergedShard>,
 }
 
 /// The 50th and 95th percentiles (nearest rank) of a duration over the jobs that have it.
@@ -246,6 +257,25 @@ impl Report {
     /// Builds the report from a state (a pure function: the same state, the same report).
     pub fn from_state(state: &RunState) -> Report {
         let jobs: Vec<JobReport> = state.jobs_in_order().map(job_report).collect();
+        let run = RunInfo {
+            tool_version: env!("CARGO_PKG_VERSION").to_string(),
+            run_id: state.run_id.clone(),
+            manifests: state.manifests.clone(),
+            started_at: state.started_at,
+            finished_at: state.finished_at,
+            outcome: state.outcome,
+            exit_code: state.outcome.map(RunOutcome::exit_code),
+            settings: state.settings.clone(),
+            shard: state.shard.clone(),
+            runs: state.runs,
+            merged_from: Vec::new(),
+        };
+        Report::from_jobs(run, jobs, state.counters.clone())
+    }
+
+    /// Builds a report from its run, its jobs and the request counts; the summary's totals
+    /// are computed from the jobs.
+    pub fn from_jobs(run: RunInfo, jobs: Vec<JobReport>, counters: Counters) -> Report {
         let mut by_state = BTreeMap::new();
         for j in &jobs {
             *by_state.entry(j.state.clone()).or_insert(0) += 1;
@@ -253,25 +283,14 @@ impl Report {
         let queue = jobs.iter().filter_map(|j| j.timings.queue_seconds).collect();
         let generation = jobs.iter().filter_map(|j| j.timings.generation_seconds).collect();
         Report {
-            run: RunInfo {
-                tool_version: env!("CARGO_PKG_VERSION").to_string(),
-                run_id: state.run_id.clone(),
-                manifests: state.manifests.clone(),
-                started_at: state.started_at,
-                finished_at: state.finished_at,
-                outcome: state.outcome,
-                exit_code: state.outcome.map(RunOutcome::exit_code),
-                settings: state.settings.clone(),
-                shard: state.shard.clone(),
-                runs: state.runs,
-            },
+            run,
             summary: Summary {
                 jobs: jobs.len(),
                 flaky: jobs.iter().filter(|j| j.flaky).count(),
                 tokens_used: jobs.iter().filter_map(|j| j.usage).map(|u| u.total_tokens).sum(),
                 bytes: jobs.iter().filter_map(|j| j.bytes).sum(),
                 by_state,
-                counters: state.counters.clone(),
+                counters,
                 url_refreshes: jobs.iter().map(|j| u64::from(j.url_refreshes)).sum(),
                 queue_seconds: Percentiles::of(queue),
                 generation_seconds: Percentiles::of(generation),
@@ -293,10 +312,16 @@ pub struct Outputs {
     pub step_summary: Option<PathBuf>,
 }
 
-/// Writes `OUT/report.json` and the asked-for renderings from a state. Every file is tried
-/// even when an earlier one fails; the first error is returned.
+/// Writes `OUT/report.json`, `OUT/report.html` and the asked-for renderings from a state.
+/// Every file is tried even when an earlier one fails; the first error is returned.
 pub fn write_all(out_dir: &Path, state: &RunState, outputs: &Outputs) -> std::io::Result<()> {
-    let report = Report::from_state(state);
+    write_report_files(out_dir, &Report::from_state(state), outputs)
+}
+
+/// Writes a report's files: `OUT/report.json`, `OUT/report.html` and the asked-for
+/// renderings. Every file is tried even when an earlier one fails; the first error is
+/// returned.
+pub fn write_report_files(out_dir: &Path, report: &Report, outputs: &Outputs) -> std::io::Result<()> {
     let mut first_error = None;
     let mut note = |r: std::io::Result<()>, what: &Path| {
         if let Err(e) = r
@@ -309,12 +334,19 @@ pub fn write_all(out_dir: &Path, state: &RunState, outputs: &Outputs) -> std::io
         }
     };
     let json_path = out_dir.join("report.json");
-    note(json::write(&json_path, &report), &json_path);
+    note(json::write(&json_path, report), &json_path);
+    let html_path = out_dir.join(html::FILE);
+    note(
+        html::render(report)
+            .map_err(std::io::Error::other)
+            .and_then(|page| write_atomic(&html_path, page.as_bytes())),
+        &html_path,
+    );
     if let Some(path) = &outputs.junit {
-        note(write_atomic(path, junit::render(&report).as_bytes()), path);
+        note(write_atomic(path, junit::render(report).as_bytes()), path);
     }
     if let Some(path) = &outputs.summary_md {
-        let md = markdown::render(&report);
+        let md = markdown::render(report);
         note(write_atomic(path, md.as_bytes()), path);
         if let Some(step) = &outputs.step_summary {
             note(append(step, md.as_bytes()), step);
