@@ -12,5 +12,5 @@ pub use client::{
 pub use error::{ApiError, server_wait};
 pub use types::{
     ContentItem, ContentRole, CreateRequest, DraftTaskRef, ErrorCode, ErrorDetail, ListQuery, MediaUrl,
-    Model, ModelList, Task, TaskError, TaskList, TaskStatus, Timestamp, Tool, Usage,
+    Model, ModelList, Task, TaskError, TaskList, TaskStatus, Timestamp, Tool, Usage, JOB_SCHEME,
 };

@@ -76,6 +76,8 @@ pub(crate) struct CreateSpec {
     pub input_type: &'static str,
     pub draft: bool,
     pub draft_task_id: Option<String>,
+    /// The content items as `role=url` or `draft_task=id` (kept for test checks).
+    pub inputs: Vec<String>,
 }
 
 impl CreateSpec {
@@ -204,6 +206,8 @@ struct ContentSummary {
     videos: usize,
     audios: usize,
     draft_task_id: Option<String>,
+    /// Each item as `role=url` (or `draft_task=id`), in order.
+    inputs: Vec<String>,
 }
 
 fn validate_content(
@@ -268,6 +272,7 @@ fn validate_content(
                 }
             }
             sum.draft_task_id = Some(id.to_string());
+            sum.inputs.push(format!("draft_task={id}"));
             continue;
         }
         no_unknown_keys(inner, &["url"], &format!("{inner_p}."))?;
@@ -284,6 +289,7 @@ fn validate_content(
             _ => &["reference_audio"],
         };
         one_of(&role_p, role, allowed)?;
+        sum.inputs.push(format!("{role}={url}"));
         match role {
             "first_frame" => sum.first += 1,
             "last_frame" => sum.last += 1,
@@ -465,6 +471,7 @@ pub(crate) fn validate_create(
         input_type,
         draft,
         draft_task_id: content.draft_task_id,
+        inputs: content.inputs,
     };
     Ok((spec, value))
 }
