@@ -396,3 +396,124 @@ pub fn chains(jobs: &[Job]) -> Vec<Chain> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::api::{CreateRequest, DraftTaskRef, MediaUrl};
+
+    fn job(id: &str, prompt: &str, first_frame: Option<&str>) -> Job {
+        let mut request = CreateRequest {
+            model: "seedance-1.5-pro".into(),
+            prompt: prompt.into(),
+            ..Default::default()
+        };
+        if let Some(f) = first_frame {
+            request.content.push(ContentItem::ImageUrl {
+                image_url: MediaUrl { url: f.into() },
+                role: Some(ContentRole::FirstFrame),
+            });
+        }
+        Job {
+            id: id.into(),
+            name: id.into(),
+            request,
+            source: SourceLocation::File {
+                file: Arc::from("m.yaml"),
+            },
+            estimated_tokens: Some(10),
+            upstream: Vec::new(),
+            content_locs: Vec::new(),
+            chain_fingerprint: None,
+            chain_root: None,
+        }
+    }
+
+    fn linked(mut jobs: Vec<Job>) -> (Vec<Job>, Vec<Diagnostic>) {
+        let mut diags = Vec::new();
+        link(&mut jobs, &|_| false, &mut diags);
+        (jobs, diags)
+    }
+
+    fn story(first_prompt: &str) -> Vec<Job> {
+        vec![
+            job("s1", first_prompt, None),
+            job("s2", "two", Some("job://s1")),
+            job("s3", "three", Some("job://s2")),
+            job("other", "alone", None),
+        ]
+    }
+
+    #[test]
+    fn editing_the_first_shot_changes_the_identity_of_every_shot_after_it() {
+        let (a, d) = linked(story("one"));
+        assert!(d.is_empty(), "{d:?}");
+        let (b, _) = linked(story("one, edited"));
+        for i in 0..3 {
+            assert_ne!(a[i].fingerprint(), b[i].fingerprint(), "{}", a[i].id);
+        }
+        assert_eq!(a[3].fingerprint(), b[3].fingerprint());
+        assert_eq!(a[2].upstream, ["s2"]);
+        assert_eq!(a[0].request.return_last_frame, Some(true));
+        assert_eq!(a[2].request.return_last_frame, None);
+    }
+
+    #[test]
+    fn a_chain_is_sharded_by_its_root() {
+        let (jobs, _) = linked(story("one"));
+        for j in &jobs[..3] {
+            assert_eq!(j.shard_key(), "s1");
+        }
+        assert_eq!(jobs[3].shard_key(), "other");
+        let chains = chains(&jobs);
+        assert_eq!(chains.len(), 1);
+        assert_eq!(chains[0].length, 3);
+        assert_eq!(chains[0].estimated_tokens, Some(30));
+        assert_eq!(chains[0].tree, ["s1, ~10 tokens", "└─ s2, ~10 tokens", "   └─ s3, ~10 tokens"]);
+    }
+
+    #[test]
+    fn a_draft_task_must_name_a_draft_job() {
+        let mut jobs = vec![job("d", "draft", None), job("f", "final", None)];
+        jobs[1].request.content.push(ContentItem::DraftTask {
+            draft_task: DraftTaskRef { id: "job://d".into() },
+            role: None,
+        });
+        let (_, d) = linked(jobs.clone());
+        assert_eq!(d.len(), 1);
+        assert!(d[0].to_string().contains("not a draft"), "{}", d[0]);
+        jobs[0].request.draft = Some(true);
+        let (jobs, d) = linked(jobs);
+        assert!(d.is_empty(), "{d:?}");
+        assert_eq!(jobs[1].upstream, ["d"]);
+        // A draft's last frame is not asked for when only its task is used.
+        assert_eq!(jobs[0].request.return_last_frame, None);
+    }
+
+    #[test]
+    fn every_cycle_is_reported_once_with_all_its_jobs() {
+        let jobs = vec![
+            job("a", "a", Some("job://c")),
+            job("b", "b", Some("job://a")),
+            job("c", "c", Some("job://b")),
+            job("behind", "d", Some("job://c")),
+            job("x", "x", Some("job://y")),
+            job("y", "y", Some("job://x")),
+        ];
+        let (_, d) = linked(jobs);
+        let text: Vec<String> = d.iter().map(ToString::to_string).collect();
+        assert_eq!(d.len(), 2, "{text:?}");
+        assert!(text[0].contains("`a` → `b` → `c` → `a`"), "{}", text[0]);
+        assert!(text[1].contains("`x` → `y` → `x`"), "{}", text[1]);
+    }
+
+    #[test]
+    fn odd_references_never_panic() {
+        for r in ["job://", "job:// ", "job://\u{0}", "job://a/b", "job://ü"] {
+            let (_, d) = linked(vec![job("a", "a", None), job("b", "b", Some(r))]);
+            assert!(!d.is_empty() || r == "job://a/b", "{r}");
+        }
+    }
+}

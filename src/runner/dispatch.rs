@@ -2055,6 +2055,128 @@ mod tests {
         assert!(matches!(d.next_request(now), Some(Next::Create(..))));
     }
 
+    /// A dispatcher over jobs `(id, first_frame)` with the given references.
+    fn chained(dir: &std::path::Path, jobs: &[(&str, Option<&str>)]) -> Dispatcher {
+        let mut state = RunState::default();
+        let plan: Vec<String> = jobs.iter().map(|(id, _)| id.to_string()).collect();
+        for (id, frame) in jobs {
+            let mut request = CreateRequest {
+                model: "seedance-1.5-pro".into(),
+                prompt: format!("shot {id}"),
+                ..Default::default()
+            };
+            if let Some(f) = frame {
+                request.content.push(ContentItem::ImageUrl {
+                    image_url: crate::api::MediaUrl { url: f.to_string() },
+                    role: Some(crate::api::ContentRole::FirstFrame),
+                });
+            }
+            state.apply(&Event::JobPlanned {
+                job: id.to_string(),
+                name: id.to_string(),
+                fingerprint: format!("fp-{id}"),
+                request: Box::new(request),
+                source: "test".into(),
+                estimated_tokens: Some(100),
+            });
+        }
+        let client = Client::new(&ClientConfig::new("http://127.0.0.1:9/v1", ApiKey::new("k"))).unwrap();
+        let mut d = Dispatcher::new(Setup {
+            client,
+            http: reqwest::Client::new(),
+            settings: RunSettings::new(dir),
+            journal: Journal::open(&dir.join("state.jsonl")).unwrap(),
+            state,
+            observers: Vec::new(),
+            run_id: "run_test".into(),
+            plan: plan.clone(),
+            committed_tokens: 0,
+        });
+        d.load(&plan);
+        d
+    }
+
+    fn done(d: &mut Dispatcher, job: &str, task_id: &str) {
+        d.emit(Event::Submitted {
+            job: job.into(),
+            task_id: task_id.into(),
+            at: Timestamp::now(),
+            reconciled: false,
+        });
+        d.emit(Event::JobDone {
+            job: job.into(),
+            task_id: task_id.into(),
+            path: format!("videos/{job}.mp4"),
+            bytes: 1,
+            sha256: "x".into(),
+            last_frame: None,
+            at: Timestamp::now(),
+        });
+        d.release_behind(job);
+    }
+
+    fn finished_task(id: &str, expires_in: i64) -> Task {
+        let at = Timestamp(Timestamp::now().0 + time::Duration::seconds(expires_in));
+        let mut t = task(id, "completed");
+        t.video_url = Some(format!("https://cdn/{id}.mp4"));
+        t.last_frame_url = Some(format!("https://cdn/{id}.last.png"));
+        t.video_url_expires_at = Some(at);
+        t.video_url_ttl = Some(3600.0);
+        t
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_shot_waits_for_the_one_before_and_the_longest_chain_goes_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut d = chained(
+            dir.path(),
+            &[
+                ("solo", None),
+                ("s1", None),
+                ("s2", Some("job://s1")),
+                ("s3", Some("job://s2")),
+            ],
+        );
+        assert_eq!(d.pending, ["s1", "solo"], "the chain's root first");
+        assert_eq!(d.waiting.len(), 2);
+        // Done, with no URL at hand (an earlier run): its task is read first.
+        d.pending.retain(|j| j != "s1");
+        done(&mut d, "s1", "t1");
+        assert!(d.waiting.contains("s2"));
+        assert_eq!(d.upstream_reads, ["s1"]);
+        d.on_upstream_read("s1".into(), Ok(finished_task("t1", 3000)));
+        assert_eq!(d.pending, ["s2", "solo"], "the longer chain behind s2 goes first");
+        let sent = d.resolve(&d.state.jobs["s2"].request).unwrap();
+        assert_eq!(sent[0].url(), Some("https://cdn/t1.last.png"));
+        // A URL about to expire is read again before it is handed on.
+        d.fresh.insert("s1".into(), (finished_task("t1", 30), true));
+        assert!(matches!(d.gap("s2"), Some(Gap::Read(r)) if r == ["s1"]));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_shot_blocks_every_shot_behind_it_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut d = chained(
+            dir.path(),
+            &[
+                ("s1", None),
+                ("s2", Some("job://s1")),
+                ("s3", Some("job://s2")),
+                ("solo", None),
+            ],
+        );
+        d.pending.retain(|j| j != "s1");
+        d.fail("s1", None, plain(FailureKind::TaskFailed, "boom".into()));
+        for (id, waits) in [("s2", "s1"), ("s3", "s2")] {
+            let j = &d.state.jobs[id];
+            assert!(j.is_blocked(), "{id}");
+            assert!(j.failure.as_ref().unwrap().message.contains(&format!("`{waits}`")));
+        }
+        assert!(d.waiting.is_empty());
+        assert_eq!(d.pending, ["solo"]);
+        assert_eq!(d.failed_this_run, 1, "blocked jobs are not failures of their own");
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_queue_full_429_lowers_the_queue_and_not_the_request_rate() {
         let dir = tempfile::tempdir().unwrap();
