@@ -50,7 +50,9 @@ fn state(out: &Path) -> RunState {
 }
 
 fn task_of<'a>(state: &'a RunState, id: &str) -> &'a str {
-    state.jobs[id].task_id().unwrap_or_else(|| panic!("{id} has no task"))
+    state.jobs[id]
+        .task_id()
+        .unwrap_or_else(|| panic!("{id} has no task"))
 }
 
 fn request_of<'a>(tasks: &'a [SimTaskRequest], task: &str) -> &'a SimTaskRequest {
@@ -95,7 +97,12 @@ async fn each_shot_starts_from_the_last_frame_of_the_shot_before() {
     let sim = Sim::start(fast_sim(11)).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let extra = "jobs:\n  - id: solo\n    prompt: an unrelated shot of the sea\n";
-    let m = chain_manifest(dir.path(), 5, |i| format!("Shot {i}: the fox crosses the valley"), extra);
+    let m = chain_manifest(
+        dir.path(),
+        5,
+        |i| format!("Shot {i}: the fox crosses the valley"),
+        extra,
+    );
     let out = dir.path().join("out");
     let status = common::vidbatch_run(&m, &out, &sim, "chain-key", "8")
         .status()
@@ -109,7 +116,10 @@ async fn each_shot_starts_from_the_last_frame_of_the_shot_before() {
     // Only the shots whose last frame is used asked for one.
     let st = state(&out);
     for i in 1..=4 {
-        assert_eq!(st.jobs[&format!("shot-{i}")].request.return_last_frame, Some(true));
+        assert_eq!(
+            st.jobs[&format!("shot-{i}")].request.return_last_frame,
+            Some(true)
+        );
     }
     assert_eq!(st.jobs["shot-5"].request.return_last_frame, None);
     // The report names each job's upstream.
@@ -174,7 +184,8 @@ async fn a_failed_shot_blocks_the_shots_after_it_and_retry_failed_finishes_the_c
         .unwrap();
     let text = String::from_utf8_lossy(&status_out.stdout);
     assert!(
-        text.lines().any(|l| l.trim_start().starts_with("blocked") && l.trim_end().ends_with('3')),
+        text.lines()
+            .any(|l| l.trim_start().starts_with("blocked") && l.trim_end().ends_with('3')),
         "status does not count the blocked jobs:\n{text}"
     );
 
@@ -273,7 +284,10 @@ async fn killed_mid_chain_and_resumed_every_shot_is_created_exactly_once() {
     assert!(mid_chain > 0, "seed {seed}: no kill landed mid-chain");
     assert_chained(&sim, "kill-key", &out, shots);
     let stats = sim.stats();
-    assert_eq!(stats.tasks_created, shots as u64, "seed {seed}: a shot was created twice");
+    assert_eq!(
+        stats.tasks_created, shots as u64,
+        "seed {seed}: a shot was created twice"
+    );
     assert_eq!(stats.duplicate_creates, 0, "seed {seed}");
 }
 
@@ -311,7 +325,10 @@ async fn a_cycle_and_bad_references_fail_validation_with_their_places() {
     assert!(cycle.contains("`a` → `b` → `c` → `a`"), "{cycle}");
     assert!(line_of("to itself").starts_with(&format!("{file}:17:")));
     let unknown = line_of("job://shot-9");
-    assert!(unknown.starts_with(&format!("{file}:20:")) && unknown.contains("names no job"), "{unknown}");
+    assert!(
+        unknown.starts_with(&format!("{file}:20:")) && unknown.contains("names no job"),
+        "{unknown}"
+    );
     let draft = line_of("not a draft");
     assert!(draft.starts_with(&format!("{file}:23:")), "{draft}");
 
@@ -329,5 +346,8 @@ async fn a_cycle_and_bad_references_fail_validation_with_their_places() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let text = String::from_utf8_lossy(&out.stderr);
-    assert!(text.contains("row 3, column `first_frame`") && text.contains("job://z"), "{text}");
+    assert!(
+        text.contains("row 3, column `first_frame`") && text.contains("job://z"),
+        "{text}"
+    );
 }

@@ -173,7 +173,11 @@ fn render_chains(plan: &Plan, out: &mut dyn Write) -> std::io::Result<()> {
         return Ok(());
     }
     let n = chains.len();
-    writeln!(out, "{n} chain{} (a job starts when the jobs it refers to are done):", if n == 1 { "" } else { "s" })?;
+    writeln!(
+        out,
+        "{n} chain{} (a job starts when the jobs it refers to are done):",
+        if n == 1 { "" } else { "s" }
+    )?;
     for c in &chains {
         let tokens = c
             .estimated_tokens

@@ -59,7 +59,11 @@ pub fn link(jobs: &mut [Job], known: &dyn Fn(&str) -> bool, diags: &mut Vec<Diag
             };
             any = true;
             let target = target.trim();
-            let loc = j.content_locs.get(ci).cloned().unwrap_or_else(|| j.source.clone());
+            let loc = j
+                .content_locs
+                .get(ci)
+                .cloned()
+                .unwrap_or_else(|| j.source.clone());
             let field = field_of(item);
             let shown = format!("`{JOB_SCHEME}{target}`");
             if target == j.id {
@@ -290,7 +294,11 @@ fn depths(edges: &[Vec<usize>], group: &[usize]) -> HashMap<usize, usize> {
         }
     }
     let mut depth: HashMap<usize, usize> = HashMap::new();
-    let mut ready: Vec<usize> = group.iter().copied().filter(|i| waiting.get(i) == Some(&0)).collect();
+    let mut ready: Vec<usize> = group
+        .iter()
+        .copied()
+        .filter(|i| waiting.get(i) == Some(&0))
+        .collect();
     while let Some(u) = ready.pop() {
         let d = 1 + edges[u]
             .iter()
@@ -331,7 +339,12 @@ pub fn chains(jobs: &[Job]) -> Vec<Chain> {
     let index: HashMap<&str, usize> = jobs.iter().enumerate().map(|(i, j)| (j.id.as_str(), i)).collect();
     let edges: Vec<Vec<usize>> = jobs
         .iter()
-        .map(|j| j.upstream.iter().filter_map(|u| index.get(u.as_str()).copied()).collect())
+        .map(|j| {
+            j.upstream
+                .iter()
+                .filter_map(|u| index.get(u.as_str()).copied())
+                .collect()
+        })
         .collect();
     let mut out = Vec::new();
     for group in groups(&edges) {
@@ -361,7 +374,10 @@ pub fn chains(jobs: &[Job]) -> Vec<Chain> {
             }
             let j = &jobs[i];
             let also: Vec<&str> = j.upstream.iter().skip(1).map(String::as_str).collect();
-            let tokens = j.estimated_tokens.map(|t| format!(", ~{t} tokens")).unwrap_or_default();
+            let tokens = j
+                .estimated_tokens
+                .map(|t| format!(", ~{t} tokens"))
+                .unwrap_or_default();
             let extra = if also.is_empty() {
                 String::new()
             } else {
@@ -379,9 +395,9 @@ pub fn chains(jobs: &[Job]) -> Vec<Chain> {
                 }
             }
         }
-        let estimated_tokens = group
-            .iter()
-            .try_fold(0u64, |acc, &i| jobs[i].estimated_tokens.map(|t| acc.saturating_add(t)));
+        let estimated_tokens = group.iter().try_fold(0u64, |acc, &i| {
+            jobs[i].estimated_tokens.map(|t| acc.saturating_add(t))
+        });
         let root = jobs[group[0]]
             .chain_root
             .clone()
@@ -471,7 +487,10 @@ mod tests {
         assert_eq!(chains.len(), 1);
         assert_eq!(chains[0].length, 3);
         assert_eq!(chains[0].estimated_tokens, Some(30));
-        assert_eq!(chains[0].tree, ["s1, ~10 tokens", "└─ s2, ~10 tokens", "   └─ s3, ~10 tokens"]);
+        assert_eq!(
+            chains[0].tree,
+            ["s1, ~10 tokens", "└─ s2, ~10 tokens", "   └─ s3, ~10 tokens"]
+        );
     }
 
     #[test]

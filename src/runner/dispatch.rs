@@ -542,19 +542,19 @@ impl Dispatcher {
             return None;
         }
         let (index, cost) = loop {
-            let (index, cost) = self
-                .pending
-                .iter()
-                .take(CREATE_LOOKAHEAD)
-                .enumerate()
-                .find_map(|(i, id)| {
-                    let job = self.state.jobs.get(id)?;
-                    let free = draws_seed(&job.request)
-                        || !self
-                            .busy_keys
-                            .contains(&reconcile::match_key(&effective_request(job)));
-                    free.then(|| (i, job.estimated_tokens.unwrap_or(0)))
-                })?;
+            let (index, cost) =
+                self.pending
+                    .iter()
+                    .take(CREATE_LOOKAHEAD)
+                    .enumerate()
+                    .find_map(|(i, id)| {
+                        let job = self.state.jobs.get(id)?;
+                        let free = draws_seed(&job.request)
+                            || !self
+                                .busy_keys
+                                .contains(&reconcile::match_key(&effective_request(job)));
+                        free.then(|| (i, job.estimated_tokens.unwrap_or(0)))
+                    })?;
             let id = self.pending.get(index)?.clone();
             if !self.upstream.contains_key(&id) || self.gap(&id).is_none() {
                 break (index, cost);
@@ -1515,12 +1515,7 @@ impl Dispatcher {
             failure,
             at: Timestamp::now(),
         });
-        if self
-            .state
-            .jobs
-            .get(job)
-            .is_some_and(|j| j.phase == Phase::Failed)
-        {
+        if self.state.jobs.get(job).is_some_and(|j| j.phase == Phase::Failed) {
             self.block_behind(job, &format!("waits for job `{job}`, which failed"));
         }
         if counts {
@@ -1589,7 +1584,13 @@ impl Dispatcher {
             let b = 1 + self
                 .downstream
                 .get(id)
-                .map(|ds| ds.iter().filter_map(|d| behind.get(d)).max().copied().unwrap_or(0))
+                .map(|ds| {
+                    ds.iter()
+                        .filter_map(|d| behind.get(d))
+                        .max()
+                        .copied()
+                        .unwrap_or(0)
+                })
                 .unwrap_or(0);
             behind.insert(id.to_string(), b);
             for u in self.upstream.get(id).map(Vec::as_slice).unwrap_or_default() {
@@ -1665,7 +1666,9 @@ impl Dispatcher {
                 continue;
             };
             let Some(up) = self.state.jobs.get(u) else {
-                return Some(Gap::Missing(format!("refers to job `{u}`, which this run does not know")));
+                return Some(Gap::Missing(format!(
+                    "refers to job `{u}`, which this run does not know"
+                )));
             };
             if matches!(item, ContentItem::DraftTask { .. }) {
                 if up.task_id().is_none() {
@@ -1737,11 +1740,7 @@ impl Dispatcher {
 
     /// Blocks one job that was never created, and every job waiting behind it.
     fn block(&mut self, id: &str, why: String) {
-        let pending = self
-            .state
-            .jobs
-            .get(id)
-            .is_some_and(|j| j.phase == Phase::Pending);
+        let pending = self.state.jobs.get(id).is_some_and(|j| j.phase == Phase::Pending);
         self.waiting.remove(id);
         if !pending {
             return;
@@ -2170,7 +2169,13 @@ mod tests {
         for (id, waits) in [("s2", "s1"), ("s3", "s2")] {
             let j = &d.state.jobs[id];
             assert!(j.is_blocked(), "{id}");
-            assert!(j.failure.as_ref().unwrap().message.contains(&format!("`{waits}`")));
+            assert!(
+                j.failure
+                    .as_ref()
+                    .unwrap()
+                    .message
+                    .contains(&format!("`{waits}`"))
+            );
         }
         assert!(d.waiting.is_empty());
         assert_eq!(d.pending, ["solo"]);

@@ -477,13 +477,15 @@ impl State {
                 "the task failed (sim:fails-once)".to_string(),
             )
         });
-        let fails_with = forced.or_else(|| rng::chance(seed, "fail", seq, cfg.fail_rate).then(|| {
-            let (code, msg) = FAILURE_CODES[(rng::bits(seed, "fail_code", seq) % 4) as usize];
-            let code = code
-                .parse::<u64>()
-                .map_or_else(|_| Value::from(code), Value::from);
-            (code, msg.to_string())
-        }));
+        let fails_with = forced.or_else(|| {
+            rng::chance(seed, "fail", seq, cfg.fail_rate).then(|| {
+                let (code, msg) = FAILURE_CODES[(rng::bits(seed, "fail_code", seq) % 4) as usize];
+                let code = code
+                    .parse::<u64>()
+                    .map_or_else(|_| Value::from(code), Value::from);
+                (code, msg.to_string())
+            })
+        });
         let seed_used = if spec.seed == -1 {
             (rng::bits(seed, "video_seed", seq) % 4_294_967_296) as i64
         } else {

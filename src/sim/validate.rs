@@ -6,7 +6,9 @@
 //!   numbers must be integers where integers are expected (`5.0` is rejected);
 //! - `model` required, one of [`MODELS`] (else `upstream_model_not_found`);
 //! - `prompt` required, a string that is not blank; a prompt containing
-//!   `sim:content-violation` is answered `upstream_content_violation` (a hook for tests);
+//!   `sim:content-violation` is answered `upstream_content_violation` (a hook for tests), and
+//!   the first task of an account whose prompt contains `sim:fails-once` ends `failed` (later
+//!   ones with the same prompt run: a hook for retry tests);
 //! - `ratio` in 16:9, 9:16, 4:3, 3:4, 21:9, 1:1, adaptive (default 16:9, or adaptive when images are given);
 //! - `resolution` in 480p, 720p, 1080p (default 720p);
 //! - `duration` -1 or 4..=12 on seedance-1.5-pro, 4..=15 on the 2.0 models (default 5);
