@@ -170,7 +170,7 @@ pub struct JobReport {
     /// For a job done after a failure: the latest failure it got over.
     pub recovered_from: Option<Failure>,
     /// The jobs this one refers to with `job://ID` (it waited for them); absent when none.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub upstream: Vec<String>,
     /// Video path relative to the out dir.
     pub file: Option<String>,
