@@ -270,7 +270,7 @@ async fn max_fail_stops_new_submissions() {
     s.concurrency = Concurrency::Max(1);
     s.max_fail = Some(3);
     let summary = run(&sim, s, jobs(10, "doomed")).await;
-    assert_eq!(summary.outcome, RunOutcome::SomeFailed);
+    assert_eq!(summary.outcome, RunOutcome::Stopped);
     assert_eq!(sim.stats().tasks_created, 3);
     let failed: Vec<_> = summary
         .state
