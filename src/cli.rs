@@ -582,7 +582,7 @@ async fn cmd_run(args: RunArgs, verbosity: display::Verbosity, json_logs: bool) 
     let jobs: Vec<JobSpec> = plan
         .jobs
         .iter()
-        .filter(|j| shard.is_none_or(|(k, n)| in_shard(&j.id, k, n)))
+        .filter(|j| shard.is_none_or(|(k, n)| in_shard(j.shard_key(), k, n)))
         .map(|j| JobSpec {
             id: j.id.clone(),
             name: j.name.clone(),

@@ -466,6 +466,8 @@ pub enum FailureKind {
     PollFailed,
     /// The video could not be fetched; it still exists and a later run fetches it again.
     DownloadFailed,
+    /// Never created: a job it refers to (`job://`) failed or cannot give what it needs.
+    Blocked,
 }
 
 impl FailureKind {
@@ -485,6 +487,7 @@ impl FailureKind {
             FailureKind::SubmitFailed => "submit_failed",
             FailureKind::PollFailed => "poll_failed",
             FailureKind::DownloadFailed => "download_failed",
+            FailureKind::Blocked => "blocked",
         }
     }
 }

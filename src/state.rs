@@ -97,12 +97,24 @@ pub struct JobState {
     pub failures: u32,
     /// URL refreshes.
     pub url_refreshes: u32,
+    /// The jobs this one refers to with `job://ID` (it waits for them), from its request.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub upstream: Vec<String>,
     /// The status the current task last showed on the server (for the display; not reported).
     #[serde(default)]
     pub last_status: Option<TaskStatus>,
 }
 
 impl JobState {
+    /// Whether the job is blocked: never created, because a job it refers to failed.
+    pub fn is_blocked(&self) -> bool {
+        self.phase == Phase::Failed
+            && self
+                .failure
+                .as_ref()
+                .is_some_and(|f| f.kind == crate::events::FailureKind::Blocked)
+    }
+
     /// The task the job is on now.
     pub fn task_id(&self) -> Option<&str> {
         self.task_ids.last().map(String::as_str)
@@ -269,6 +281,7 @@ impl RunState {
                     existing.name = name.clone();
                     existing.fingerprint = fingerprint.clone();
                     existing.request = (**request).clone();
+                    existing.upstream = crate::manifest::refs::upstream_of(request);
                     existing.source = source.clone();
                     existing.estimated_tokens = *estimated_tokens;
                 } else {
@@ -302,6 +315,7 @@ impl RunState {
                             failure: None,
                             failures: 0,
                             url_refreshes: 0,
+                            upstream: crate::manifest::refs::upstream_of(request),
                             last_status: None,
                         },
                     );
@@ -497,11 +511,13 @@ impl RunState {
         self.order.iter().filter_map(|id| self.jobs.get(id))
     }
 
-    /// Count of jobs per phase name.
+    /// Count of jobs per phase name; a failed job that was never created because a job it
+    /// refers to failed counts as `blocked`.
     pub fn phase_counts(&self) -> BTreeMap<&'static str, usize> {
         let mut counts = BTreeMap::new();
         for j in self.jobs.values() {
-            *counts.entry(j.phase.name()).or_insert(0) += 1;
+            let name = if j.is_blocked() { "blocked" } else { j.phase.name() };
+            *counts.entry(name).or_insert(0) += 1;
         }
         counts
     }

@@ -40,6 +40,7 @@ fn examples_validate() {
     for ex in [
         "examples/quickstart.yaml",
         "examples/storyboard.yaml",
+        "examples/storyboard-chain.yaml",
         "examples/prompts.csv",
         "examples/prompts.xlsx",
     ] {

@@ -11,6 +11,6 @@ pub use client::{
 };
 pub use error::{ApiError, server_wait};
 pub use types::{
-    ContentItem, ContentRole, CreateRequest, DraftTaskRef, ErrorCode, ErrorDetail, ListQuery, MediaUrl,
-    Model, ModelList, Task, TaskError, TaskList, TaskStatus, Timestamp, Tool, Usage,
+    ContentItem, ContentRole, CreateRequest, DraftTaskRef, ErrorCode, ErrorDetail, JOB_SCHEME, ListQuery,
+    MediaUrl, Model, ModelList, Task, TaskError, TaskList, TaskStatus, Timestamp, Tool, Usage,
 };

@@ -79,6 +79,11 @@ pub struct Tool {
     pub kind: String,
 }
 
+/// The scheme of a reference to another job of the plan: `job://ID` stands for that job's
+/// last frame (an image item), its video (a video item) or its task (a draft task item), filled
+/// in by the runner once that job is done.
+pub const JOB_SCHEME: &str = "job://";
+
 /// One multimodal input of a create request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
@@ -135,6 +140,15 @@ impl ContentItem {
             | ContentItem::VideoUrl { video_url: m, .. }
             | ContentItem::AudioUrl { audio_url: m, .. } => Some(&m.url),
             ContentItem::DraftTask { .. } => None,
+        }
+    }
+
+    /// The id of the job of the plan the item refers to with a `job://ID` URL or draft task
+    /// id (see [`JOB_SCHEME`]), if it does.
+    pub fn job_ref(&self) -> Option<&str> {
+        match self {
+            ContentItem::DraftTask { draft_task, .. } => draft_task.id.strip_prefix(JOB_SCHEME),
+            other => other.url().and_then(|u| u.strip_prefix(JOB_SCHEME)),
         }
     }
 

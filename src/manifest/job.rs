@@ -135,6 +135,8 @@ pub struct Built {
     pub fingerprint: String,
     /// Estimated tokens of the request.
     pub estimated_tokens: Option<u64>,
+    /// Where each item of `request.content` was written, in content order.
+    pub content_locs: Vec<SourceLocation>,
 }
 
 /// `s` without surrounding whitespace, reusing its buffer when there is none.
@@ -391,6 +393,7 @@ pub fn build(
         ok: true,
         fingerprint: String::new(),
         estimated_tokens: None,
+        content_locs: Vec::new(),
     };
     for &(key, n) in fields {
         if n.value == Value::Null {
@@ -542,6 +545,7 @@ pub fn build(
         built.fingerprint = fingerprint(&req);
     }
     built.estimated_tokens = super::estimate::estimate_tokens(&req);
+    built.content_locs = content_src.into_iter().map(|(l, _)| l).collect();
     built.request = req;
     built.ok = diags.iter().filter(|d| d.is_error()).count() == before;
     built

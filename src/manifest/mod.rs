@@ -35,6 +35,7 @@ pub mod job;
 pub mod numfmt;
 pub mod ods;
 pub mod plan;
+pub mod refs;
 pub mod rules;
 pub mod run;
 pub mod schema;
@@ -104,12 +105,34 @@ pub struct Job {
     pub source: SourceLocation,
     /// Estimated tokens ([`estimate`]), `None` when unknown.
     pub estimated_tokens: Option<u64>,
+    /// The jobs this one refers to with `job://ID` ([`refs`]), in content order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub upstream: Vec<String>,
+    /// Where each item of `request.content` was written.
+    #[serde(skip)]
+    pub content_locs: Vec<SourceLocation>,
+    /// For a job of a chain: a sha256 over its request and those of every job it refers to,
+    /// directly or not ([`refs::link`]).
+    #[serde(skip)]
+    pub chain_fingerprint: Option<String>,
+    /// For a job of a chain: the id of the chain's root, which places the whole chain in one
+    /// `--shard`.
+    #[serde(skip)]
+    pub chain_root: Option<String>,
 }
 
 impl Job {
-    /// sha256 hex of the canonical request JSON: changes exactly when the request changes.
+    /// The job's identity: sha256 hex of the canonical request JSON, covering the requests of
+    /// the jobs it refers to (so editing shot 1 changes shot 2's fingerprint too).
     pub fn fingerprint(&self) -> String {
-        job::fingerprint(&self.request)
+        self.chain_fingerprint
+            .clone()
+            .unwrap_or_else(|| job::fingerprint(&self.request))
+    }
+
+    /// The key that places the job in a `--shard`: its chain's root, else its own id.
+    pub fn shard_key(&self) -> &str {
+        self.chain_root.as_deref().unwrap_or(&self.id)
     }
 
     /// The video's path inside the output directory.
@@ -190,6 +213,8 @@ pub fn load_plan(args: &ManifestArgs) -> Result<Plan, Diagnostics> {
             "the manifests describe no jobs (add `jobs:` or `rows:`)",
         ));
     }
+    let ids = &ctx.ids;
+    refs::link(&mut ctx.jobs, &|id| ids.contains_key(id), &mut ctx.diags);
     let mut d = Diagnostics::default();
     for x in ctx.diags {
         d.push(x);
@@ -1157,6 +1182,10 @@ impl Ctx {
                 request,
                 source: loc.clone(),
                 estimated_tokens: est,
+                upstream: Vec::new(),
+                content_locs: b.content_locs.clone(),
+                chain_fingerprint: None,
+                chain_root: None,
             });
         }
     }

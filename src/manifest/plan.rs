@@ -49,6 +49,9 @@ pub struct PlanView<'a> {
     pub run: &'a RunSection,
     /// Warnings.
     pub warnings: &'a [Diagnostic],
+    /// Chains of jobs linked by `job://` references; absent when there are none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub chains: Vec<super::refs::Chain>,
 }
 
 fn known(plan: &Plan) -> (u64, usize) {
@@ -85,6 +88,7 @@ pub fn plan_view(plan: &Plan) -> PlanView<'_> {
         sources: &plan.sources,
         run: &plan.run,
         warnings: &plan.warnings,
+        chains: super::refs::chains(&plan.jobs),
     }
 }
 
@@ -158,7 +162,38 @@ pub fn render_table(plan: &Plan, out: &mut dyn Write) -> std::io::Result<()> {
             "estimated tokens: unknown (at least {sum}; {unknown} job(s) unknown)"
         )?,
     }
-    writeln!(out, "({})", estimate::FORMULA)
+    writeln!(out, "({})", estimate::FORMULA)?;
+    render_chains(plan, out)
+}
+
+/// The chains of the plan, each as a tree with its length and tokens.
+fn render_chains(plan: &Plan, out: &mut dyn Write) -> std::io::Result<()> {
+    let chains = super::refs::chains(&plan.jobs);
+    if chains.is_empty() {
+        return Ok(());
+    }
+    let n = chains.len();
+    writeln!(
+        out,
+        "{n} chain{} (a job starts when the jobs it refers to are done):",
+        if n == 1 { "" } else { "s" }
+    )?;
+    for c in &chains {
+        let tokens = c
+            .estimated_tokens
+            .map_or_else(|| "unknown tokens".to_string(), |t| format!("{t} tokens"));
+        writeln!(
+            out,
+            "  {}: {} jobs, {} one after another, {tokens}",
+            c.root,
+            c.jobs.len(),
+            c.length
+        )?;
+        for line in &c.tree {
+            writeln!(out, "    {line}")?;
+        }
+    }
+    Ok(())
 }
 
 fn report(res: &Result<Plan, super::Diagnostics>, err: &mut dyn Write) -> i32 {

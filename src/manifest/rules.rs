@@ -281,13 +281,43 @@ pub fn check_request(req: &CreateRequest) -> Vec<Problem> {
     out
 }
 
+/// What is wrong with a `job://ID` item, if anything.
+fn job_ref_problem(item: &ContentItem, target: &str) -> Option<String> {
+    if matches!(item, ContentItem::AudioUrl { .. }) {
+        return Some(
+            "an audio URL (`job://` works in first_frame, last_frame, reference_image, \
+             reference_video and draft_task)"
+                .into(),
+        );
+    }
+    let t = target.trim();
+    if t.is_empty() || t.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Some("`job://ID`, the id of another job of the plan".into());
+    }
+    None
+}
+
 fn check_content(req: &CreateRequest, out: &mut Vec<Problem>) {
     let model = req.model.as_str();
     let allow_asset = is_v2(model) || !is_known_model(model);
     let (mut first, mut last, mut videos) = (0, 0, 0);
     for (i, item) in req.content.iter().enumerate() {
         let field = || format!("content[{i}]");
-        if let Some(u) = item.url()
+        if let Some(target) = item.job_ref() {
+            // A reference to another job: the runner fills in that job's URL or task id.
+            if let Some(exp) = job_ref_problem(item, target) {
+                let inner = if matches!(item, ContentItem::DraftTask { .. }) {
+                    "id"
+                } else {
+                    "url"
+                };
+                out.push(problem(
+                    format!("{}.{}.{inner}", field(), item.type_name()),
+                    quote(&format!("{}{target}", crate::api::JOB_SCHEME)),
+                    exp,
+                ));
+            }
+        } else if let Some(u) = item.url()
             && let Err(exp) = check_url(u, allow_asset)
         {
             out.push(problem(

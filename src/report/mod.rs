@@ -180,6 +180,9 @@ pub struct JobReport {
     pub error: Option<Failure>,
     /// For a job done after a failure: the latest failure it got over.
     pub recovered_from: Option<Failure>,
+    /// The jobs this one refers to with `job://ID` (it waited for them); absent when none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub upstream: Vec<String>,
     /// Video path relative to the out dir.
     pub file: Option<String>,
     /// Last frame path relative to the out dir.
@@ -243,6 +246,7 @@ fn job_report(j: &JobState) -> JobReport {
         flaky: done && (j.failures > 0 || j.retries > 0),
         error: if done { None } else { j.failure.clone() },
         recovered_from: if done { j.failure.clone() } else { None },
+        upstream: j.upstream.clone(),
         file: j.path.clone().filter(|_| done),
         last_frame: j.last_frame.clone().filter(|_| done),
         bytes: j.bytes.filter(|_| done),

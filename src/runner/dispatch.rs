@@ -11,6 +11,13 @@
 //! per-status pages it asked for), then reads of finished tasks for their video URL, then
 //! reads of single tasks the lists could not speak for. Cancels on an interrupt and on a job
 //! timeout come before everything.
+//!
+//! Chains: a job that refers to others (`job://ID`) waits in [`Dispatcher::waiting`] until
+//! every job it refers to is done, then is created with those jobs' URLs (a read of their task,
+//! through the same tokens, when the URL this run holds is unknown or about to expire) or task
+//! ids in place of the references. Among jobs ready to go, those with the longest chain of
+//! jobs behind them go first. When a job fails, every job waiting behind it is blocked (never
+//! created).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
@@ -26,7 +33,9 @@ use super::spend::{Reservation, Spend};
 use super::sweep::{self, PAGE, Page, Seen};
 use super::work::{self, Fetch, FetchPlan, ListFor, ReadFor, Report};
 use super::{Observer, RunSettings, StopKind};
-use crate::api::{ApiError, Client, IdempotencyKey, Task, TaskList, TaskStatus, Timestamp};
+use crate::api::{
+    ApiError, Client, ContentItem, CreateRequest, IdempotencyKey, Task, TaskList, TaskStatus, Timestamp,
+};
 use crate::events::{Counters, Event, Failure, FailureKind};
 use crate::hex::hex;
 use crate::journal::{Durable, Journal};
@@ -67,6 +76,17 @@ const USE_WINDOW: Duration = Duration::from_secs(2);
 const RATE_LIMIT_GIVE_UP: Duration = Duration::from_secs(600);
 /// Pending jobs looked at for one whose look-alikes have no create in flight.
 const CREATE_LOOKAHEAD: usize = 64;
+/// The most a URL handed to a job of a chain must still live (less for URLs that live less:
+/// half their lifetime).
+const URL_MARGIN: Duration = Duration::from_secs(600);
+
+/// Why a job of a chain cannot be created yet with what this run holds of its upstream jobs.
+enum Gap {
+    /// These upstream jobs' tasks are to be read for fresh URLs.
+    Read(Vec<String>),
+    /// An upstream job cannot give what the job needs; the reason.
+    Missing(String),
+}
 
 /// One task queued or processing on the server.
 struct Flight {
@@ -112,6 +132,7 @@ enum Next {
     List(ListFor),
     UrlRead(String),
     Read(String, ReadFor),
+    UpstreamRead(String),
 }
 
 /// Everything the dispatcher starts with.
@@ -179,6 +200,21 @@ pub(super) struct Dispatcher {
     pub local_failure: Option<String>,
     failed_this_run: u64,
     warned_cap: bool,
+    /// Each plan job's `job://` targets.
+    upstream: HashMap<String, Vec<String>>,
+    /// The jobs of the plan that refer to each job.
+    downstream: HashMap<String, Vec<String>>,
+    /// The longest chain of jobs (itself included) that waits on each job.
+    behind: HashMap<String, usize>,
+    /// Jobs to create once the jobs they refer to are done and their URLs are at hand.
+    pub waiting: HashSet<String>,
+    /// The latest task seen of each finished job that others refer to, and whether it came from
+    /// a read made for them.
+    fresh: HashMap<String, (Task, bool)>,
+    /// Upstream jobs whose task is to be read for fresh URLs.
+    upstream_reads: VecDeque<String>,
+    upstream_reading: HashSet<String>,
+    upstream_errors: HashMap<String, u32>,
 }
 
 impl Dispatcher {
@@ -240,6 +276,14 @@ impl Dispatcher {
             local_failure: None,
             failed_this_run: 0,
             warned_cap: false,
+            upstream: HashMap::new(),
+            downstream: HashMap::new(),
+            behind: HashMap::new(),
+            waiting: HashSet::new(),
+            fresh: HashMap::new(),
+            upstream_reads: VecDeque::new(),
+            upstream_reading: HashSet::new(),
+            upstream_errors: HashMap::new(),
         }
     }
 
@@ -280,13 +324,15 @@ impl Dispatcher {
     /// Files every job of the plan where it stands: to create, to settle, to poll, to fetch.
     pub fn load(&mut self, plan: &[String]) {
         let now = Instant::now();
+        self.link(plan);
         let mut lost: Vec<(Timestamp, String)> = Vec::new();
+        let mut pending: Vec<String> = Vec::new();
         for id in plan {
             let Some(job) = self.state.jobs.get(id) else {
                 continue;
             };
             match job.phase {
-                Phase::Pending => self.pending.push_back(id.clone()),
+                Phase::Pending => pending.push(id.clone()),
                 Phase::Submitting => lost.push((job.intent_at.unwrap_or_else(Timestamp::now), id.clone())),
                 Phase::Submitted => {
                     if let Some(task) = job.task_id() {
@@ -310,6 +356,16 @@ impl Dispatcher {
                 }
                 Phase::Generated => self.url_wait.push_back(id.clone()),
                 Phase::Done | Phase::Failed => {}
+            }
+        }
+        // The longest chains first; the rest in plan order.
+        pending.sort_by_key(|id| std::cmp::Reverse(self.behind.get(id).copied().unwrap_or(1)));
+        for id in pending {
+            if self.upstream.contains_key(&id) {
+                self.waiting.insert(id.clone());
+                self.try_release(&id);
+            } else {
+                self.pending.push_back(id);
             }
         }
         // Settled oldest first: the lists are searched for each in the order they were sent.
@@ -395,7 +451,13 @@ impl Dispatcher {
         if self.interrupted {
             return self.cancels.is_empty() && self.cancelling == 0;
         }
-        let creates_done = self.stop.is_some() || (self.pending.is_empty() && self.delayed.is_empty());
+        // Jobs still waiting when nothing else is under way wait for jobs this run cannot
+        // finish: they stay pending for the next run.
+        let creates_done = self.stop.is_some()
+            || (self.pending.is_empty()
+                && self.delayed.is_empty()
+                && self.upstream_reads.is_empty()
+                && self.upstream_reading.is_empty());
         creates_done
             && self.creating.is_empty()
             && self.lost.is_empty()
@@ -457,6 +519,14 @@ impl Dispatcher {
         if let Some(next) = self.next_create() {
             return Some(next);
         }
+        if self.stop.is_none()
+            && let Some(job) = self
+                .upstream_reads
+                .iter()
+                .find(|j| !self.upstream_reading.contains(*j))
+        {
+            return Some(Next::UpstreamRead(job.clone()));
+        }
         if !self.listing {
             if let Some(status) = self.status_pages.front() {
                 return Some(Next::List(ListFor::Status(status.clone())));
@@ -479,19 +549,29 @@ impl Dispatcher {
         if self.stop.is_some() || self.pending.is_empty() || self.in_flight() >= self.target() {
             return None;
         }
-        let (index, cost) = self
-            .pending
-            .iter()
-            .take(CREATE_LOOKAHEAD)
-            .enumerate()
-            .find_map(|(i, id)| {
-                let job = self.state.jobs.get(id)?;
-                let free = draws_seed(&job.request)
-                    || !self
-                        .busy_keys
-                        .contains(&reconcile::match_key(&effective_request(job)));
-                free.then(|| (i, job.estimated_tokens.unwrap_or(0)))
-            })?;
+        let (index, cost) = loop {
+            let (index, cost) =
+                self.pending
+                    .iter()
+                    .take(CREATE_LOOKAHEAD)
+                    .enumerate()
+                    .find_map(|(i, id)| {
+                        let job = self.state.jobs.get(id)?;
+                        let free = draws_seed(&job.request)
+                            || !self
+                                .busy_keys
+                                .contains(&reconcile::match_key(&effective_request(job)));
+                        free.then(|| (i, job.estimated_tokens.unwrap_or(0)))
+                    })?;
+            let id = self.pending.get(index)?.clone();
+            if !self.upstream.contains_key(&id) || self.gap(&id).is_none() {
+                break (index, cost);
+            }
+            // Its upstream URLs went stale while it queued: back to waiting for a fresh read.
+            self.pending.remove(index);
+            self.waiting.insert(id.clone());
+            self.try_release(&id);
+        };
         match self.spend.reserve(cost) {
             Some(reservation) => Some(Next::Create(index, reservation)),
             None => {
@@ -548,6 +628,24 @@ impl Dispatcher {
                 self.url_reading.insert(job.clone());
                 self.workers.spawn(work::read(client, job, task, ReadFor::Url));
             }
+            Next::UpstreamRead(job) => {
+                self.note_use(now);
+                self.counters.reads += 1;
+                self.upstream_reads.retain(|j| *j != job);
+                let Some(task) = self
+                    .state
+                    .jobs
+                    .get(&job)
+                    .and_then(|j| j.task_id())
+                    .map(str::to_string)
+                else {
+                    self.block_behind(&job, &format!("job `{job}` has no task to take it from"));
+                    return;
+                };
+                self.upstream_reading.insert(job.clone());
+                self.workers
+                    .spawn(work::read(client, job, task, ReadFor::Upstream));
+            }
             Next::Read(task, why) => {
                 self.note_use(now);
                 self.counters.reads += 1;
@@ -578,6 +676,19 @@ impl Dispatcher {
         let Some(job) = self.state.jobs.get(&id) else {
             return;
         };
+        let resolved = if job.upstream.is_empty() {
+            None
+        } else {
+            match self.resolve(&job.request) {
+                Some(content) => Some(content),
+                None => {
+                    drop(reservation);
+                    self.waiting.insert(id.clone());
+                    self.try_release(&id);
+                    return;
+                }
+            }
+        };
         let seed =
             draws_seed(&job.request).then(|| job.seed.unwrap_or_else(|| i64::from(rand::random::<u32>())));
         let key = idempotency_key(&self.run_id, job);
@@ -592,7 +703,10 @@ impl Dispatcher {
         let Some(job) = self.state.jobs.get(&id) else {
             return;
         };
-        let request = effective_request(job);
+        let mut request = effective_request(job);
+        if let Some(content) = resolved {
+            request.content = content;
+        }
         self.busy_keys.insert(reconcile::match_key(&request));
         self.creating.insert(id.clone());
         self.counters.creates += 1;
@@ -688,6 +802,9 @@ impl Dispatcher {
                 max_retries: self.settings.max_retries,
             };
             self.fetching += 1;
+            if self.downstream.contains_key(&job) {
+                self.fresh.insert(job.clone(), (task.clone(), false));
+            }
             self.workers.spawn(work::fetch(plan, job, task));
         }
     }
@@ -714,6 +831,7 @@ impl Dispatcher {
                 self.answered(&result);
                 match why {
                     ReadFor::Url => self.on_url_read(job, result),
+                    ReadFor::Upstream => self.on_upstream_read(job, result),
                     ReadFor::Status | ReadFor::Deadline => self.on_read(task_id, why, result, now),
                 }
             }
@@ -1377,7 +1495,7 @@ impl Dispatcher {
                     });
                 }
                 self.emit(Event::JobDone {
-                    job,
+                    job: job.clone(),
                     task_id,
                     path: video_path(&name),
                     bytes: video.bytes,
@@ -1385,6 +1503,7 @@ impl Dispatcher {
                     last_frame: frame.map(|_| frame_path(&name)),
                     at: Timestamp::now(),
                 });
+                self.release_behind(&job);
             }
             Fetch::Refused { status } => {
                 let refreshes = self.refreshes.entry(job.clone()).or_default();
@@ -1419,6 +1538,9 @@ impl Dispatcher {
             failure,
             at: Timestamp::now(),
         });
+        if self.state.jobs.get(job).is_some_and(|j| j.phase == Phase::Failed) {
+            self.block_behind(job, &format!("waits for job `{job}`, which failed"));
+        }
         if counts {
             self.failed_this_run += 1;
             if let Some(max) = self.settings.max_fail
@@ -1455,6 +1577,281 @@ impl Dispatcher {
 
     fn fail_local(&mut self, message: String) {
         self.local_failure.get_or_insert(message);
+    }
+
+    /// Reads the chains of the plan: who refers to whom, and how long a chain waits on each.
+    fn link(&mut self, plan: &[String]) {
+        self.upstream.clear();
+        self.downstream.clear();
+        for id in plan {
+            let Some(job) = self.state.jobs.get(id) else {
+                continue;
+            };
+            if job.upstream.is_empty() {
+                continue;
+            }
+            for u in &job.upstream {
+                self.downstream.entry(u.clone()).or_default().push(id.clone());
+            }
+            self.upstream.insert(id.clone(), job.upstream.clone());
+        }
+        // Longest chain behind each job, downstream first (a cycle, which validation rules
+        // out, would leave its jobs at 1).
+        let mut left: HashMap<&str, usize> = plan
+            .iter()
+            .map(|id| (id.as_str(), self.downstream.get(id).map_or(0, Vec::len)))
+            .collect();
+        let mut ready: Vec<&str> = left.iter().filter(|(_, n)| **n == 0).map(|(id, _)| *id).collect();
+        let mut behind: HashMap<String, usize> = HashMap::new();
+        while let Some(id) = ready.pop() {
+            let b = 1 + self
+                .downstream
+                .get(id)
+                .map(|ds| {
+                    ds.iter()
+                        .filter_map(|d| behind.get(d))
+                        .max()
+                        .copied()
+                        .unwrap_or(0)
+                })
+                .unwrap_or(0);
+            behind.insert(id.to_string(), b);
+            for u in self.upstream.get(id).map(Vec::as_slice).unwrap_or_default() {
+                if let Some(n) = left.get_mut(u.as_str()) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        ready.push(u.as_str());
+                    }
+                }
+            }
+        }
+        self.behind = behind;
+    }
+
+    /// Puts a job that is ready into the create queue, after every job with a longer chain
+    /// behind it.
+    fn enqueue(&mut self, id: String) {
+        let b = self.behind.get(&id).copied().unwrap_or(1);
+        let at = self
+            .pending
+            .iter()
+            .position(|p| self.behind.get(p).copied().unwrap_or(1) < b)
+            .unwrap_or(self.pending.len());
+        self.pending.insert(at, id);
+    }
+
+    /// Moves a waiting job on when it can: to the create queue when every job it refers to is
+    /// done and their URLs are at hand (else their tasks are read), blocked when one of them
+    /// failed or cannot give what it needs.
+    fn try_release(&mut self, id: &str) {
+        if !self.waiting.contains(id) {
+            return;
+        }
+        let ups = self.upstream.get(id).cloned().unwrap_or_default();
+        for u in &ups {
+            match self.state.jobs.get(u) {
+                Some(j) if j.phase == Phase::Done => {}
+                Some(j) if j.phase == Phase::Failed => {
+                    let why = if j.is_blocked() {
+                        format!("waits for job `{u}`, which is blocked")
+                    } else {
+                        format!("waits for job `{u}`, which failed")
+                    };
+                    self.block(id, why);
+                    return;
+                }
+                _ => return,
+            }
+        }
+        match self.gap(id) {
+            None => {
+                self.waiting.remove(id);
+                self.enqueue(id.to_string());
+            }
+            Some(Gap::Read(jobs)) => {
+                for u in jobs {
+                    if !self.upstream_reads.contains(&u) && !self.upstream_reading.contains(&u) {
+                        self.upstream_reads.push_back(u);
+                    }
+                }
+            }
+            Some(Gap::Missing(why)) => self.block(id, why),
+        }
+    }
+
+    /// What keeps a job whose upstream jobs are done from being created now, if anything.
+    fn gap(&self, id: &str) -> Option<Gap> {
+        let job = self.state.jobs.get(id)?;
+        let offset = self.client.server_offset();
+        let mut reads: Vec<String> = Vec::new();
+        for item in &job.request.content {
+            let Some(u) = item.job_ref().map(str::trim) else {
+                continue;
+            };
+            let Some(up) = self.state.jobs.get(u) else {
+                return Some(Gap::Missing(format!(
+                    "refers to job `{u}`, which this run does not know"
+                )));
+            };
+            if matches!(item, ContentItem::DraftTask { .. }) {
+                if up.task_id().is_none() {
+                    return Some(Gap::Missing(format!("job `{u}` has no task to promote")));
+                }
+                continue;
+            }
+            let want_frame = matches!(item, ContentItem::ImageUrl { .. });
+            let usable = match self.fresh.get(u) {
+                Some((task, by_read)) if url_fresh(task, offset) => {
+                    let url = if want_frame {
+                        task.last_frame_url.as_deref()
+                    } else {
+                        task.video_url.as_deref()
+                    };
+                    if url.is_some_and(|x| !x.is_empty()) {
+                        true
+                    } else if *by_read {
+                        let what = if want_frame { "last frame" } else { "video URL" };
+                        return Some(Gap::Missing(format!(
+                            "job `{u}` gave no {what} (its task finished without one)"
+                        )));
+                    } else {
+                        false
+                    }
+                }
+                _ => false,
+            };
+            if !usable && !reads.iter().any(|r| r == u) {
+                reads.push(u.to_string());
+            }
+        }
+        (!reads.is_empty()).then_some(Gap::Read(reads))
+    }
+
+    /// The content of a request with each `job://` reference replaced by the URL or task id it
+    /// stands for; `None` when one is not at hand.
+    fn resolve(&self, request: &CreateRequest) -> Option<Vec<ContentItem>> {
+        let mut content = request.content.clone();
+        for item in &mut content {
+            let Some(u) = item.job_ref().map(|u| u.trim().to_string()) else {
+                continue;
+            };
+            match item {
+                ContentItem::DraftTask { draft_task, .. } => {
+                    draft_task.id = self.state.jobs.get(&u)?.task_id()?.to_string();
+                }
+                ContentItem::ImageUrl { image_url, .. } => {
+                    let (task, _) = self.fresh.get(&u)?;
+                    image_url.url = task.last_frame_url.clone().filter(|x| !x.is_empty())?;
+                }
+                ContentItem::VideoUrl { video_url, .. } => {
+                    let (task, _) = self.fresh.get(&u)?;
+                    video_url.url = task.video_url.clone().filter(|x| !x.is_empty())?;
+                }
+                ContentItem::AudioUrl { .. } => return None,
+            }
+        }
+        Some(content)
+    }
+
+    /// A job is done: the jobs waiting on it may go.
+    fn release_behind(&mut self, job: &str) {
+        let downs = self.downstream.get(job).cloned().unwrap_or_default();
+        for d in downs {
+            self.try_release(&d);
+        }
+    }
+
+    /// Blocks one job that was never created, and every job waiting behind it.
+    fn block(&mut self, id: &str, why: String) {
+        let pending = self.state.jobs.get(id).is_some_and(|j| j.phase == Phase::Pending);
+        self.waiting.remove(id);
+        if !pending {
+            return;
+        }
+        self.pending.retain(|p| p != id);
+        self.delayed.retain(|(_, p)| p != id);
+        tracing::info!(job = %id, reason = %why, "blocked");
+        self.emit(Event::JobFailed {
+            job: id.to_string(),
+            task_id: None,
+            failure: plain(FailureKind::Blocked, why),
+            at: Timestamp::now(),
+        });
+        self.block_behind(id, &format!("waits for job `{id}`, which is blocked"));
+    }
+
+    /// Blocks every job not yet created that waits on `job`, with `why` naming it.
+    fn block_behind(&mut self, job: &str, why: &str) {
+        let downs = self.downstream.get(job).cloned().unwrap_or_default();
+        for d in downs {
+            self.block(&d, why.to_string());
+        }
+    }
+
+    fn on_upstream_read(&mut self, job: String, result: Result<Task, ApiError>) {
+        self.upstream_reading.remove(&job);
+        match result {
+            Ok(task) if task.status == TaskStatus::Completed => {
+                self.upstream_errors.remove(&job);
+                self.fresh.insert(job.clone(), (task, true));
+                self.release_behind(&job);
+            }
+            Ok(task) => {
+                let why = format!(
+                    "waits for job `{job}`, whose task is now {} on the server (tasks are kept \
+                     about 7 days): generate `{job}` again (a new id, or --fresh)",
+                    task.status.as_str()
+                );
+                self.block_waiting_behind(&job, &why);
+            }
+            Err(ApiError::RateLimited { .. }) => self.upstream_reads.push_front(job),
+            Err(e @ ApiError::Transient { .. }) => {
+                let errors = self.upstream_errors.entry(job.clone()).or_default();
+                *errors += 1;
+                let attempt = *errors;
+                if attempt > self.settings.max_retries {
+                    let why = format!("waits for job `{job}`, whose task could not be read: {e}");
+                    self.block_waiting_behind(&job, &why);
+                } else {
+                    let wait = self.settings.retry.delay(attempt);
+                    self.note_retry(&job, "get", attempt, e.to_string(), wait);
+                    self.upstream_reads.push_back(job);
+                }
+            }
+            Err(e) if e.is_fatal() => self.fatal(&e),
+            Err(e) => {
+                let why = format!("waits for job `{job}`, whose task could not be read: {e}");
+                self.block_waiting_behind(&job, &why);
+            }
+        }
+    }
+
+    /// Blocks the jobs waiting on `job` (a done job whose task can no longer serve them).
+    fn block_waiting_behind(&mut self, job: &str, why: &str) {
+        let downs: Vec<String> = self
+            .downstream
+            .get(job)
+            .map(|ds| ds.iter().filter(|d| self.waiting.contains(*d)).cloned().collect())
+            .unwrap_or_default();
+        for d in downs {
+            self.block(&d, why.to_string());
+        }
+    }
+
+    /// Jobs left waiting at the end of a run that was not stopped: they wait for jobs this run
+    /// could not finish, and stay pending for the next run.
+    pub fn note_left_waiting(&mut self) {
+        if self.waiting.is_empty() || self.stop.is_some() || self.interrupted {
+            return;
+        }
+        let mut left: Vec<String> = self.waiting.iter().cloned().collect();
+        left.sort();
+        let message = format!(
+            "{} job(s) still wait for jobs this run did not finish ({}); run again to continue",
+            left.len(),
+            left.join(", ")
+        );
+        self.emit(Event::Notice { message });
     }
 
     /// The account's slots as learned, for the report.
@@ -1508,6 +1905,22 @@ fn url_expired(task: &Task, offset: Option<time::Duration>) -> bool {
     let server_now = Timestamp::now().0 + offset.unwrap_or(time::Duration::ZERO);
     task.video_url_expires_at
         .is_some_and(|at| at.0 <= server_now + time::Duration::seconds(2))
+}
+
+/// Whether a task's URLs live long enough to hand to another job: past the lesser of
+/// [`URL_MARGIN`] and half their lifetime, on the server's clock.
+fn url_fresh(task: &Task, offset: Option<time::Duration>) -> bool {
+    let Some(at) = task.video_url_expires_at else {
+        return true;
+    };
+    let ttl = task
+        .video_url_ttl
+        .filter(|t| t.is_finite() && *t > 0.0)
+        .map_or(URL_MARGIN * 6, Duration::from_secs_f64);
+    let margin = URL_MARGIN.min(ttl / 2);
+    let server_now = Timestamp::now().0 + offset.unwrap_or(time::Duration::ZERO);
+    let margin = time::Duration::try_from(margin).unwrap_or(time::Duration::ZERO);
+    at.0 > server_now + margin
 }
 
 /// Where a job's video goes, relative to the out dir.
@@ -1646,6 +2059,134 @@ mod tests {
         // A slot freed: the create is served before the reads still waiting.
         d.flights.clear();
         assert!(matches!(d.next_request(now), Some(Next::Create(..))));
+    }
+
+    /// A dispatcher over jobs `(id, first_frame)` with the given references.
+    fn chained(dir: &std::path::Path, jobs: &[(&str, Option<&str>)]) -> Dispatcher {
+        let mut state = RunState::default();
+        let plan: Vec<String> = jobs.iter().map(|(id, _)| id.to_string()).collect();
+        for (id, frame) in jobs {
+            let mut request = CreateRequest {
+                model: "seedance-1.5-pro".into(),
+                prompt: format!("shot {id}"),
+                ..Default::default()
+            };
+            if let Some(f) = frame {
+                request.content.push(ContentItem::ImageUrl {
+                    image_url: crate::api::MediaUrl { url: f.to_string() },
+                    role: Some(crate::api::ContentRole::FirstFrame),
+                });
+            }
+            state.apply(&Event::JobPlanned {
+                job: id.to_string(),
+                name: id.to_string(),
+                fingerprint: format!("fp-{id}"),
+                request: Box::new(request),
+                source: "test".into(),
+                estimated_tokens: Some(100),
+            });
+        }
+        let client = Client::new(&ClientConfig::new("http://127.0.0.1:9/v1", ApiKey::new("k"))).unwrap();
+        let mut d = Dispatcher::new(Setup {
+            client,
+            http: reqwest::Client::new(),
+            settings: RunSettings::new(dir),
+            journal: Journal::open(&dir.join("state.jsonl")).unwrap(),
+            state,
+            observers: Vec::new(),
+            run_id: "run_test".into(),
+            plan: plan.clone(),
+            committed_tokens: 0,
+        });
+        d.load(&plan);
+        d
+    }
+
+    fn done(d: &mut Dispatcher, job: &str, task_id: &str) {
+        d.emit(Event::Submitted {
+            job: job.into(),
+            task_id: task_id.into(),
+            at: Timestamp::now(),
+            reconciled: false,
+        });
+        d.emit(Event::JobDone {
+            job: job.into(),
+            task_id: task_id.into(),
+            path: format!("videos/{job}.mp4"),
+            bytes: 1,
+            sha256: "x".into(),
+            last_frame: None,
+            at: Timestamp::now(),
+        });
+        d.release_behind(job);
+    }
+
+    fn finished_task(id: &str, expires_in: i64) -> Task {
+        let at = Timestamp(Timestamp::now().0 + time::Duration::seconds(expires_in));
+        let mut t = task(id, "completed");
+        t.video_url = Some(format!("https://cdn/{id}.mp4"));
+        t.last_frame_url = Some(format!("https://cdn/{id}.last.png"));
+        t.video_url_expires_at = Some(at);
+        t.video_url_ttl = Some(3600.0);
+        t
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_shot_waits_for_the_one_before_and_the_longest_chain_goes_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut d = chained(
+            dir.path(),
+            &[
+                ("solo", None),
+                ("s1", None),
+                ("s2", Some("job://s1")),
+                ("s3", Some("job://s2")),
+            ],
+        );
+        assert_eq!(d.pending, ["s1", "solo"], "the chain's root first");
+        assert_eq!(d.waiting.len(), 2);
+        // Done, with no URL at hand (an earlier run): its task is read first.
+        d.pending.retain(|j| j != "s1");
+        done(&mut d, "s1", "t1");
+        assert!(d.waiting.contains("s2"));
+        assert_eq!(d.upstream_reads, ["s1"]);
+        d.on_upstream_read("s1".into(), Ok(finished_task("t1", 3000)));
+        assert_eq!(d.pending, ["s2", "solo"], "the longer chain behind s2 goes first");
+        let sent = d.resolve(&d.state.jobs["s2"].request).unwrap();
+        assert_eq!(sent[0].url(), Some("https://cdn/t1.last.png"));
+        // A URL about to expire is read again before it is handed on.
+        d.fresh.insert("s1".into(), (finished_task("t1", 30), true));
+        assert!(matches!(d.gap("s2"), Some(Gap::Read(r)) if r == ["s1"]));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_shot_blocks_every_shot_behind_it_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut d = chained(
+            dir.path(),
+            &[
+                ("s1", None),
+                ("s2", Some("job://s1")),
+                ("s3", Some("job://s2")),
+                ("solo", None),
+            ],
+        );
+        d.pending.retain(|j| j != "s1");
+        d.fail("s1", None, plain(FailureKind::TaskFailed, "boom".into()));
+        for (id, waits) in [("s2", "s1"), ("s3", "s2")] {
+            let j = &d.state.jobs[id];
+            assert!(j.is_blocked(), "{id}");
+            assert!(
+                j.failure
+                    .as_ref()
+                    .unwrap()
+                    .message
+                    .contains(&format!("`{waits}`"))
+            );
+        }
+        assert!(d.waiting.is_empty());
+        assert_eq!(d.pending, ["solo"]);
+        assert_eq!(d.failed_this_run, 1, "blocked jobs are not failures of their own");
     }
 
     #[tokio::test(start_paused = true)]

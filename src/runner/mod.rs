@@ -324,6 +324,7 @@ impl Runner {
         prepare_jobs(&mut d, &jobs);
         d.load(&plan);
         d.run(shutdown).await;
+        d.note_left_waiting();
 
         if let Some(message) = d.local_failure.clone() {
             let _ = d.journal.sync().await;

@@ -25,6 +25,8 @@ pub(super) enum ReadFor {
     Url,
     /// A last look before the job times out.
     Deadline,
+    /// Fresh URLs of a finished job that other jobs refer to (`job://`).
+    Upstream,
 }
 
 /// Why a page of the task list is read.

@@ -51,7 +51,7 @@ mod validate;
 
 pub use config::{BalanceErrorStatus, RetryAfterFormat, SimArgs, SimConfig, SimConfigPatch};
 pub use cost::{cost_tokens, frame_size};
-pub use server::{Sim, SimHandle, run_cli};
+pub use server::{Sim, SimHandle, SimTaskRequest, run_cli};
 pub use state::account_id;
 pub use stats::{FaultStats, SimStats};
 pub use validate::MODELS;

@@ -92,6 +92,19 @@ impl Inner {
     }
 }
 
+/// What one task of the simulator was created with (see [`SimHandle::task_requests`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimTaskRequest {
+    /// The task id.
+    pub id: String,
+    /// The prompt as sent.
+    pub prompt: String,
+    /// Whether it is a draft.
+    pub draft: bool,
+    /// The content items, as `role=url` or `draft_task=id`.
+    pub inputs: Vec<String>,
+}
+
 fn unix_ms(at: SystemTime) -> u64 {
     at.duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -174,6 +187,26 @@ impl SimHandle {
                 a.tasks
                     .iter()
                     .map(|t| (t.id.clone(), t.spec.prompt.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Every task of the account of `api_key`, oldest first, with the prompt and content items
+    /// (`role=url`, `draft_task=id`) it was created with: tests check what each create carried.
+    pub fn task_requests(&self, api_key: &str) -> Vec<SimTaskRequest> {
+        let st = self.inner.lock();
+        st.accounts
+            .get(api_key)
+            .map(|a| {
+                a.tasks
+                    .iter()
+                    .map(|t| SimTaskRequest {
+                        id: t.id.clone(),
+                        prompt: t.spec.prompt.clone(),
+                        draft: t.spec.draft,
+                        inputs: t.spec.inputs.clone(),
+                    })
                     .collect()
             })
             .unwrap_or_default()

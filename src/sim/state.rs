@@ -464,12 +464,27 @@ impl State {
         }
         self.next_task += 1;
         let gen_time = cfg.scaled(self.draw_gen_time(seq, &spec, duration_used));
-        let fails_with = rng::chance(seed, "fail", seq, cfg.fail_rate).then(|| {
-            let (code, msg) = FAILURE_CODES[(rng::bits(seed, "fail_code", seq) % 4) as usize];
-            let code = code
-                .parse::<u64>()
-                .map_or_else(|_| Value::from(code), Value::from);
-            (code, msg.to_string())
+        // A test hook like `sim:content-violation`: the first task of the account with this
+        // prompt fails; any later one (a retry) runs.
+        let fails_once = spec.prompt.contains("sim:fails-once")
+            && !self
+                .accounts
+                .get(key)
+                .is_some_and(|a| a.tasks.iter().any(|t| t.spec.prompt == spec.prompt));
+        let forced = fails_once.then(|| {
+            (
+                Value::from("internal_error"),
+                "the task failed (sim:fails-once)".to_string(),
+            )
+        });
+        let fails_with = forced.or_else(|| {
+            rng::chance(seed, "fail", seq, cfg.fail_rate).then(|| {
+                let (code, msg) = FAILURE_CODES[(rng::bits(seed, "fail_code", seq) % 4) as usize];
+                let code = code
+                    .parse::<u64>()
+                    .map_or_else(|_| Value::from(code), Value::from);
+                (code, msg.to_string())
+            })
         });
         let seed_used = if spec.seed == -1 {
             (rng::bits(seed, "video_seed", seq) % 4_294_967_296) as i64

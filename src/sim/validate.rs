@@ -6,7 +6,9 @@
 //!   numbers must be integers where integers are expected (`5.0` is rejected);
 //! - `model` required, one of [`MODELS`] (else `upstream_model_not_found`);
 //! - `prompt` required, a string that is not blank; a prompt containing
-//!   `sim:content-violation` is answered `upstream_content_violation` (a hook for tests);
+//!   `sim:content-violation` is answered `upstream_content_violation` (a hook for tests), and
+//!   the first task of an account whose prompt contains `sim:fails-once` ends `failed` (later
+//!   ones with the same prompt run: a hook for retry tests);
 //! - `ratio` in 16:9, 9:16, 4:3, 3:4, 21:9, 1:1, adaptive (default 16:9, or adaptive when images are given);
 //! - `resolution` in 480p, 720p, 1080p (default 720p);
 //! - `duration` -1 or 4..=12 on seedance-1.5-pro, 4..=15 on the 2.0 models (default 5);
@@ -76,6 +78,8 @@ pub(crate) struct CreateSpec {
     pub input_type: &'static str,
     pub draft: bool,
     pub draft_task_id: Option<String>,
+    /// The content items as `role=url` or `draft_task=id` (kept for test checks).
+    pub inputs: Vec<String>,
 }
 
 impl CreateSpec {
@@ -204,6 +208,8 @@ struct ContentSummary {
     videos: usize,
     audios: usize,
     draft_task_id: Option<String>,
+    /// Each item as `role=url` (or `draft_task=id`), in order.
+    inputs: Vec<String>,
 }
 
 fn validate_content(
@@ -268,6 +274,7 @@ fn validate_content(
                 }
             }
             sum.draft_task_id = Some(id.to_string());
+            sum.inputs.push(format!("draft_task={id}"));
             continue;
         }
         no_unknown_keys(inner, &["url"], &format!("{inner_p}."))?;
@@ -284,6 +291,7 @@ fn validate_content(
             _ => &["reference_audio"],
         };
         one_of(&role_p, role, allowed)?;
+        sum.inputs.push(format!("{role}={url}"));
         match role {
             "first_frame" => sum.first += 1,
             "last_frame" => sum.last += 1,
@@ -465,6 +473,7 @@ pub(crate) fn validate_create(
         input_type,
         draft,
         draft_task_id: content.draft_task_id,
+        inputs: content.inputs,
     };
     Ok((spec, value))
 }

@@ -11,6 +11,7 @@ use vidbatch::state::{JobState, Phase};
 /// Writes `DIR/FILE`: a YAML manifest of `jobs` distinct jobs (seedance-1.5-pro, 5 s, 16:9,
 /// 480p) made by one matrix over `n` = "00", "01", ..., with ids `ID_PREFIX-NN` and prompts
 /// `PROMPT_PREFIX NN`; `run_section` (YAML, may be empty) goes before `jobs:`.
+#[allow(dead_code)] // not every test binary writes this manifest
 pub fn matrix_manifest(
     dir: &Path,
     file: &str,
