@@ -98,7 +98,7 @@ pub struct JobState {
     /// URL refreshes.
     pub url_refreshes: u32,
     /// The jobs this one refers to with `job://ID` (it waits for them), from its request.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub upstream: Vec<String>,
     /// The status the current task last showed on the server (for the display; not reported).
     #[serde(default)]
