@@ -356,6 +356,166 @@ impl MarkedEventReceiver for Builder {
     }
 }
 
+/// The diagnostic of a YAML syntax error at 1-based `line`, 0-based `col` (in characters): the
+/// parser's words, a hint for the usual causes, and the source lines with a caret.
+fn syntax_error(file: &Arc<str>, text: &str, line: usize, col: usize, info: &str) -> Diagnostic {
+    let lines: Vec<&str> = text.lines().collect();
+    // The parser may stop at the end of the text, a line past the last one.
+    let line = line.clamp(1, lines.len().max(1));
+    let at = |n: usize| lines.get(n.wrapping_sub(1)).copied().unwrap_or("");
+    let here = at(line);
+    let col = col.min(here.chars().count());
+    let d = Diagnostic::error(
+        SourceLocation::Yaml {
+            file: file.clone(),
+            line: line as u32,
+            col: col as u32 + 1,
+        },
+        format!("YAML syntax error: {info}"),
+    );
+    let d = match syntax_hint(&lines, line, info) {
+        Some(h) => d.with_help(h),
+        None => d,
+    };
+    d.with_snippet(snippet(&lines, line, col))
+}
+
+/// The line before the error (when there is one and it is not blank) and the error's line, with
+/// a caret under column `col` (0-based, in characters), rendered without colour.
+fn snippet(lines: &[&str], line: usize, col: usize) -> String {
+    use annotate_snippets::{AnnotationKind, Group, Level, Renderer, Snippet};
+    let here = lines.get(line.wrapping_sub(1)).copied().unwrap_or("");
+    let prev = (line > 1)
+        .then(|| lines.get(line - 2).copied())
+        .flatten()
+        .filter(|l| !l.trim().is_empty());
+    // Very long lines are cut around the caret so the snippet stays readable.
+    let (here, col) = cut_around(here, col, 100);
+    let prev = prev.map(|p| cut_around(p, 0, 100).0);
+    let mut source = String::new();
+    let mut first = line;
+    if let Some(p) = &prev {
+        source.push_str(p);
+        source.push('\n');
+        first -= 1;
+    }
+    let start = source.len() + here.char_indices().nth(col).map_or(here.len(), |(i, _)| i);
+    let end = here[start - source.len()..]
+        .chars()
+        .next()
+        .map_or(start, |c| start + c.len_utf8());
+    source.push_str(&here);
+    let report = &[Group::with_level(Level::ERROR).element(
+        Snippet::source(&source)
+            .line_start(first)
+            .fold(false)
+            .annotation(AnnotationKind::Primary.span(start..end).label("here")),
+    )];
+    Renderer::plain().render(report)
+}
+
+/// `s` cut to at most `max` characters around character `col`; the new column of that character.
+fn cut_around(s: &str, col: usize, max: usize) -> (String, usize) {
+    let n = s.chars().count();
+    if n <= max {
+        return (s.replace('\t', " "), col);
+    }
+    let from = col.saturating_sub(max / 2).min(n - max);
+    let cut: String = s.chars().skip(from).take(max).collect();
+    (cut.replace('\t', " "), col - from)
+}
+
+/// A hint for the usual causes of a YAML syntax error at 1-based `line`.
+fn syntax_hint(lines: &[&str], line: usize, info: &str) -> Option<String> {
+    let at = |n: usize| lines.get(n.wrapping_sub(1)).copied().unwrap_or("");
+    let indent = |l: &str| l.len() - l.trim_start_matches(' ').len();
+    let tabbed = [line, line + 1, line.saturating_sub(1)]
+        .into_iter()
+        .find(|&n| n > 0 && at(n).trim_start_matches(' ').starts_with('\t'));
+    if let Some(n) = tabbed {
+        return Some(format!(
+            "line {n} is indented with a tab: YAML allows only spaces for indentation"
+        ));
+    }
+    if info.contains("tab") {
+        return Some("YAML allows only spaces for indentation: replace the tabs with spaces".into());
+    }
+    if info.contains("trailing content after") {
+        return Some(
+            "a quoted value ends at its closing quote: for a quote inside, write `\\\"` inside \
+             double quotes or `''` inside single quotes, or quote the value with the other kind"
+                .into(),
+        );
+    }
+    if info.contains("quoted scalar") {
+        return Some("a quote is opened and not closed".into());
+    }
+    let here = at(line);
+    let above = (1..line).rev().map(at).find(|l| !l.trim().is_empty());
+    let misindented = above.filter(|a| indent(a) != indent(here) && !a.trim_end().ends_with(':'));
+    if info.contains("mapping values are not allowed") {
+        if let Some(fix) = [here, above.unwrap_or("")].iter().find_map(|l| quote_fix(l)) {
+            return Some(format!("a value that holds `: ` must be quoted, e.g. `{fix}`"));
+        }
+    }
+    if info.contains("mapping values are not allowed")
+        || info.contains("did not find expected key")
+        || info.contains("invalid indentation")
+        || info.contains("did not find expected '-'")
+        || info.contains("block sequence entries are not allowed")
+    {
+        let which = match misindented {
+            Some(a) => {
+                let spaces = |n: usize| format!("{n} space{}", if n == 1 { "" } else { "s" });
+                format!(
+                    " (line {line} is indented {}, the line above {})",
+                    spaces(indent(here)),
+                    spaces(indent(a))
+                )
+            }
+            None => String::new(),
+        };
+        return Some(format!(
+            "check the indentation{which}: keys of one mapping start in the same column and the \
+             `-` of one list line up; a value that holds `: ` must be quoted"
+        ));
+    }
+    if info.contains("',' or ']'") || info.contains("',' or '}'") || info.contains("flow") {
+        return Some(
+            "a `[...]` list or `{...}` mapping is not closed, or one of its values holds `,` `:` `[` or \
+             `{`: quote such values"
+                .into(),
+        );
+    }
+    if info.contains("cannot start any token") || info.contains("unexpected character") {
+        return Some("a value that starts with `@`, `` ` `` or `%` must be quoted".into());
+    }
+    if info.contains("anchor or alias") {
+        return Some("`&` starts an anchor and `*` an alias: quote a value that starts with them".into());
+    }
+    None
+}
+
+/// For a line `key: value: more`, the same line with the value quoted.
+fn quote_fix(line: &str) -> Option<String> {
+    let indent = &line[..line.len() - line.trim_start().len()];
+    let body = line.trim_start();
+    let (dash, body) = match body.strip_prefix("- ") {
+        Some(rest) => ("- ", rest.trim_start()),
+        None => ("", body),
+    };
+    let (key, value) = body.split_once(": ")?;
+    let value = value.trim();
+    if key.is_empty() || key.contains(' ') && !key.starts_with(['"', '\'']) {
+        return None;
+    }
+    if !(value.contains(": ") || value.ends_with(':')) || value.starts_with(['"', '\'']) {
+        return None;
+    }
+    let escaped = value.replace('\\', "\\\\").replace('"', "\\\"");
+    Some(format!("{indent}{dash}{key}: \"{escaped}\"").trim().to_string())
+}
+
 /// Parses the first document of a YAML text into a located tree. An empty document is `Null`.
 pub fn parse(file: &Arc<str>, text: &str) -> Result<Node, Box<Diagnostic>> {
     let mut b = Builder {
@@ -381,14 +541,7 @@ pub fn parse(file: &Arc<str>, text: &str) -> Result<Node, Box<Diagnostic>> {
             }
             Err(e) => {
                 let m = e.marker();
-                return Err(Box::new(Diagnostic::error(
-                    SourceLocation::Yaml {
-                        file: file.clone(),
-                        line: m.line() as u32,
-                        col: m.col() as u32 + 1,
-                    },
-                    format!("YAML syntax error: {}", e.info()),
-                )));
+                return Err(Box::new(syntax_error(file, text, m.line(), m.col(), e.info())));
             }
         }
     }
@@ -481,6 +634,18 @@ mod tests {
         assert!(parse(&Arc::from("t.yaml"), &s).is_err());
         let s = "[".repeat(200) + &"]".repeat(200);
         assert!(parse(&Arc::from("t.yaml"), &s).is_err());
+    }
+
+    #[test]
+    fn syntax_errors_on_any_prefix_of_odd_text_render_without_panicking() {
+        let text = "jobs:\n\t- prompt: «Nöte»: a cät 🐈\n  - [\"x\", 'y: z\n   k: {a: [1,\n".repeat(3)
+            + &"é".repeat(300)
+            + ": x: y\n";
+        for (i, _) in text.char_indices() {
+            if let Err(e) = parse(&Arc::from("t.yaml"), &text[..i]) {
+                let _ = e.to_string();
+            }
+        }
     }
 
     #[test]
