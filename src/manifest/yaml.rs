@@ -11,6 +11,9 @@ use super::diag::{Diagnostic, SourceLocation};
 
 /// The most nodes one YAML document may expand to (aliases included); guards against alias bombs.
 pub const MAX_NODES: usize = 2_000_000;
+/// The most bytes of text that aliases may add to one YAML document (each use of an alias adds
+/// the text of what it names); guards against alias bombs built from long strings.
+pub const MAX_ALIAS_BYTES: usize = 64 * 1024 * 1024;
 /// The deepest nesting of sequences and mappings accepted.
 pub const MAX_DEPTH: usize = 64;
 
@@ -156,19 +159,41 @@ enum Frame {
 struct Builder {
     file: Arc<str>,
     stack: Vec<Frame>,
-    anchors: HashMap<usize, (Node, usize)>,
+    anchors: HashMap<usize, (Node, Size)>,
     root: Option<Node>,
     nodes: usize,
+    alias_bytes: usize,
     error: Option<Box<Diagnostic>>,
     done: bool,
 }
 
-/// Counts the nodes of a tree.
-fn count(n: &Node) -> usize {
+/// The size of a tree: its nodes and the bytes of its text.
+#[derive(Debug, Clone, Copy, Default)]
+struct Size {
+    nodes: usize,
+    bytes: usize,
+}
+
+impl Size {
+    fn add(self, o: Size) -> Size {
+        Size {
+            nodes: self.nodes.saturating_add(o.nodes),
+            bytes: self.bytes.saturating_add(o.bytes),
+        }
+    }
+}
+
+/// Measures a tree.
+fn measure(n: &Node) -> Size {
+    let one = Size { nodes: 1, bytes: 0 };
     match &n.value {
-        Value::Seq(v) => 1 + v.iter().map(count).sum::<usize>(),
-        Value::Map(m) => 1 + m.iter().map(|(k, v)| count(k) + count(v)).sum::<usize>(),
-        _ => 1,
+        Value::Seq(v) => v.iter().map(measure).fold(one, Size::add),
+        Value::Map(m) => m
+            .iter()
+            .map(|(k, v)| measure(k).add(measure(v)))
+            .fold(one, Size::add),
+        Value::Str(s) => Size { nodes: 1, bytes: s.len() },
+        _ => one,
     }
 }
 
@@ -204,9 +229,27 @@ impl Builder {
         true
     }
 
+    fn add_alias_bytes(&mut self, n: usize, mark: &Marker) -> bool {
+        self.alias_bytes = self.alias_bytes.saturating_add(n);
+        if self.alias_bytes > MAX_ALIAS_BYTES {
+            self.error = Some(Box::new(
+                Diagnostic::error(
+                    self.loc(mark),
+                    format!(
+                        "the document's aliases expand to more than {} MiB of text",
+                        MAX_ALIAS_BYTES / (1024 * 1024)
+                    ),
+                )
+                .with_help("an alias copies all the text of its anchor each time it is used"),
+            ));
+            return false;
+        }
+        true
+    }
+
     fn finish_node(&mut self, node: Node, anchor: usize) {
         if anchor > 0 {
-            let size = count(&node);
+            let size = measure(&node);
             self.anchors.insert(anchor, (node.clone(), size));
         }
         match self.stack.last_mut() {
@@ -224,6 +267,46 @@ impl Builder {
     }
 }
 
+/// A set of mapping keys, hashed by kind and text so that merges stay linear; keys that are
+/// lists or mappings (rare) are compared one by one.
+#[derive(Default)]
+struct KeySet {
+    scalars: std::collections::HashSet<(u8, String)>,
+    others: Vec<Value>,
+}
+
+impl KeySet {
+    fn scalar(v: &Value) -> Option<(u8, String)> {
+        match v {
+            Value::Null => Some((0, String::new())),
+            Value::Bool(b) => Some((1, b.to_string())),
+            Value::Int(i) => Some((2, i.to_string())),
+            Value::Float(f) => Some((3, f.to_bits().to_string())),
+            Value::Str(s) => Some((4, s.clone())),
+            Value::Seq(_) | Value::Map(_) => None,
+        }
+    }
+
+    fn contains(&self, v: &Value) -> bool {
+        match Self::scalar(v) {
+            Some(k) => self.scalars.contains(&k),
+            None => self.others.contains(v),
+        }
+    }
+
+    /// Adds `v`; false when it was there already.
+    fn insert(&mut self, v: &Value) -> bool {
+        match Self::scalar(v) {
+            Some(k) => self.scalars.insert(k),
+            None if self.others.contains(v) => false,
+            None => {
+                self.others.push(v.clone());
+                true
+            }
+        }
+    }
+}
+
 /// Applies `<<` merge keys: entries of the merged mappings are added where the mapping does not
 /// set the key itself (the first of several merged mappings wins).
 fn apply_merges(entries: Vec<(Node, Node)>) -> Result<Vec<(Node, Node)>, Box<Diagnostic>> {
@@ -235,6 +318,7 @@ fn apply_merges(entries: Vec<(Node, Node)>) -> Result<Vec<(Node, Node)>, Box<Dia
     }
     let mut own = Vec::with_capacity(entries.len());
     let mut merged: Vec<(Node, Node)> = Vec::new();
+    let mut seen_merged = KeySet::default();
     for (k, v) in entries {
         if matches!(&k.value, Value::Str(s) if s == "<<") {
             let sources = match v.value {
@@ -267,7 +351,7 @@ fn apply_merges(entries: Vec<(Node, Node)>) -> Result<Vec<(Node, Node)>, Box<Dia
             };
             for m in sources {
                 for (mk, mv) in m {
-                    if !merged.iter().any(|(k2, _)| k2.value == mk.value) {
+                    if seen_merged.insert(&mk.value) {
                         merged.push((mk, mv));
                     }
                 }
@@ -276,8 +360,12 @@ fn apply_merges(entries: Vec<(Node, Node)>) -> Result<Vec<(Node, Node)>, Box<Dia
             own.push((k, v));
         }
     }
+    let mut own_keys = KeySet::default();
+    for (k, _) in &own {
+        own_keys.insert(&k.value);
+    }
     for (mk, mv) in merged {
-        if !own.iter().any(|(k2, _)| k2.value == mk.value) {
+        if !own_keys.contains(&mk.value) {
             own.push((mk, mv));
         }
     }
@@ -347,7 +435,7 @@ impl MarkedEventReceiver for Builder {
                     )));
                     return;
                 };
-                if self.add_nodes(size, &mark) {
+                if self.add_nodes(size.nodes, &mark) && self.add_alias_bytes(size.bytes, &mark) {
                     self.finish_node(node, 0);
                 }
             }
@@ -524,6 +612,7 @@ pub fn parse(file: &Arc<str>, text: &str) -> Result<Node, Box<Diagnostic>> {
         anchors: HashMap::new(),
         root: None,
         nodes: 0,
+        alias_bytes: 0,
         error: None,
         done: false,
     };
@@ -626,6 +715,38 @@ mod tests {
         }
         let e = parse(&Arc::from("t.yaml"), &s).expect_err("bomb");
         assert!(e.to_string().contains("more than"), "{e}");
+    }
+
+    #[test]
+    fn long_string_alias_bomb_fails_fast_on_the_byte_cap() {
+        // 1 MB aliased 10 times over 4 levels would be 10 GB of text.
+        let mut s = format!("a0: &a0 \"{}\"\n", "x".repeat(1_000_000));
+        for i in 1..=4 {
+            let prev = format!("*a{}", i - 1);
+            s.push_str(&format!("a{i}: &a{i} [{}]\n", vec![prev; 10].join(", ")));
+        }
+        let t = std::time::Instant::now();
+        let e = parse(&Arc::from("t.yaml"), &s).expect_err("bomb");
+        assert!(e.to_string().contains("MiB of text"), "{e}");
+        assert!(t.elapsed() < std::time::Duration::from_secs(5), "{:?}", t.elapsed());
+    }
+
+    #[test]
+    fn merge_of_80k_keys_is_linear() {
+        let mut s = String::from("base: &b\n");
+        for i in 0..80_000 {
+            s.push_str(&format!("  k{i}: {i}\n"));
+        }
+        s.push_str("other:\n  <<: *b\n  k5: own\n");
+        let t = std::time::Instant::now();
+        let n = p(&s);
+        let o = get(&n, "other");
+        let Value::Map(m) = &o.value else { panic!() };
+        assert_eq!(m.len(), 80_000);
+        assert_eq!(get(o, "k5").value, Value::Str("own".into()));
+        assert_eq!(get(o, "k79999").value, Value::Int(79_999));
+        // Debug build; the quadratic merge took minutes.
+        assert!(t.elapsed() < std::time::Duration::from_secs(5), "{:?}", t.elapsed());
     }
 
     #[test]

@@ -126,7 +126,8 @@ impl Default for SimConfig {
 impl SimConfig {
     /// Scale a simulated duration to real time.
     pub fn scaled(&self, simulated: Duration) -> Duration {
-        Duration::from_secs_f64((simulated.as_secs_f64() * self.time_scale).max(0.0))
+        Duration::try_from_secs_f64((simulated.as_secs_f64() * self.time_scale).max(0.0))
+            .unwrap_or(crate::manifest::run::MAX_DURATION)
     }
 
     /// The rate limiter's bucket capacity.
@@ -200,7 +201,7 @@ fn parse_rate(s: &str) -> Result<f64, String> {
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| e.to_string())
+    crate::manifest::run::parse_duration_arg(s)
 }
 
 fn parse_balance_status(s: &str) -> Result<BalanceErrorStatus, String> {
