@@ -46,7 +46,10 @@ fn job_timeout_of_500000000000_years_is_refused_with_exit_2_not_a_panic() {
     );
     assert_eq!(out.status.code(), Some(2));
     // The simulator's durations too.
-    let out = vidbatch(&["sim", "--listen", "127.0.0.1:0", "--asset-ttl", "500000000000y"], d.path());
+    let out = vidbatch(
+        &["sim", "--listen", "127.0.0.1:0", "--asset-ttl", "500000000000y"],
+        d.path(),
+    );
     assert_eq!(out.status.code(), Some(2));
 }
 
@@ -61,7 +64,10 @@ fn manifest_job_timeout_past_the_maximum_is_a_validation_error() {
     let out = vidbatch(&["validate", "m.yaml"], d.path());
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("run.job_timeout") && err.contains("365 days"), "{err}");
+    assert!(
+        err.contains("run.job_timeout") && err.contains("365 days"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -69,10 +75,23 @@ fn a_job_timeout_of_365_days_runs() {
     let d = tempfile::tempdir().expect("tmp");
     small_manifest(d.path());
     let out = vidbatch(
-        &["run", "m.yaml", "--dry-run", "--job-timeout", "365days", "--poll-interval", "365days"],
+        &[
+            "run",
+            "m.yaml",
+            "--dry-run",
+            "--job-timeout",
+            "365days",
+            "--poll-interval",
+            "365days",
+        ],
         d.path(),
     );
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -90,9 +109,18 @@ fn run_dry_run_costs_what_plan_costs() {
     let t = Instant::now();
     let dry = vidbatch(&["run", "big.csv", "--dry-run", "--out", "out"], d.path());
     let dry_time = t.elapsed();
-    assert_eq!(dry.status.code(), Some(0), "{}", String::from_utf8_lossy(&dry.stderr));
+    assert_eq!(
+        dry.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&dry.stderr)
+    );
     let text = String::from_utf8_lossy(&dry.stdout);
-    assert!(text.contains("dry run: 60000 jobs would run"), "{}", &text[text.len().saturating_sub(300)..]);
+    assert!(
+        text.contains("dry run: 60000 jobs would run"),
+        "{}",
+        &text[text.len().saturating_sub(300)..]
+    );
     // The quadratic dry run took many times as long as the plan on this many rows.
     assert!(
         dry_time < plan_time * 2 + Duration::from_secs(1),

@@ -533,7 +533,11 @@ async fn trickling_body_ends_at_the_throughput_floor() {
         .await
         .expect("the trickle ends")
         .unwrap_err();
-    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
     assert!(
         matches!(err, DownloadError::Transient { ref reason } if reason.contains("floor")),
         "{err:?}"

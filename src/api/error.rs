@@ -326,24 +326,44 @@ mod tests {
         }
         let quota = br#"{"error":{"code":"insufficient_quota","message":"x"}}"#;
         assert!(matches!(
-            classify_status(StatusCode::TOO_MANY_REQUESTS, &h, quota, false, &Scrubber::default()),
+            classify_status(
+                StatusCode::TOO_MANY_REQUESTS,
+                &h,
+                quota,
+                false,
+                &Scrubber::default()
+            ),
             ApiError::Payment(_)
         ));
         assert!(matches!(
-            classify_status(StatusCode::SERVICE_UNAVAILABLE, &h, b"<html>", true, &Scrubber::default()),
+            classify_status(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &h,
+                b"<html>",
+                true,
+                &Scrubber::default()
+            ),
             ApiError::AmbiguousCreate {
                 status: Some(503),
                 ..
             }
         ));
         assert!(matches!(
-            classify_status(StatusCode::SERVICE_UNAVAILABLE, &h, b"<html>", false, &Scrubber::default()),
+            classify_status(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &h,
+                b"<html>",
+                false,
+                &Scrubber::default()
+            ),
             ApiError::Transient {
                 status: Some(503),
                 ..
             }
         ));
         assert!(classify_status(StatusCode::UNAUTHORIZED, &h, b"", false, &Scrubber::default()).is_fatal());
-        assert!(classify_status(StatusCode::PAYMENT_REQUIRED, &h, b"", false, &Scrubber::default()).is_fatal());
+        assert!(
+            classify_status(StatusCode::PAYMENT_REQUIRED, &h, b"", false, &Scrubber::default()).is_fatal()
+        );
     }
 }

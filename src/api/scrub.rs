@@ -110,7 +110,12 @@ fn header_values(text: &str, lower: &str) -> Vec<(usize, usize)> {
         }
         let end = j + b[j..]
             .iter()
-            .position(|&c| matches!(c, b'"' | b'\'' | b'<' | b'\r' | b'\n' | b',' | b';' | b'}' | b'\\' | b'&'))
+            .position(|&c| {
+                matches!(
+                    c,
+                    b'"' | b'\'' | b'<' | b'\r' | b'\n' | b',' | b';' | b'}' | b'\\' | b'&'
+                )
+            })
             .unwrap_or(b.len() - j);
         if end > j && !text[j..end].starts_with(REDACTED) {
             cuts.push((j, end));
@@ -194,11 +199,15 @@ mod tests {
         let s = Scrubber::new(KEY);
         let text = r#"{"error":{"code":"invalid_request","message":"ratio must be 16:9"}}"#;
         assert!(matches!(s.scrub(text), Cow::Borrowed(_)));
-        let echoed = format!(r#"{{"error":{{"code":"x","message":"got Authorization: Bearer {KEY}, bearer"}}}}"#);
+        let echoed =
+            format!(r#"{{"error":{{"code":"x","message":"got Authorization: Bearer {KEY}, bearer"}}}}"#);
         let out = s.scrub(&echoed);
         let v: serde_json::Value = serde_json::from_str(&out).expect("still JSON");
         assert!(!v.to_string().contains("Secret"));
-        assert_eq!(s.scrub("the bearer of bad news"), "the bearer [REDACTED] bad news");
+        assert_eq!(
+            s.scrub("the bearer of bad news"),
+            "the bearer [REDACTED] bad news"
+        );
     }
 
     #[test]

@@ -192,7 +192,10 @@ fn measure(n: &Node) -> Size {
             .iter()
             .map(|(k, v)| measure(k).add(measure(v)))
             .fold(one, Size::add),
-        Value::Str(s) => Size { nodes: 1, bytes: s.len() },
+        Value::Str(s) => Size {
+            nodes: 1,
+            bytes: s.len(),
+        },
         _ => one,
     }
 }
@@ -728,7 +731,11 @@ mod tests {
         let t = std::time::Instant::now();
         let e = parse(&Arc::from("t.yaml"), &s).expect_err("bomb");
         assert!(e.to_string().contains("MiB of text"), "{e}");
-        assert!(t.elapsed() < std::time::Duration::from_secs(5), "{:?}", t.elapsed());
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(5),
+            "{:?}",
+            t.elapsed()
+        );
     }
 
     #[test]
@@ -746,7 +753,11 @@ mod tests {
         assert_eq!(get(o, "k5").value, Value::Str("own".into()));
         assert_eq!(get(o, "k79999").value, Value::Int(79_999));
         // Debug build; the quadratic merge took minutes.
-        assert!(t.elapsed() < std::time::Duration::from_secs(5), "{:?}", t.elapsed());
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(5),
+            "{:?}",
+            t.elapsed()
+        );
     }
 
     #[test]
