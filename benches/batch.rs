@@ -220,7 +220,7 @@ async fn script(sim: &SimHandle, jobs: usize) -> (f64, u64, usize) {
                 async move {
                     loop {
                         requests.fetch_add(1, Ordering::Relaxed);
-                        let Some(r) = req.try_clone() else { return None };
+                        let r = req.try_clone()?;
                         match r.bearer_auth("script-key").send().await {
                             Ok(resp) if resp.status() == 429 => tokio::time::sleep(Duration::from_secs(1)).await,
                             Ok(resp) => return resp.json::<serde_json::Value>().await.ok(),

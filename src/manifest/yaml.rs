@@ -544,10 +544,10 @@ fn syntax_hint(lines: &[&str], line: usize, info: &str) -> Option<String> {
     let here = at(line);
     let above = (1..line).rev().map(at).find(|l| !l.trim().is_empty());
     let misindented = above.filter(|a| indent(a) != indent(here) && !a.trim_end().ends_with(':'));
-    if info.contains("mapping values are not allowed") {
-        if let Some(fix) = [here, above.unwrap_or("")].iter().find_map(|l| quote_fix(l)) {
-            return Some(format!("a value that holds `: ` must be quoted, e.g. `{fix}`"));
-        }
+    if info.contains("mapping values are not allowed")
+        && let Some(fix) = [here, above.unwrap_or("")].iter().find_map(|l| quote_fix(l))
+    {
+        return Some(format!("a value that holds `: ` must be quoted, e.g. `{fix}`"));
     }
     if info.contains("mapping values are not allowed")
         || info.contains("did not find expected key")
