@@ -166,7 +166,7 @@ pub struct ApiArgs {
         env = "VIDBATCH_REQUEST_TIMEOUT",
         default_value = "60s",
         value_name = "DUR",
-        value_parser = humantime::parse_duration,
+        value_parser = manifest::run::parse_duration_arg,
         help_heading = POLLING
     )]
     pub request_timeout: Duration,
@@ -222,7 +222,7 @@ pub struct RunArgs {
         long,
         env = "VIDBATCH_POLL_INTERVAL",
         value_name = "DUR",
-        value_parser = humantime::parse_duration,
+        value_parser = manifest::run::parse_duration_arg,
         help_heading = POLLING
     )]
     pub poll_interval: Option<Duration>,
@@ -234,7 +234,7 @@ pub struct RunArgs {
         long,
         env = "VIDBATCH_JOB_TIMEOUT",
         value_name = "DUR",
-        value_parser = humantime::parse_duration,
+        value_parser = manifest::run::parse_duration_arg,
         help_heading = POLLING
     )]
     pub job_timeout: Option<Duration>,
@@ -420,6 +420,7 @@ fn pick_duration(
             .and_then(|p| p.get(key))
             .and_then(|v| v.as_str())
             .and_then(|s| humantime::parse_duration(s).ok())
+            .map(|d| d.min(manifest::run::MAX_DURATION))
     })
     .or(manifest)
     .unwrap_or(default)
@@ -579,6 +580,26 @@ async fn cmd_run(args: RunArgs, verbosity: display::Verbosity, json_logs: bool) 
         .clone()
         .or_else(|| plan.run.out.as_ref().map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("./vidbatch-out"));
+    if args.dry_run {
+        let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+        // The shard's jobs, in plan order: one pass, as `plan` costs.
+        let shown = match shard {
+            None => plan,
+            Some((k, n)) => Plan {
+                jobs: plan.jobs.into_iter().filter(|j| in_shard(&j.id, k, n)).collect(),
+                ..plan
+            },
+        };
+        manifest::plan::render_table(&shown, &mut stdout)?;
+        writeln!(
+            stdout,
+            "dry run: {} jobs would run into {}; nothing was sent",
+            shown.jobs.len(),
+            out.display()
+        )?;
+        stdout.flush()?;
+        return Ok(0);
+    }
     let jobs: Vec<JobSpec> = plan
         .jobs
         .iter()
@@ -592,26 +613,6 @@ async fn cmd_run(args: RunArgs, verbosity: display::Verbosity, json_logs: bool) 
             estimated_tokens: j.estimated_tokens,
         })
         .collect();
-    if args.dry_run {
-        let mut stdout = std::io::stdout().lock();
-        let shown = Plan {
-            jobs: plan
-                .jobs
-                .iter()
-                .filter(|j| jobs.iter().any(|s| s.id == j.id))
-                .cloned()
-                .collect(),
-            ..plan.clone()
-        };
-        manifest::plan::render_table(&shown, &mut stdout)?;
-        writeln!(
-            stdout,
-            "dry run: {} jobs would run into {}; nothing was sent",
-            jobs.len(),
-            out.display()
-        )?;
-        return Ok(0);
-    }
     if args.fresh {
         std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
         let _lock = match journal::lock_dir(&out) {

@@ -7,7 +7,11 @@
 //! `.part` file are re-read and re-hashed.
 //!
 //! Use a client made by [`crate::api::http_client`] *without* a total timeout: a whole-request
-//! timeout would cut large files; [`DownloadRequest::idle_timeout`] guards stalls instead.
+//! timeout would cut large files. Two bounds guard slow servers instead:
+//! [`DownloadRequest::idle_timeout`] (no byte at all for that long) and
+//! [`DownloadRequest::min_throughput`] (fewer bytes than that per second, averaged over each
+//! [`DownloadRequest::throughput_window`]: a body that trickles a byte every few seconds ends
+//! after one window). Either ends the attempt as transient, keeping the `.part` file.
 
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -23,6 +27,12 @@ use crate::mp4;
 
 /// Default time allowed without a single byte arriving before a download is abandoned.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Default slowest accepted body: 16 KiB/s, averaged over [`DEFAULT_THROUGHPUT_WINDOW`].
+pub const DEFAULT_MIN_THROUGHPUT: u64 = 16 * 1024;
+
+/// Default span over which throughput is averaged; the first check comes one window in.
+pub const DEFAULT_THROUGHPUT_WINDOW: Duration = Duration::from_secs(30);
 
 /// Size of the buffers used to write, re-hash and verify files.
 const IO_BUF: usize = 256 * 1024;
@@ -67,10 +77,16 @@ pub struct DownloadRequest<'a> {
     pub max_bytes: u64,
     /// Longest wait for the answer or for the next bytes of the body.
     pub idle_timeout: Duration,
+    /// Slowest accepted body, in bytes per second averaged over each
+    /// [`DownloadRequest::throughput_window`]; 0 = no floor.
+    pub min_throughput: u64,
+    /// Span over which [`DownloadRequest::min_throughput`] is averaged.
+    pub throughput_window: Duration,
 }
 
 impl<'a> DownloadRequest<'a> {
-    /// A request with the kind's default size cap and [`DEFAULT_IDLE_TIMEOUT`].
+    /// A request with the kind's default size cap, [`DEFAULT_IDLE_TIMEOUT`],
+    /// [`DEFAULT_MIN_THROUGHPUT`] and [`DEFAULT_THROUGHPUT_WINDOW`].
     pub fn new(url: &'a str, dest: &'a Path, kind: MediaKind) -> DownloadRequest<'a> {
         DownloadRequest {
             url,
@@ -78,6 +94,8 @@ impl<'a> DownloadRequest<'a> {
             kind,
             max_bytes: kind.default_max_bytes(),
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            min_throughput: DEFAULT_MIN_THROUGHPUT,
+            throughput_window: DEFAULT_THROUGHPUT_WINDOW,
         }
     }
 }
@@ -506,6 +524,11 @@ async fn attempt(
     }
     let mut buf: Vec<u8> = Vec::new();
     let mut written = offset;
+    // Throughput floor: bytes since the window opened, checked as each chunk arrives.
+    let window = req.throughput_window.max(Duration::from_millis(1));
+    let floor = (req.min_throughput as f64 * window.as_secs_f64()) as u64;
+    let mut window_start = tokio::time::Instant::now();
+    let mut window_bytes: u64 = 0;
     loop {
         let chunk = match tokio::time::timeout(idle, resp.chunk()).await {
             Ok(Ok(Some(c))) => c,
@@ -526,6 +549,22 @@ async fn attempt(
                 )));
             }
         };
+        window_bytes += chunk.len() as u64;
+        if req.min_throughput > 0 && window_start.elapsed() >= window {
+            if window_bytes < floor {
+                // The .part keeps what was written before this chunk; the next attempt resumes.
+                keep_part(file, buf, part).await?;
+                return Err(transient(format!(
+                    "slower than the {} bytes/s floor: {window_bytes} bytes in {} (after {written} bytes)",
+                    req.min_throughput,
+                    humantime::format_duration(Duration::from_millis(
+                        window_start.elapsed().as_millis().min(u128::from(u64::MAX)) as u64
+                    ))
+                )));
+            }
+            window_start = tokio::time::Instant::now();
+            window_bytes = 0;
+        }
         let next = written + chunk.len() as u64;
         if next > req.max_bytes {
             return Err(invalid(format!("file exceeds the {}-byte cap", req.max_bytes)));

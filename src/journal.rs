@@ -430,7 +430,12 @@ fn writer_loop(mut file: File, shared: &Shared) {
     }
 }
 
-/// Cuts an unterminated last line off the file, so appends start on a fresh line.
+/// Cuts a bad last line off the file, so appends start on a fresh line after a good record:
+/// an unterminated one (a crash mid-write), and then a complete last line that is not an
+/// event (garbage, or a record cut and later followed by a newline). [`load`] skips such a
+/// last line; left in place, it would be damage in the middle of the file after the next append.
+/// Only the last (non-blank) line is judged: a bad line before good ones is damage that
+/// [`load`] reports.
 fn drop_torn_tail(path: &Path) -> io::Result<()> {
     use std::io::{Read, Seek, SeekFrom};
     let mut file = match OpenOptions::new().read(true).write(true).open(path) {
@@ -442,21 +447,45 @@ fn drop_torn_tail(path: &Path) -> io::Result<()> {
     if len == 0 {
         return Ok(());
     }
-    // Scan back for the last newline, a block at a time.
-    let mut end = len;
-    let mut buf = vec![0u8; 8192];
-    let mut last_newline: Option<u64> = None;
-    while end > 0 && last_newline.is_none() {
-        let start = end.saturating_sub(buf.len() as u64);
-        let n = (end - start) as usize;
-        file.seek(SeekFrom::Start(start))?;
-        file.read_exact(&mut buf[..n])?;
-        if let Some(pos) = buf[..n].iter().rposition(|&b| b == b'\n') {
-            last_newline = Some(start + pos as u64);
-        }
-        end = start;
+    // Read back, a block at a time, until the bytes read hold the whole last non-blank
+    // complete line (or the file's start).
+    const BLOCK: u64 = 64 * 1024;
+    /// Longest last line judged; a longer one is left to `load`.
+    const MAX_TAIL: usize = 64 * 1024 * 1024;
+    let mut tail: Vec<u8> = Vec::new();
+    let mut start = len;
+    let whole_last_line = |tail: &[u8], at_start: bool| {
+        let Some(nl) = tail.iter().rposition(|&b| b == b'\n') else {
+            return at_start;
+        };
+        let body = trim_line(&tail[..=nl]);
+        !body.is_empty() && (at_start || body.contains(&b'\n'))
+    };
+    while start > 0 && !whole_last_line(&tail, false) && tail.len() < MAX_TAIL {
+        let from = start.saturating_sub(BLOCK);
+        let mut block = vec![0u8; (start - from) as usize];
+        file.seek(SeekFrom::Start(from))?;
+        file.read_exact(&mut block)?;
+        block.extend_from_slice(&tail);
+        tail = block;
+        start = from;
     }
-    let keep = last_newline.map(|p| p + 1).unwrap_or(0);
+    // `tail` is the file from byte `start` on. Keep up to the last newline.
+    let mut keep = match tail.iter().rposition(|&b| b == b'\n') {
+        Some(nl) => start + nl as u64 + 1,
+        None if start == 0 => 0,
+        None => len,
+    };
+    if start == 0 || whole_last_line(&tail, false) {
+        let upto = (keep - start) as usize;
+        let body = trim_line(&tail[..upto]);
+        if !body.is_empty() {
+            let line_start = body.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+            if serde_json::from_slice::<Event>(&body[line_start..]).is_err() {
+                keep = start + line_start as u64;
+            }
+        }
+    }
     if keep < len {
         file.set_len(keep)?;
         file.sync_data()?;
@@ -601,6 +630,76 @@ mod tests {
         let loaded = load(&path).unwrap();
         assert!(!loaded.torn_tail);
         assert_eq!(loaded.state.jobs.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_complete_garbage_last_line_is_cut_before_the_next_append() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(STATE_FILE);
+        for garbage in [
+            &b"garbage that is not json\n"[..],
+            b"{\"event\":\"job_done\",\"jo\n\n\n",
+            b"{\"event\":\"no_such_event\"}\r\n",
+            b"\x00\x00\x00\n",
+        ] {
+            let _ = std::fs::remove_file(&path);
+            {
+                let j = Journal::open(&path).unwrap();
+                j.append(&planned("a")).await.unwrap();
+                j.sync().await.unwrap();
+            }
+            let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+            f.write_all(garbage).unwrap();
+            drop(f);
+            // The first resume reads past it...
+            let loaded = load(&path).unwrap();
+            assert!(loaded.torn_tail);
+            assert_eq!(loaded.state.jobs.len(), 1);
+            // ...and appends after cutting it, so the next resume reads too.
+            for job in ["b", "c"] {
+                {
+                    let j = Journal::open(&path).unwrap();
+                    j.append(&planned(job)).await.unwrap();
+                    j.sync().await.unwrap();
+                }
+                let loaded = load(&path).unwrap_or_else(|e| panic!("{garbage:?}: {e}"));
+                assert!(!loaded.torn_tail);
+            }
+            assert_eq!(load(&path).unwrap().state.jobs.len(), 3);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_bad_line_before_good_ones_is_kept_and_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(STATE_FILE);
+        {
+            let j = Journal::open(&path).unwrap();
+            j.append(&planned("a")).await.unwrap();
+            j.sync().await.unwrap();
+        }
+        let good = std::fs::read(&path).unwrap();
+        let mut text = good.clone();
+        text.extend_from_slice(b"garbage\n");
+        text.extend_from_slice(&good);
+        std::fs::write(&path, &text).unwrap();
+        drop(Journal::open(&path).unwrap());
+        assert_eq!(std::fs::read(&path).unwrap(), text);
+        assert!(matches!(load(&path), Err(JournalError::Corrupt { line: 2, .. })));
+    }
+
+    #[test]
+    fn a_long_garbage_last_line_is_cut_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(STATE_FILE);
+        let good = serde_json::to_string(&planned("a")).unwrap() + "\n";
+        let text = good.repeat(3) + &"x".repeat(200_000) + "\n";
+        std::fs::write(&path, &text).unwrap();
+        drop_torn_tail(&path).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), good.repeat(3));
+        std::fs::write(&path, "x".repeat(100_000) + "\n").unwrap();
+        drop_torn_tail(&path).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap().len(), 0);
     }
 
     #[tokio::test]

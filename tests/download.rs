@@ -126,6 +126,26 @@ async fn handler(
                 serve(CLIP, &headers, "video/mp4")
             }
         }
+        "trickle.mp4" => {
+            // A first chunk, then one byte every 100 ms, for ever (never idle for long).
+            let first = Bytes::from_static(&CLIP[..1000]);
+            let stream = futures::stream::unfold(0usize, move |i| {
+                let first = first.clone();
+                async move {
+                    if i == 0 {
+                        return Some((Ok::<Bytes, std::io::Error>(first), 1000));
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    let next = CLIP.get(i..=i).map(Bytes::from_static)?;
+                    Some((Ok(next), i + 1))
+                }
+            });
+            Response::builder()
+                .status(StatusCode::OK)
+                .header(header::CONTENT_LENGTH, CLIP.len())
+                .body(Body::from_stream(stream))
+                .expect("response")
+        }
         "norange.mp4" => Response::builder()
             .status(StatusCode::OK)
             .body(Body::from(Bytes::from_static(CLIP)))
@@ -492,4 +512,38 @@ fn verify_file_good_truncated_and_corrupted() {
 
     let missing = verify_file(&tmp.path().join("missing.mp4"), MediaKind::Mp4).unwrap_err();
     assert!(missing.is_not_found(), "{missing:?}");
+}
+
+/// A body that trickles (a byte every 100 ms: never idle long enough for the idle timeout)
+/// ends once a throughput window shows it below the floor, keeping the `.part`.
+#[tokio::test]
+async fn trickling_body_ends_at_the_throughput_floor() {
+    let (addr, _s) = start().await;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dest = dest_in(tmp.path(), "trickle.mp4");
+    let u = url(addr, "trickle.mp4");
+    let req = DownloadRequest {
+        idle_timeout: Duration::from_secs(2),
+        min_throughput: 1024,
+        throughput_window: Duration::from_millis(800),
+        ..DownloadRequest::new(&u, &dest, MediaKind::Mp4)
+    };
+    let started = std::time::Instant::now();
+    let err = tokio::time::timeout(Duration::from_secs(20), download(&client(), &req))
+        .await
+        .expect("the trickle ends")
+        .unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        matches!(err, DownloadError::Transient { ref reason } if reason.contains("floor")),
+        "{err:?}"
+    );
+    assert!(part_path(&dest).exists());
+    // The defaults hold a floor too.
+    let d = DownloadRequest::new(&u, &dest, MediaKind::Mp4);
+    assert!(d.min_throughput > 0 && !d.throughput_window.is_zero());
 }

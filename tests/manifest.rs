@@ -596,6 +596,26 @@ fn snapshot_yaml_errors() {
     insta::assert_snapshot!(e.to_string());
 }
 
+/// Each usual YAML mistake gives the source line with a caret and a hint for its cause.
+#[test]
+fn snapshot_yaml_syntax_errors_show_the_line_a_caret_and_a_hint() {
+    for case in [
+        "unquoted_colon",
+        "tab_indent",
+        "key_indented_too_far",
+        "list_items_misaligned",
+        "quote_inside_quotes",
+        "unclosed_quote",
+        "unclosed_list",
+        "value_starts_with_at",
+    ] {
+        let path = PathBuf::from(format!("tests/fixtures/yaml_syntax/{case}.yaml"));
+        let e = load_plan(&args(&[&path])).expect_err(case).to_string();
+        assert!(e.contains("YAML syntax error") && e.contains('^'), "{case}: {e}");
+        insta::assert_snapshot!(format!("yaml_syntax_{case}"), e);
+    }
+}
+
 #[test]
 fn snapshot_csv_errors() {
     let e = load_plan(&args(&[Path::new("tests/fixtures/bad.csv")])).expect_err("bad");

@@ -328,9 +328,15 @@ async fn redirects_are_followed_only_to_http() {
 #[test]
 fn the_key_is_held_only_where_it_cannot_be_printed() {
     let src = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/api/client.rs")).unwrap();
-    let uses: Vec<&str> = src.lines().filter(|l| l.contains(".expose()")).collect();
-    // The bearer header (marked sensitive) and the idempotency header: nowhere else.
+    let uses: Vec<&str> = src
+        .lines()
+        .filter(|l| l.contains(".expose()") && !l.contains("Scrubber::new("))
+        .collect();
+    // The bearer header (marked sensitive) and the idempotency header, besides the scrubber
+    // (which looks for the key in server text and never prints it): nowhere else.
     assert!(uses.len() <= 3, "{uses:#?}");
+    let scrubber = vidbatch::api::Scrubber::new(SECRET);
+    assert!(!format!("{scrubber:?}").contains("SECRET"));
     assert!(src.contains("auth.set_sensitive(true)"));
     let cli = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/cli.rs")).unwrap();
     assert!(
@@ -339,4 +345,76 @@ fn the_key_is_held_only_where_it_cannot_be_printed() {
     );
     let key = vidbatch::api::ApiKey::new(SECRET);
     assert!(!format!("{key:?}").contains("SECRET"));
+}
+
+/// A proxy's 502 page that echoes the request headers (the key among them) reaches no file,
+/// report or log: server text is scrubbed where it enters vidbatch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_page_echoing_the_key_leaves_it_in_no_state_report_junit_summary_or_stderr() {
+    let sim = Sim::start(SimConfig {
+        api_keys: vec![SECRET.into()],
+        time_scale: 0.002,
+        rpm: 0,
+        proxy_echo_rate: 0.35,
+        seed: 7,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifest(dir.path(), 12);
+    let out = dir.path().join("out");
+    let junit = dir.path().join("junit.xml");
+    let summary = dir.path().join("summary.md");
+    for format in ["text", "json"] {
+        let mut cmd = vidbatch(
+            &sim,
+            &[
+                "run",
+                m.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+                "--junit",
+                junit.to_str().unwrap(),
+                "--summary-md",
+                summary.to_str().unwrap(),
+                "--max-retries",
+                "1",
+                "--retry-failed",
+                "-vv",
+                "--log-format",
+                format,
+            ],
+        );
+        cmd.env("ALLTOKEN_API_KEY", SECRET)
+            .env_remove("GITHUB_STEP_SUMMARY");
+        let o = output(cmd).await;
+        assert!(
+            matches!(o.status.code(), Some(0 | 1)),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert_no_secret(&format!("stdout ({format})"), &o.stdout);
+        assert_no_secret(&format!("stderr ({format})"), &o.stderr);
+    }
+    assert!(sim.stats().faults.proxy_echoes > 0, "the proxy page was sent");
+    let state = std::fs::read(out.join("state.jsonl")).unwrap();
+    assert!(
+        contains(&state, "502"),
+        "the proxy's answers are journaled (else this test proves nothing)"
+    );
+    for (what, path) in [
+        ("state.jsonl", out.join("state.jsonl")),
+        ("report.json", out.join("report.json")),
+        ("the JUnit file", junit.clone()),
+        ("the summary", summary.clone()),
+    ] {
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_no_secret(what, &bytes);
+    }
+    let mut files = Vec::new();
+    walk(&out, &mut files);
+    for (path, bytes) in &files {
+        assert_no_secret(&path.display().to_string(), bytes);
+    }
 }

@@ -13,6 +13,7 @@ use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 
 use super::error::{ApiError, body_excerpt, classify_status};
+use super::scrub::Scrubber;
 use super::types::{CreateRequest, ListQuery, ModelList, Task, TaskList};
 
 /// The real API's base URL.
@@ -104,6 +105,8 @@ pub struct Client {
     auth: HeaderValue,
     max_body_bytes: usize,
     clock: Arc<ServerClock>,
+    /// Cleans server text of the key and auth values before any error carries it.
+    scrub: Arc<Scrubber>,
 }
 
 /// How far the server's clock is from vidbatch's, learned from the `Date` header of its
@@ -232,6 +235,7 @@ impl Client {
             auth,
             max_body_bytes: config.max_body_bytes,
             clock: Arc::default(),
+            scrub: Arc::new(Scrubber::new(config.api_key.expose())),
         })
     }
 
@@ -292,7 +296,7 @@ impl Client {
             &format!("/videos/generations/{}/cancel", path_segment(id)),
         );
         let body = self.send_raw(Endpoint::Cancel, req).await?;
-        Ok(serde_json::from_slice::<Task>(&body).ok())
+        Ok(serde_json::from_slice::<Task>(&self.scrub.scrub_bytes(&body)).ok())
     }
 
     /// A request to `path` (already percent-encoded) under the base URL.
@@ -310,11 +314,13 @@ impl Client {
         req: reqwest::RequestBuilder,
     ) -> Result<T, ApiError> {
         let body = self.send_raw(endpoint, req).await?;
+        // A task's error message is server text too.
+        let body = self.scrub.scrub_bytes(&body);
         serde_json::from_slice(&body).map_err(|e| {
             let reason = format!(
                 "unreadable {} response ({e}): {}",
                 endpoint.name(),
-                body_excerpt(&body)
+                body_excerpt(self.scrub.scrub(&String::from_utf8_lossy(&body)).as_bytes())
             );
             if endpoint == Endpoint::Create {
                 ApiError::AmbiguousCreate { status: None, reason }
@@ -327,6 +333,7 @@ impl Client {
     async fn send_raw(&self, endpoint: Endpoint, req: reqwest::RequestBuilder) -> Result<Vec<u8>, ApiError> {
         let is_create = endpoint == Endpoint::Create;
         let lost = |status: Option<u16>, reason: String| {
+            let reason = self.scrub.scrub(&reason).into_owned();
             if is_create {
                 ApiError::AmbiguousCreate { status, reason }
             } else {
@@ -341,7 +348,7 @@ impl Client {
                 if e.is_connect() {
                     return Err(ApiError::Transient {
                         status: None,
-                        reason: describe(&e),
+                        reason: self.scrub.scrub(&describe(&e)).into_owned(),
                     });
                 }
                 return Err(lost(None, describe(&e)));
@@ -362,7 +369,7 @@ impl Client {
         if status.is_success() {
             Ok(body)
         } else {
-            Err(classify_status(status, &headers, &body, is_create))
+            Err(classify_status(status, &headers, &body, is_create, &self.scrub))
         }
     }
 }

@@ -10,6 +10,7 @@ use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use time::OffsetDateTime;
 
+use super::scrub::Scrubber;
 use super::types::{ErrorBody, ErrorDetail};
 
 /// Error codes of a 429 that mean the account cannot pay, not that it is too fast.
@@ -143,15 +144,24 @@ impl ApiError {
 }
 
 /// Classifies an answer whose status is not a success.
+///
+/// The body is server text: the key and any `Authorization`/`Bearer` value are scrubbed out of
+/// it (whole, before it is cut to an excerpt) and out of the error body's fields, so no message
+/// of the returned error holds a secret.
 pub(crate) fn classify_status(
     status: StatusCode,
     headers: &HeaderMap,
     body: &[u8],
     is_create: bool,
+    scrub: &Scrubber,
 ) -> ApiError {
+    let text = String::from_utf8_lossy(body);
+    let text = scrub.scrub(&text);
+    let body = text.as_bytes();
     let detail = serde_json::from_slice::<ErrorBody>(body)
         .ok()
-        .and_then(|b| b.error);
+        .and_then(|b| b.error)
+        .map(|d| scrub_detail(d, scrub));
     let code = status.as_u16();
     let detail_or_text = || {
         Box::new(detail.clone().unwrap_or_else(|| ErrorDetail {
@@ -203,6 +213,25 @@ pub(crate) fn classify_status(
             detail: detail_or_text(),
         },
     }
+}
+
+/// The error body with every text field scrubbed (a JSON escape may have hidden a secret from
+/// the scrub of the raw body).
+fn scrub_detail(mut d: ErrorDetail, scrub: &Scrubber) -> ErrorDetail {
+    let clean = |s: &mut String| {
+        if let std::borrow::Cow::Owned(c) = scrub.scrub(s) {
+            *s = c;
+        }
+    };
+    clean(&mut d.message);
+    clean(&mut d.code.0);
+    for s in [&mut d.param, &mut d.kind, &mut d.request_id, &mut d.task_id]
+        .into_iter()
+        .flatten()
+    {
+        clean(s);
+    }
+    d
 }
 
 /// The wait a 429 asks for: `Retry-After` (seconds or HTTP date), else `x-ratelimit-reset`
@@ -288,7 +317,7 @@ mod tests {
     fn classification_by_status_and_code() {
         let h = HeaderMap::new();
         let body = br#"{"error":{"code":"invalid_request","message":"bad ratio","param":"ratio"}}"#;
-        match classify_status(StatusCode::BAD_REQUEST, &h, body, false) {
+        match classify_status(StatusCode::BAD_REQUEST, &h, body, false, &Scrubber::default()) {
             ApiError::InvalidRequest { status: 400, detail } => {
                 assert_eq!(detail.param.as_deref(), Some("ratio"));
                 assert_eq!(detail.code.0, "invalid_request");
@@ -297,24 +326,44 @@ mod tests {
         }
         let quota = br#"{"error":{"code":"insufficient_quota","message":"x"}}"#;
         assert!(matches!(
-            classify_status(StatusCode::TOO_MANY_REQUESTS, &h, quota, false),
+            classify_status(
+                StatusCode::TOO_MANY_REQUESTS,
+                &h,
+                quota,
+                false,
+                &Scrubber::default()
+            ),
             ApiError::Payment(_)
         ));
         assert!(matches!(
-            classify_status(StatusCode::SERVICE_UNAVAILABLE, &h, b"<html>", true),
+            classify_status(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &h,
+                b"<html>",
+                true,
+                &Scrubber::default()
+            ),
             ApiError::AmbiguousCreate {
                 status: Some(503),
                 ..
             }
         ));
         assert!(matches!(
-            classify_status(StatusCode::SERVICE_UNAVAILABLE, &h, b"<html>", false),
+            classify_status(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &h,
+                b"<html>",
+                false,
+                &Scrubber::default()
+            ),
             ApiError::Transient {
                 status: Some(503),
                 ..
             }
         ));
-        assert!(classify_status(StatusCode::UNAUTHORIZED, &h, b"", false).is_fatal());
-        assert!(classify_status(StatusCode::PAYMENT_REQUIRED, &h, b"", false).is_fatal());
+        assert!(classify_status(StatusCode::UNAUTHORIZED, &h, b"", false, &Scrubber::default()).is_fatal());
+        assert!(
+            classify_status(StatusCode::PAYMENT_REQUIRED, &h, b"", false, &Scrubber::default()).is_fatal()
+        );
     }
 }

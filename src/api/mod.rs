@@ -3,6 +3,7 @@
 
 mod client;
 mod error;
+mod scrub;
 mod types;
 
 pub use client::{
@@ -10,6 +11,7 @@ pub use client::{
     is_refused_url,
 };
 pub use error::{ApiError, server_wait};
+pub use scrub::{REDACTED, Scrubber};
 pub use types::{
     ContentItem, ContentRole, CreateRequest, DraftTaskRef, ErrorCode, ErrorDetail, JOB_SCHEME, ListQuery,
     MediaUrl, Model, ModelList, Task, TaskError, TaskList, TaskStatus, Timestamp, Tool, Usage,

@@ -155,7 +155,8 @@ impl fmt::Display for Severity {
 /// One problem in a manifest.
 ///
 /// Rendered as `LOCATION: error: field `F`: found X, expected Y` (or `LOCATION: error: MESSAGE`
-/// when there is a free-form message), followed by `; HELP` when there is help.
+/// when there is a free-form message), followed by `; HELP` when there is help, then the
+/// snippet (source and caret) on the lines below when there is one.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct Diagnostic {
     /// Error or warning.
@@ -177,6 +178,10 @@ pub struct Diagnostic {
     /// A hint, e.g. "did you mean `prompt`?".
     #[serde(skip_serializing_if = "Option::is_none")]
     pub help: Option<String>,
+    /// The source lines around the problem with a caret under it, already rendered (plain
+    /// text); shown under the first line.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snippet: Option<String>,
 }
 
 impl Diagnostic {
@@ -195,6 +200,7 @@ impl Diagnostic {
             expected: Some(expected.into()),
             message: None,
             help: None,
+            snippet: None,
         }
     }
 
@@ -208,6 +214,7 @@ impl Diagnostic {
             expected: None,
             message: Some(message.into()),
             help: None,
+            snippet: None,
         }
     }
 
@@ -222,6 +229,12 @@ impl Diagnostic {
     /// The same diagnostic with a hint.
     pub fn with_help(mut self, help: impl Into<String>) -> Diagnostic {
         self.help = Some(help.into());
+        self
+    }
+
+    /// The same diagnostic with a rendered source snippet.
+    pub fn with_snippet(mut self, snippet: impl Into<String>) -> Diagnostic {
+        self.snippet = Some(snippet.into());
         self
     }
 
@@ -255,6 +268,9 @@ impl fmt::Display for Diagnostic {
         }
         if let Some(h) = &self.help {
             write!(f, "; {h}")?;
+        }
+        if let Some(s) = &self.snippet {
+            write!(f, "\n{}", s.trim_end_matches('\n'))?;
         }
         Ok(())
     }

@@ -117,6 +117,26 @@ fn small(n: &Node, key: &str, min: u64, diags: &mut Vec<Diagnostic>) -> Option<u
     }
 }
 
+/// The longest duration vidbatch accepts anywhere (`--job-timeout`, `--poll-interval`,
+/// `--request-timeout`, the manifest's `run:` durations, the simulator's): 365 days. Longer
+/// values are refused, so that no deadline computed from one can overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 86_400);
+
+/// Parses a duration given on the command line (`90s`, `20m`, `1h 30m`): refused when it is not
+/// a duration or is longer than [`MAX_DURATION`].
+pub fn parse_duration_arg(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s.trim()).map_err(|e| {
+        format!("{e}: expected a duration such as `90s`, `20m` or `1h 30m`, at most 365 days")
+    })?;
+    if d > MAX_DURATION {
+        return Err(format!(
+            "`{}` is longer than the most vidbatch accepts (365 days)",
+            s.trim()
+        ));
+    }
+    Ok(d)
+}
+
 fn duration(n: &Node, key: &str, diags: &mut Vec<Diagnostic>) -> Option<Duration> {
     let v = match &n.value {
         Value::Int(i) if *i > 0 => Some(Duration::from_secs(*i as u64)),
@@ -124,6 +144,17 @@ fn duration(n: &Node, key: &str, diags: &mut Vec<Diagnostic>) -> Option<Duration
         Value::Str(s) => humantime::parse_duration(s.trim()).ok().filter(|d| !d.is_zero()),
         _ => None,
     };
+    if let Some(d) = v
+        && d > MAX_DURATION
+    {
+        diags.push(Diagnostic::field_error(
+            n.loc.clone(),
+            format!("run.{key}"),
+            n.value.describe(),
+            "a positive duration of at most 365 days",
+        ));
+        return None;
+    }
     if v.is_none() {
         diags.push(Diagnostic::field_error(
             n.loc.clone(),

@@ -11,6 +11,9 @@ use super::diag::{Diagnostic, SourceLocation};
 
 /// The most nodes one YAML document may expand to (aliases included); guards against alias bombs.
 pub const MAX_NODES: usize = 2_000_000;
+/// The most bytes of text that aliases may add to one YAML document (each use of an alias adds
+/// the text of what it names); guards against alias bombs built from long strings.
+pub const MAX_ALIAS_BYTES: usize = 64 * 1024 * 1024;
 /// The deepest nesting of sequences and mappings accepted.
 pub const MAX_DEPTH: usize = 64;
 
@@ -156,19 +159,44 @@ enum Frame {
 struct Builder {
     file: Arc<str>,
     stack: Vec<Frame>,
-    anchors: HashMap<usize, (Node, usize)>,
+    anchors: HashMap<usize, (Node, Size)>,
     root: Option<Node>,
     nodes: usize,
+    alias_bytes: usize,
     error: Option<Box<Diagnostic>>,
     done: bool,
 }
 
-/// Counts the nodes of a tree.
-fn count(n: &Node) -> usize {
+/// The size of a tree: its nodes and the bytes of its text.
+#[derive(Debug, Clone, Copy, Default)]
+struct Size {
+    nodes: usize,
+    bytes: usize,
+}
+
+impl Size {
+    fn add(self, o: Size) -> Size {
+        Size {
+            nodes: self.nodes.saturating_add(o.nodes),
+            bytes: self.bytes.saturating_add(o.bytes),
+        }
+    }
+}
+
+/// Measures a tree.
+fn measure(n: &Node) -> Size {
+    let one = Size { nodes: 1, bytes: 0 };
     match &n.value {
-        Value::Seq(v) => 1 + v.iter().map(count).sum::<usize>(),
-        Value::Map(m) => 1 + m.iter().map(|(k, v)| count(k) + count(v)).sum::<usize>(),
-        _ => 1,
+        Value::Seq(v) => v.iter().map(measure).fold(one, Size::add),
+        Value::Map(m) => m
+            .iter()
+            .map(|(k, v)| measure(k).add(measure(v)))
+            .fold(one, Size::add),
+        Value::Str(s) => Size {
+            nodes: 1,
+            bytes: s.len(),
+        },
+        _ => one,
     }
 }
 
@@ -204,9 +232,27 @@ impl Builder {
         true
     }
 
+    fn add_alias_bytes(&mut self, n: usize, mark: &Marker) -> bool {
+        self.alias_bytes = self.alias_bytes.saturating_add(n);
+        if self.alias_bytes > MAX_ALIAS_BYTES {
+            self.error = Some(Box::new(
+                Diagnostic::error(
+                    self.loc(mark),
+                    format!(
+                        "the document's aliases expand to more than {} MiB of text",
+                        MAX_ALIAS_BYTES / (1024 * 1024)
+                    ),
+                )
+                .with_help("an alias copies all the text of its anchor each time it is used"),
+            ));
+            return false;
+        }
+        true
+    }
+
     fn finish_node(&mut self, node: Node, anchor: usize) {
         if anchor > 0 {
-            let size = count(&node);
+            let size = measure(&node);
             self.anchors.insert(anchor, (node.clone(), size));
         }
         match self.stack.last_mut() {
@@ -224,6 +270,46 @@ impl Builder {
     }
 }
 
+/// A set of mapping keys, hashed by kind and text so that merges stay linear; keys that are
+/// lists or mappings (rare) are compared one by one.
+#[derive(Default)]
+struct KeySet {
+    scalars: std::collections::HashSet<(u8, String)>,
+    others: Vec<Value>,
+}
+
+impl KeySet {
+    fn scalar(v: &Value) -> Option<(u8, String)> {
+        match v {
+            Value::Null => Some((0, String::new())),
+            Value::Bool(b) => Some((1, b.to_string())),
+            Value::Int(i) => Some((2, i.to_string())),
+            Value::Float(f) => Some((3, f.to_bits().to_string())),
+            Value::Str(s) => Some((4, s.clone())),
+            Value::Seq(_) | Value::Map(_) => None,
+        }
+    }
+
+    fn contains(&self, v: &Value) -> bool {
+        match Self::scalar(v) {
+            Some(k) => self.scalars.contains(&k),
+            None => self.others.contains(v),
+        }
+    }
+
+    /// Adds `v`; false when it was there already.
+    fn insert(&mut self, v: &Value) -> bool {
+        match Self::scalar(v) {
+            Some(k) => self.scalars.insert(k),
+            None if self.others.contains(v) => false,
+            None => {
+                self.others.push(v.clone());
+                true
+            }
+        }
+    }
+}
+
 /// Applies `<<` merge keys: entries of the merged mappings are added where the mapping does not
 /// set the key itself (the first of several merged mappings wins).
 fn apply_merges(entries: Vec<(Node, Node)>) -> Result<Vec<(Node, Node)>, Box<Diagnostic>> {
@@ -235,6 +321,7 @@ fn apply_merges(entries: Vec<(Node, Node)>) -> Result<Vec<(Node, Node)>, Box<Dia
     }
     let mut own = Vec::with_capacity(entries.len());
     let mut merged: Vec<(Node, Node)> = Vec::new();
+    let mut seen_merged = KeySet::default();
     for (k, v) in entries {
         if matches!(&k.value, Value::Str(s) if s == "<<") {
             let sources = match v.value {
@@ -267,7 +354,7 @@ fn apply_merges(entries: Vec<(Node, Node)>) -> Result<Vec<(Node, Node)>, Box<Dia
             };
             for m in sources {
                 for (mk, mv) in m {
-                    if !merged.iter().any(|(k2, _)| k2.value == mk.value) {
+                    if seen_merged.insert(&mk.value) {
                         merged.push((mk, mv));
                     }
                 }
@@ -276,8 +363,12 @@ fn apply_merges(entries: Vec<(Node, Node)>) -> Result<Vec<(Node, Node)>, Box<Dia
             own.push((k, v));
         }
     }
+    let mut own_keys = KeySet::default();
+    for (k, _) in &own {
+        own_keys.insert(&k.value);
+    }
     for (mk, mv) in merged {
-        if !own.iter().any(|(k2, _)| k2.value == mk.value) {
+        if !own_keys.contains(&mk.value) {
             own.push((mk, mv));
         }
     }
@@ -347,13 +438,173 @@ impl MarkedEventReceiver for Builder {
                     )));
                     return;
                 };
-                if self.add_nodes(size, &mark) {
+                if self.add_nodes(size.nodes, &mark) && self.add_alias_bytes(size.bytes, &mark) {
                     self.finish_node(node, 0);
                 }
             }
             _ => {}
         }
     }
+}
+
+/// The diagnostic of a YAML syntax error at 1-based `line`, 0-based `col` (in characters): the
+/// parser's words, a hint for the usual causes, and the source lines with a caret.
+fn syntax_error(file: &Arc<str>, text: &str, line: usize, col: usize, info: &str) -> Diagnostic {
+    let lines: Vec<&str> = text.lines().collect();
+    // The parser may stop at the end of the text, a line past the last one.
+    let line = line.clamp(1, lines.len().max(1));
+    let at = |n: usize| lines.get(n.wrapping_sub(1)).copied().unwrap_or("");
+    let here = at(line);
+    let col = col.min(here.chars().count());
+    let d = Diagnostic::error(
+        SourceLocation::Yaml {
+            file: file.clone(),
+            line: line as u32,
+            col: col as u32 + 1,
+        },
+        format!("YAML syntax error: {info}"),
+    );
+    let d = match syntax_hint(&lines, line, info) {
+        Some(h) => d.with_help(h),
+        None => d,
+    };
+    d.with_snippet(snippet(&lines, line, col))
+}
+
+/// The line before the error (when there is one and it is not blank) and the error's line, with
+/// a caret under column `col` (0-based, in characters), rendered without colour.
+fn snippet(lines: &[&str], line: usize, col: usize) -> String {
+    use annotate_snippets::{AnnotationKind, Group, Level, Renderer, Snippet};
+    let here = lines.get(line.wrapping_sub(1)).copied().unwrap_or("");
+    let prev = (line > 1)
+        .then(|| lines.get(line - 2).copied())
+        .flatten()
+        .filter(|l| !l.trim().is_empty());
+    // Very long lines are cut around the caret so the snippet stays readable.
+    let (here, col) = cut_around(here, col, 100);
+    let prev = prev.map(|p| cut_around(p, 0, 100).0);
+    let mut source = String::new();
+    let mut first = line;
+    if let Some(p) = &prev {
+        source.push_str(p);
+        source.push('\n');
+        first -= 1;
+    }
+    let start = source.len() + here.char_indices().nth(col).map_or(here.len(), |(i, _)| i);
+    let end = here[start - source.len()..]
+        .chars()
+        .next()
+        .map_or(start, |c| start + c.len_utf8());
+    source.push_str(&here);
+    let report = &[Group::with_level(Level::ERROR).element(
+        Snippet::source(&source)
+            .line_start(first)
+            .fold(false)
+            .annotation(AnnotationKind::Primary.span(start..end).label("here")),
+    )];
+    Renderer::plain().render(report)
+}
+
+/// `s` cut to at most `max` characters around character `col`; the new column of that character.
+fn cut_around(s: &str, col: usize, max: usize) -> (String, usize) {
+    let n = s.chars().count();
+    if n <= max {
+        return (s.replace('\t', " "), col);
+    }
+    let from = col.saturating_sub(max / 2).min(n - max);
+    let cut: String = s.chars().skip(from).take(max).collect();
+    (cut.replace('\t', " "), col - from)
+}
+
+/// A hint for the usual causes of a YAML syntax error at 1-based `line`.
+fn syntax_hint(lines: &[&str], line: usize, info: &str) -> Option<String> {
+    let at = |n: usize| lines.get(n.wrapping_sub(1)).copied().unwrap_or("");
+    let indent = |l: &str| l.len() - l.trim_start_matches(' ').len();
+    let tabbed = [line, line + 1, line.saturating_sub(1)]
+        .into_iter()
+        .find(|&n| n > 0 && at(n).trim_start_matches(' ').starts_with('\t'));
+    if let Some(n) = tabbed {
+        return Some(format!(
+            "line {n} is indented with a tab: YAML allows only spaces for indentation"
+        ));
+    }
+    if info.contains("tab") {
+        return Some("YAML allows only spaces for indentation: replace the tabs with spaces".into());
+    }
+    if info.contains("trailing content after") {
+        return Some(
+            "a quoted value ends at its closing quote: for a quote inside, write `\\\"` inside \
+             double quotes or `''` inside single quotes, or quote the value with the other kind"
+                .into(),
+        );
+    }
+    if info.contains("quoted scalar") {
+        return Some("a quote is opened and not closed".into());
+    }
+    let here = at(line);
+    let above = (1..line).rev().map(at).find(|l| !l.trim().is_empty());
+    let misindented = above.filter(|a| indent(a) != indent(here) && !a.trim_end().ends_with(':'));
+    if info.contains("mapping values are not allowed")
+        && let Some(fix) = [here, above.unwrap_or("")].iter().find_map(|l| quote_fix(l))
+    {
+        return Some(format!("a value that holds `: ` must be quoted, e.g. `{fix}`"));
+    }
+    if info.contains("mapping values are not allowed")
+        || info.contains("did not find expected key")
+        || info.contains("invalid indentation")
+        || info.contains("did not find expected '-'")
+        || info.contains("block sequence entries are not allowed")
+    {
+        let which = match misindented {
+            Some(a) => {
+                let spaces = |n: usize| format!("{n} space{}", if n == 1 { "" } else { "s" });
+                format!(
+                    " (line {line} is indented {}, the line above {})",
+                    spaces(indent(here)),
+                    spaces(indent(a))
+                )
+            }
+            None => String::new(),
+        };
+        return Some(format!(
+            "check the indentation{which}: keys of one mapping start in the same column and the \
+             `-` of one list line up; a value that holds `: ` must be quoted"
+        ));
+    }
+    if info.contains("',' or ']'") || info.contains("',' or '}'") || info.contains("flow") {
+        return Some(
+            "a `[...]` list or `{...}` mapping is not closed, or one of its values holds `,` `:` `[` or \
+             `{`: quote such values"
+                .into(),
+        );
+    }
+    if info.contains("cannot start any token") || info.contains("unexpected character") {
+        return Some("a value that starts with `@`, `` ` `` or `%` must be quoted".into());
+    }
+    if info.contains("anchor or alias") {
+        return Some("`&` starts an anchor and `*` an alias: quote a value that starts with them".into());
+    }
+    None
+}
+
+/// For a line `key: value: more`, the same line with the value quoted.
+fn quote_fix(line: &str) -> Option<String> {
+    let indent = &line[..line.len() - line.trim_start().len()];
+    let body = line.trim_start();
+    let (dash, body) = match body.strip_prefix("- ") {
+        Some(rest) => ("- ", rest.trim_start()),
+        None => ("", body),
+    };
+    let (key, value) = body.split_once(": ")?;
+    let value = value.trim();
+    if key.is_empty() || key.contains(' ') && !key.starts_with(['"', '\'']) {
+        return None;
+    }
+    if !(value.contains(": ") || value.ends_with(':')) || value.starts_with(['"', '\'']) {
+        return None;
+    }
+    let escaped = value.replace('\\', "\\\\").replace('"', "\\\"");
+    Some(format!("{indent}{dash}{key}: \"{escaped}\"").trim().to_string())
 }
 
 /// Parses the first document of a YAML text into a located tree. An empty document is `Null`.
@@ -364,6 +615,7 @@ pub fn parse(file: &Arc<str>, text: &str) -> Result<Node, Box<Diagnostic>> {
         anchors: HashMap::new(),
         root: None,
         nodes: 0,
+        alias_bytes: 0,
         error: None,
         done: false,
     };
@@ -381,14 +633,7 @@ pub fn parse(file: &Arc<str>, text: &str) -> Result<Node, Box<Diagnostic>> {
             }
             Err(e) => {
                 let m = e.marker();
-                return Err(Box::new(Diagnostic::error(
-                    SourceLocation::Yaml {
-                        file: file.clone(),
-                        line: m.line() as u32,
-                        col: m.col() as u32 + 1,
-                    },
-                    format!("YAML syntax error: {}", e.info()),
-                )));
+                return Err(Box::new(syntax_error(file, text, m.line(), m.col(), e.info())));
             }
         }
     }
@@ -476,11 +721,63 @@ mod tests {
     }
 
     #[test]
+    fn long_string_alias_bomb_fails_fast_on_the_byte_cap() {
+        // 1 MB aliased 10 times over 4 levels would be 10 GB of text.
+        let mut s = format!("a0: &a0 \"{}\"\n", "x".repeat(1_000_000));
+        for i in 1..=4 {
+            let prev = format!("*a{}", i - 1);
+            s.push_str(&format!("a{i}: &a{i} [{}]\n", vec![prev; 10].join(", ")));
+        }
+        let t = std::time::Instant::now();
+        let e = parse(&Arc::from("t.yaml"), &s).expect_err("bomb");
+        assert!(e.to_string().contains("MiB of text"), "{e}");
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(5),
+            "{:?}",
+            t.elapsed()
+        );
+    }
+
+    #[test]
+    fn merge_of_80k_keys_is_linear() {
+        let mut s = String::from("base: &b\n");
+        for i in 0..80_000 {
+            s.push_str(&format!("  k{i}: {i}\n"));
+        }
+        s.push_str("other:\n  <<: *b\n  k5: own\n");
+        let t = std::time::Instant::now();
+        let n = p(&s);
+        let o = get(&n, "other");
+        let Value::Map(m) = &o.value else { panic!() };
+        assert_eq!(m.len(), 80_000);
+        assert_eq!(get(o, "k5").value, Value::Str("own".into()));
+        assert_eq!(get(o, "k79999").value, Value::Int(79_999));
+        // Debug build; the quadratic merge took minutes.
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(5),
+            "{:?}",
+            t.elapsed()
+        );
+    }
+
+    #[test]
     fn deep_nesting_is_refused() {
         let s = "- ".repeat(100_000) + "x\n";
         assert!(parse(&Arc::from("t.yaml"), &s).is_err());
         let s = "[".repeat(200) + &"]".repeat(200);
         assert!(parse(&Arc::from("t.yaml"), &s).is_err());
+    }
+
+    #[test]
+    fn syntax_errors_on_any_prefix_of_odd_text_render_without_panicking() {
+        let text = "jobs:\n\t- prompt: «Nöte»: a cät 🐈\n  - [\"x\", 'y: z\n   k: {a: [1,\n".repeat(3)
+            + &"é".repeat(300)
+            + ": x: y\n";
+        for (i, _) in text.char_indices() {
+            if let Err(e) = parse(&Arc::from("t.yaml"), &text[..i]) {
+                let _ = e.to_string();
+            }
+        }
     }
 
     #[test]

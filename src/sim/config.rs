@@ -66,6 +66,10 @@ pub struct SimConfig {
     pub error_rate: f64,
     /// Fraction of `/v1` requests whose connection is closed without any answer, before doing any work.
     pub drop_rate: f64,
+    /// Fraction of `/v1` requests answered, before any work, by a proxy's HTML `502 Bad Gateway`
+    /// page that echoes the request's headers, `Authorization` included (as some proxies'
+    /// debug pages do): server text that holds the key.
+    pub proxy_echo_rate: f64,
     /// Fraction of accepted creates whose task is recorded (charged, will run) and then the connection is closed without an answer.
     pub ambiguous_create_rate: f64,
     /// Fraction of downloads throttled to [`SimConfig::slow_download_bps`].
@@ -120,6 +124,7 @@ impl Default for SimConfig {
             fail_rate: 0.0,
             error_rate: 0.0,
             drop_rate: 0.0,
+            proxy_echo_rate: 0.0,
             ambiguous_create_rate: 0.0,
             slow_download_rate: 0.0,
             slow_download_bps: 256 * 1024,
@@ -141,7 +146,8 @@ impl Default for SimConfig {
 impl SimConfig {
     /// Scale a simulated duration to real time.
     pub fn scaled(&self, simulated: Duration) -> Duration {
-        Duration::from_secs_f64((simulated.as_secs_f64() * self.time_scale).max(0.0))
+        Duration::try_from_secs_f64((simulated.as_secs_f64() * self.time_scale).max(0.0))
+            .unwrap_or(crate::manifest::run::MAX_DURATION)
     }
 
     /// The rate limiter's bucket capacity.
@@ -215,7 +221,7 @@ fn parse_rate(s: &str) -> Result<f64, String> {
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| e.to_string())
+    crate::manifest::run::parse_duration_arg(s)
 }
 
 fn parse_balance_status(s: &str) -> Result<BalanceErrorStatus, String> {
@@ -292,6 +298,10 @@ pub struct SimArgs {
     /// Fraction of /v1 requests whose connection is closed without an answer.
     #[arg(long, default_value_t = 0.0, value_parser = parse_rate)]
     pub drop_rate: f64,
+    /// Fraction of /v1 requests answered by a proxy's HTML 502 page that echoes the request
+    /// headers (the API key included).
+    #[arg(long, default_value_t = 0.0, value_parser = parse_rate)]
+    pub proxy_echo_rate: f64,
     /// Fraction of creates that record the task, then close the connection without an answer.
     #[arg(long, default_value_t = 0.0, value_parser = parse_rate)]
     pub ambiguous_create_rate: f64,
@@ -357,6 +367,7 @@ impl SimArgs {
             fail_rate: self.fail_rate,
             error_rate: self.error_rate,
             drop_rate: self.drop_rate,
+            proxy_echo_rate: self.proxy_echo_rate,
             ambiguous_create_rate: self.ambiguous_create_rate,
             slow_download_rate: self.slow_download_rate,
             slow_download_bps: self.slow_download_bps.max(1),

@@ -358,6 +358,33 @@ fn dropped() -> Response {
     resp
 }
 
+/// A proxy's `502 Bad Gateway` HTML page that lists the request's headers by name, the API key
+/// included, near its top (where an excerpt of the body would show it).
+fn proxy_echo_page(headers: &HeaderMap) -> Response {
+    let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+    let mut lines: Vec<String> = headers
+        .iter()
+        .map(|(name, value)| {
+            format!(
+                "{}: {}",
+                esc(name.as_str()),
+                esc(&String::from_utf8_lossy(value.as_bytes()))
+            )
+        })
+        .collect();
+    lines.sort();
+    let page = format!(
+        "<html><title>502</title><h1>502 Bad Gateway</h1><pre>\n{}\n</pre><hr>proxy</html>\n",
+        lines.join("\n")
+    );
+    (
+        StatusCode::BAD_GATEWAY,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        page,
+    )
+        .into_response()
+}
+
 fn bearer_key(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let key = value.strip_prefix("Bearer ")?.trim();
@@ -399,6 +426,10 @@ where
             st.stats.record(endpoint, "dropped");
             st.stats.faults.drops += 1;
             (dropped(), cfg.latency)
+        } else if rng::chance(cfg.seed, "proxy_echo", n, cfg.proxy_echo_rate) {
+            st.stats.record(endpoint, "502");
+            st.stats.faults.proxy_echoes += 1;
+            (proxy_echo_page(headers), cfg.latency)
         } else {
             let mut extra = Vec::new();
             let result = gate(inner, &mut st, &cfg, headers, n, &mut extra, work);

@@ -21,6 +21,9 @@ pub struct FaultStats {
     pub short_urls: u64,
     /// Tasks that ended `failed`.
     pub failed_tasks: u64,
+    /// Proxy 502 pages sent that echo the request headers.
+    #[serde(default)]
+    pub proxy_echoes: u64,
 }
 
 /// A snapshot of the simulator's counters. All counts are exact.
