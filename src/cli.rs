@@ -651,15 +651,20 @@ async fn cmd_run(args: RunArgs, verbosity: display::Verbosity, json_logs: bool) 
         Err(crate::runner::RunError::Journal(e @ journal::JournalError::Locked { .. })) => return usage(e),
         Err(crate::runner::RunError::Plan(e)) => return usage(e),
         Err(e) => {
-            // Write what is known, then fail.
-            if let Ok(loaded) = journal::load(&out.join(journal::STATE_FILE)) {
-                let _ = report::write_all(&out, &loaded.state, &args.ci.outputs());
-            }
-            return Err(e.into());
+            // Nothing was sent: the out dir or its state could not be set up.
+            eprintln!("error: {e}");
+            return Ok(RunOutcome::LocalFailure.exit_code());
         }
     };
-    report::write_all(&out, &summary.state, &args.ci.outputs())
-        .with_context(|| format!("writing the report of {}", out.display()))?;
+    if let Some(failure) = &summary.local_failure {
+        eprintln!("error: {}: {failure}", out.display());
+    }
+    let written = report::write_all(&out, &summary.state, &args.ci.outputs())
+        .with_context(|| format!("writing the report of {}", out.display()));
+    if let Err(e) = written {
+        eprintln!("error: {e:#}");
+        return Ok(RunOutcome::LocalFailure.exit_code());
+    }
     if !summary.orphaned.is_empty() {
         note(
             json_logs,

@@ -506,6 +506,9 @@ pub enum RunOutcome {
     Fatal,
     /// Ctrl-C or SIGTERM.
     Interrupted,
+    /// A local failure (disk full, out dir not writable) stopped it; what was sent is recorded
+    /// as far as the disk allowed.
+    LocalFailure,
 }
 
 impl RunOutcome {
@@ -516,6 +519,7 @@ impl RunOutcome {
             RunOutcome::SomeFailed | RunOutcome::Stopped => 1,
             RunOutcome::Fatal => 3,
             RunOutcome::Interrupted => 130,
+            RunOutcome::LocalFailure => 4,
         }
     }
 }

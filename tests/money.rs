@@ -217,3 +217,65 @@ async fn vidbatch_cancel_paces_itself_keeps_finished_tasks_and_records_each_canc
             .all(|j| j.phase != Phase::Submitted || stats.tasks_in("completed") > 0)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_of_another_manifest_cannot_take_the_file_of_a_done_job() {
+    let sim = sim(SimConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let first = dir.path().join("first.yaml");
+    let second = dir.path().join("second.yaml");
+    let yaml = |id: &str, prompt: &str| {
+        format!(
+            "version: 1\ndefaults:\n  model: seedance-1.5-pro\njobs:\n  - id: {id}\n    name: clip\n    prompt: {prompt}\n"
+        )
+    };
+    std::fs::write(&first, yaml("a", "a fox")).unwrap();
+    std::fs::write(&second, yaml("b", "an owl")).unwrap();
+    assert_eq!(
+        finish(common::vidbatch_run(&first, &out, &sim, "money-key", "auto")).await,
+        Some(0)
+    );
+    let video = std::fs::read(out.join("videos/clip.mp4")).unwrap();
+    let o = common::vidbatch_run(&second, &out, &sim, "money-key", "auto")
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("`b`") && stderr.contains("`a`") && stderr.contains("videos/clip.mp4"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(out.join("videos/clip.mp4")).unwrap(),
+        video,
+        "the paid video was overwritten"
+    );
+    assert_eq!(sim.stats().tasks_created, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_videos_cannot_be_written_exits_4_and_its_report_says_what_was_sent() {
+    let sim = sim(SimConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifest(dir.path(), 3, "");
+    let out = dir.path().join("out");
+    // A directory where a video's partial file must go: writing it fails after its task is paid.
+    std::fs::create_dir_all(out.join("videos/m-01.mp4.part")).unwrap();
+    let o = common::vidbatch_run(&m, &out, &sim, "money-key", "auto")
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(4), "{stderr}");
+    assert!(stderr.contains("m-01.mp4.part"), "{stderr}");
+    let r = report(&out);
+    assert_eq!(r["run"]["outcome"], "local_failure", "{}", r["run"]);
+    assert_eq!(r["run"]["exit_code"], 4);
+    assert!(r["run"]["finished_at"].is_string());
+    assert_eq!(r["summary"]["creates"].as_u64(), Some(sim.stats().tasks_created));
+    assert!(sim.stats().tasks_created > 0);
+}

@@ -107,7 +107,8 @@ fn link(path: &Path) -> String {
     }
 }
 
-/// The worse of two outcomes; `None` (a shard not finished) wins over all but `Fatal`.
+/// The worse of two outcomes; `None` (a shard not finished) wins over all but `Fatal` and a
+/// local failure.
 fn worse(a: Option<RunOutcome>, b: Option<RunOutcome>) -> Option<RunOutcome> {
     let rank = |o: Option<RunOutcome>| match o {
         Some(RunOutcome::Success) => 0,
@@ -116,6 +117,7 @@ fn worse(a: Option<RunOutcome>, b: Option<RunOutcome>) -> Option<RunOutcome> {
         Some(RunOutcome::Interrupted) => 3,
         None => 4,
         Some(RunOutcome::Fatal) => 5,
+        Some(RunOutcome::LocalFailure) => 6,
     };
     if rank(b) > rank(a) { b } else { a }
 }

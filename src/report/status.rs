@@ -182,6 +182,10 @@ impl Status {
             (_, Some(RunOutcome::Interrupted)) => {
                 format!("interrupted (Ctrl-C or SIGTERM) with {on_server} tasks still on the server")
             }
+            (_, Some(RunOutcome::LocalFailure)) => {
+                "a local failure (disk full, out dir not writable) stopped it; what was sent is recorded"
+                    .into()
+            }
             (_, None) => "no end recorded: the run was killed or the machine stopped".into(),
         };
         let stop_reason = match recorded_reason {

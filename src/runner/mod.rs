@@ -229,6 +229,8 @@ pub struct RunSummary {
     pub orphaned: Vec<String>,
     /// This run's counts.
     pub counters: Counters,
+    /// The local failure (disk full, out dir not writable) that ended the run, if one did.
+    pub local_failure: Option<String>,
 }
 
 /// Why submissions stopped.
@@ -326,17 +328,11 @@ impl Runner {
         d.run(shutdown).await;
         d.note_left_waiting();
 
-        if let Some(message) = d.local_failure.clone() {
-            let _ = d.journal.sync().await;
-            return Err(RunError::Io {
-                path: out,
-                source: std::io::Error::other(message),
-            });
-        }
         let all_done = plan
             .iter()
             .all(|id| d.state.jobs.get(id).is_some_and(|j| j.phase == Phase::Done));
         let outcome = match d.stop {
+            _ if d.local_failure.is_some() => RunOutcome::LocalFailure,
             _ if d.interrupted => RunOutcome::Interrupted,
             Some(StopKind::Fatal) => RunOutcome::Fatal,
             _ if all_done => RunOutcome::Success,
@@ -360,14 +356,12 @@ impl Runner {
             outcome,
             counters: counters.clone(),
         });
-        d.journal.sync().await?;
-        if let Some(message) = d.local_failure.take() {
-            return Err(RunError::Io {
-                path: out,
-                source: std::io::Error::other(message),
-            });
+        // After a local failure the disk may refuse this too; the summary still tells it all.
+        if let Err(e) = d.journal.sync().await {
+            d.local_failure.get_or_insert_with(|| e.to_string());
         }
         Ok(RunSummary {
+            local_failure: d.local_failure.take(),
             outcome,
             state: d.state,
             plan,
