@@ -1274,6 +1274,14 @@ impl Dispatcher {
         }
         let covers_lost = !sweep::is_full(&page);
         self.settle_lost(std::slice::from_ref(&page), covers_lost, now);
+        if uncovered > 0 {
+            tracing::debug!(
+                uncovered,
+                in_flight = self.flights.len(),
+                target = self.target(),
+                "a sweep could not speak for every task"
+            );
+        }
         if self.status_pages.is_empty() {
             if !self.lost.is_empty() && !covers_lost {
                 self.status_pages.extend(ALL);

@@ -20,8 +20,12 @@ const INITIAL: usize = 8;
 const QUEUE_MAX: usize = 100;
 /// The smallest queue kept ahead of the slots.
 const QUEUE_MIN: usize = 2;
-/// Completions remembered to measure their rate.
-const RATE_WINDOW: usize = 32;
+/// How far back completions count toward their rate (sweeps see them in bursts, so the rate
+/// is taken over a span of time, not a number of completions).
+const RATE_SPAN: Duration = Duration::from_secs(10);
+/// Saturated sweeps whose processing count the slots are taken from (the largest of them: a
+/// sweep may catch a slot between two tasks).
+const SLOT_SAMPLES: usize = 8;
 /// Headroom on the queue the completion rate asks for.
 const QUEUE_HEADROOM: f64 = 2.0;
 
@@ -29,10 +33,12 @@ const QUEUE_HEADROOM: f64 = 2.0;
 #[derive(Debug)]
 pub(super) struct Slots {
     cap: Option<usize>,
-    learned: Option<usize>,
+    samples: VecDeque<usize>,
     seen_processing: usize,
     queue_ceiling: usize,
     completions: VecDeque<Instant>,
+    /// When the run began: completions are counted over the time since, up to [`RATE_SPAN`].
+    started: Instant,
     create_latency: Option<Duration>,
 }
 
@@ -41,22 +47,23 @@ impl Slots {
     pub fn new(cap: Option<usize>) -> Slots {
         Slots {
             cap: cap.map(|c| c.max(1)),
-            learned: None,
+            samples: VecDeque::new(),
             seen_processing: 0,
             queue_ceiling: QUEUE_MAX,
             completions: VecDeque::new(),
+            started: Instant::now(),
             create_latency: None,
         }
     }
 
     /// The account's processing slots, once seen.
     pub fn learned(&self) -> Option<usize> {
-        self.learned
+        self.samples.iter().max().copied()
     }
 
     /// Tasks to keep queued or processing, given how often the server's news comes in.
     pub fn target(&self, news_interval: Duration) -> usize {
-        let auto = match self.learned {
+        let auto = match self.learned() {
             Some(s) => s + self.queue(news_interval),
             // Not saturated yet: double what runs, as a slow start does.
             None => INITIAL.max(self.seen_processing + self.seen_processing.max(self.queue(news_interval))),
@@ -69,7 +76,7 @@ impl Slots {
         let Some(cap) = self.cap else {
             return false;
         };
-        match self.learned {
+        match self.learned() {
             Some(s) => cap < s + self.queue(news_interval),
             None => self.seen_processing >= cap,
         }
@@ -85,29 +92,38 @@ impl Slots {
         wanted.clamp(QUEUE_MIN.min(self.queue_ceiling), self.queue_ceiling)
     }
 
-    /// Completions per second, over the last few.
+    /// Completions per second over the last [`RATE_SPAN`] (or since the run began, at least 1 s).
     fn completion_rate(&self) -> Option<f64> {
-        let (first, last) = (self.completions.front()?, self.completions.back()?);
-        let span = last.duration_since(*first).as_secs_f64();
-        (self.completions.len() > 2 && span > 0.0).then(|| (self.completions.len() - 1) as f64 / span)
+        if self.completions.is_empty() {
+            return None;
+        }
+        let span = Instant::now()
+            .duration_since(self.started)
+            .clamp(Duration::from_secs(1), RATE_SPAN);
+        Some(self.completions.len() as f64 / span.as_secs_f64())
     }
 
     /// Notes what a list showed of the account: tasks processing and queued (all clients').
     pub fn observe(&mut self, processing: usize, queued: usize) {
         self.seen_processing = self.seen_processing.max(processing);
-        if queued > 0 && processing > 0 {
-            self.learned = Some(processing);
-        } else if let Some(s) = self.learned
-            && processing > s
-        {
-            // More slots than thought (the plan grew, or other work left them).
-            self.learned = Some(processing);
+        let saturated = queued > 0 && processing > 0;
+        // More running than thought, queue or not: there are more slots.
+        let more = self.learned().is_some_and(|s| processing > s);
+        if saturated || more {
+            if self.samples.len() == SLOT_SAMPLES {
+                self.samples.pop_front();
+            }
+            self.samples.push_back(processing);
         }
     }
 
     /// Notes a task that finished.
     pub fn on_finished(&mut self, at: Instant) {
-        if self.completions.len() == RATE_WINDOW {
+        while self
+            .completions
+            .front()
+            .is_some_and(|t| at.duration_since(*t) > RATE_SPAN)
+        {
             self.completions.pop_front();
         }
         self.completions.push_back(at);
@@ -170,5 +186,22 @@ mod tests {
         roomy.observe(8, 4);
         assert!(!roomy.held_back(TICK));
         assert_eq!(roomy.target(TICK), 10);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn completions_seen_in_one_burst_and_a_slot_caught_between_tasks_change_little() {
+        let mut slots = Slots::new(None);
+        slots.observe(50, 5);
+        // A sweep catches a slot between two tasks: still 50 slots.
+        slots.observe(40, 5);
+        assert_eq!(slots.learned(), Some(50));
+        tokio::time::advance(Duration::from_secs(3)).await;
+        // One sweep sees 50 completions at once, 3 s into the run: about 17 a second.
+        let now = Instant::now();
+        for _ in 0..50 {
+            slots.on_finished(now);
+        }
+        let target = slots.target(TICK);
+        assert!((55..=60).contains(&target), "{target}");
     }
 }
