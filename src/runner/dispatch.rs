@@ -74,6 +74,9 @@ const USE_WINDOW: Duration = Duration::from_secs(2);
 /// How long the server may answer nothing but 429s before the run gives up (a limit that never
 /// clears is a quota, whatever its code says).
 const RATE_LIMIT_GIVE_UP: Duration = Duration::from_secs(600);
+/// API requests on the wire at once: enough for thousands a minute at real latencies, and a
+/// bound on sockets and buffers when a burst of tokens is there to spend.
+const MAX_OUTSTANDING: usize = 128;
 /// Pending jobs looked at for one whose look-alikes have no create in flight.
 const CREATE_LOOKAHEAD: usize = 64;
 /// The most a URL handed to a job of a chain must still live (less for URLs that live less:
@@ -180,6 +183,8 @@ pub(super) struct Dispatcher {
     refreshes: HashMap<String, u32>,
     cancels: VecDeque<(String, String)>,
     cancelling: usize,
+    /// API requests sent and not yet answered.
+    outstanding: usize,
     workers: JoinSet<Report>,
     listing: bool,
     status_pages: VecDeque<TaskStatus>,
@@ -260,6 +265,7 @@ impl Dispatcher {
             refreshes: HashMap::new(),
             cancels: VecDeque::new(),
             cancelling: 0,
+            outstanding: 0,
             workers: JoinSet::new(),
             listing: false,
             status_pages: VecDeque::new(),
@@ -510,6 +516,9 @@ impl Dispatcher {
     }
 
     fn next_request(&mut self, now: Instant) -> Option<Next> {
+        if self.outstanding >= MAX_OUTSTANDING {
+            return None;
+        }
         if let Some((job, task)) = self.cancels.front() {
             return Some(Next::Cancel(job.clone(), task.clone()));
         }
@@ -596,7 +605,7 @@ impl Dispatcher {
                 self.cancels.pop_front();
                 self.cancelling += 1;
                 self.counters.cancels += 1;
-                self.workers.spawn(work::cancel(client, job, task));
+                self.spawn_api(work::cancel(client, job, task));
             }
             Next::Create(index, reservation) => {
                 self.note_use(now);
@@ -610,7 +619,7 @@ impl Dispatcher {
                 if matches!(what, ListFor::Status(_)) {
                     self.status_pages.pop_front();
                 }
-                self.workers.spawn(work::list(client, what, PAGE));
+                self.spawn_api(work::list(client, what, PAGE));
             }
             Next::UrlRead(job) => {
                 self.note_use(now);
@@ -626,7 +635,7 @@ impl Dispatcher {
                     return;
                 };
                 self.url_reading.insert(job.clone());
-                self.workers.spawn(work::read(client, job, task, ReadFor::Url));
+                self.spawn_api(work::read(client, job, task, ReadFor::Url));
             }
             Next::UpstreamRead(job) => {
                 self.note_use(now);
@@ -643,8 +652,7 @@ impl Dispatcher {
                     return;
                 };
                 self.upstream_reading.insert(job.clone());
-                self.workers
-                    .spawn(work::read(client, job, task, ReadFor::Upstream));
+                self.spawn_api(work::read(client, job, task, ReadFor::Upstream));
             }
             Next::Read(task, why) => {
                 self.note_use(now);
@@ -656,9 +664,15 @@ impl Dispatcher {
                 flight.read_queued = false;
                 let job = flight.job.clone();
                 self.reading.insert(task.clone());
-                self.workers.spawn(work::read(client, job, task, why));
+                self.spawn_api(work::read(client, job, task, why));
             }
         }
+    }
+
+    /// Starts one API request's work, counted until its report comes back.
+    fn spawn_api(&mut self, work: impl Future<Output = Report> + Send + 'static) {
+        self.outstanding += 1;
+        self.workers.spawn(work);
     }
 
     fn note_use(&mut self, now: Instant) {
@@ -710,7 +724,7 @@ impl Dispatcher {
         self.busy_keys.insert(reconcile::match_key(&request));
         self.creating.insert(id.clone());
         self.counters.creates += 1;
-        self.workers.spawn(work::create(
+        self.spawn_api(work::create(
             self.client.clone(),
             id,
             request,
@@ -811,6 +825,9 @@ impl Dispatcher {
 
     fn handle(&mut self, report: Report) {
         let now = Instant::now();
+        if !matches!(report, Report::Fetched { .. }) {
+            self.outstanding = self.outstanding.saturating_sub(1);
+        }
         match report {
             Report::Created {
                 job,
