@@ -178,7 +178,9 @@ pub(super) struct Dispatcher {
     url_wait: VecDeque<String>,
     url_reading: HashSet<String>,
     url_errors: HashMap<String, u32>,
-    fetch_wait: VecDeque<(String, Task)>,
+    /// Finished tasks to download: `(job, task, fresh)`, fresh when the task was just read for
+    /// its URL (then used as it is, however short the URL's life).
+    fetch_wait: VecDeque<(String, Task, bool)>,
     fetching: usize,
     refreshes: HashMap<String, u32>,
     cancels: VecDeque<(String, String)>,
@@ -790,13 +792,13 @@ impl Dispatcher {
             return;
         }
         while self.fetching < self.settings.download_concurrency.max(1) {
-            let Some((job, task)) = self.fetch_wait.pop_front() else {
+            let Some((job, task, fresh)) = self.fetch_wait.pop_front() else {
                 return;
             };
             let Some(state) = self.state.jobs.get(&job) else {
                 continue;
             };
-            if url_expired(&task, self.client.server_offset()) {
+            if !fresh && url_expired(&task, self.client.server_offset()) {
                 tracing::info!(job = %job, "video URL past its expiry; reading the task for a fresh one");
                 self.emit(Event::UrlRefreshed {
                     job: job.clone(),
@@ -1064,7 +1066,7 @@ impl Dispatcher {
                 self.slots.on_finished(now);
                 if has_url(&task) {
                     self.completed(&job, &task);
-                    self.fetch_wait.push_back((job, task));
+                    self.fetch_wait.push_back((job, task, false));
                 } else {
                     self.url_wait.push_back(job);
                 }
@@ -1198,7 +1200,7 @@ impl Dispatcher {
                     {
                         self.completed(&job, &task);
                     }
-                    self.fetch_wait.push_back((job, task));
+                    self.fetch_wait.push_back((job, task, true));
                 } else {
                     let failure = plain(
                         FailureKind::DownloadFailed,
