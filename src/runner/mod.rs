@@ -322,6 +322,7 @@ impl Runner {
             manifests,
             total_jobs: jobs.len(),
             shard,
+            plan: Some(plan.clone()),
         });
         prepare_jobs(&mut d, &jobs);
         d.load(&plan);
