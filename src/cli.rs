@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 use crate::api::{ApiKey, Client, ClientConfig, DEFAULT_BASE_URL, http_client};
 use crate::display;
 use crate::events::{RunOutcome, SourceRecord};
+use crate::exit::{self, Ending};
 use crate::journal;
 use crate::manifest::{self, ManifestArgs, Plan};
 use crate::report;
@@ -22,7 +23,7 @@ use crate::sim::{Sim, SimArgs, SimConfig, SimHandle};
 use crate::state::RunState;
 
 /// Exit code of a usage or manifest error.
-pub const EXIT_USAGE: i32 = 2;
+pub const EXIT_USAGE: i32 = exit::USAGE;
 
 /// Help headings of `run --help`, in the order shown.
 const MANIFEST: &str = "Manifest";
@@ -307,17 +308,26 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Models { api, json } => cmd_models(&api, json).await,
         Command::Sim(args) => crate::sim::run_cli(*args).await.map(|()| 0),
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "vidbatch", &mut std::io::stdout());
-            Ok(0)
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "vidbatch", &mut script);
+            std::io::stdout()
+                .lock()
+                .write_all(&script)
+                .map(|()| 0)
+                .map_err(anyhow::Error::from)
         }
         Command::Man { dir } => cmd_man(dir.as_deref()),
     };
     match result {
         Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            1
-        }
+        Err(e) => match exit::code_of(&e) {
+            // The reader of stdout went away (`| head`): what it wanted, it has.
+            Ending::Quiet => exit::SUCCESS,
+            Ending::Code(code) => {
+                eprintln!("error: {e:#}");
+                code
+            }
+        },
     }
 }
 
@@ -696,7 +706,11 @@ fn note(json_logs: bool, message: &str) {
 fn load_state(out: &Path) -> anyhow::Result<RunState> {
     let path = out.join(journal::STATE_FILE);
     if !path.exists() {
-        bail!("no run state at {} (is --out right?)", path.display());
+        return Err(exit::Usage(format!(
+            "no run state at {} (is --out right?)",
+            path.display()
+        ))
+        .into());
     }
     Ok(journal::load(&path)?.state)
 }
@@ -743,8 +757,9 @@ async fn cmd_cancel(out: &Path, api: &ApiArgs) -> anyhow::Result<i32> {
         Err(crate::runner::RunError::Journal(e @ journal::JournalError::Locked { .. })) => return usage(e),
         Err(e) => return Err(e.into()),
     };
+    let mut stdout = std::io::stdout().lock();
     for (job, task) in &summary.cancelled {
-        println!("cancelled {job} ({task})");
+        writeln!(stdout, "cancelled {job} ({task})")?;
     }
     for (job, task, status) in &summary.finished {
         let next = if status == "completed" {
@@ -752,24 +767,35 @@ async fn cmd_cancel(out: &Path, api: &ApiArgs) -> anyhow::Result<i32> {
         } else {
             "its own error is kept"
         };
-        println!("{job} ({task}) had finished ({status}): {next}");
+        writeln!(stdout, "{job} ({task}) had finished ({status}): {next}")?;
     }
     for (job, task) in &summary.gone {
-        println!("{job} ({task}) is no longer on the server (expired)");
+        writeln!(stdout, "{job} ({task}) is no longer on the server (expired)")?;
     }
     for job in &summary.unsettled {
-        println!("{job}: its create's answer was lost; run again to find its task, then cancel");
+        writeln!(
+            stdout,
+            "{job}: its create's answer was lost; run again to find its task, then cancel"
+        )?;
     }
     for (job, task, error) in &summary.errors {
         eprintln!("{job} ({task}): cancel failed: {error}");
     }
     if summary.cancelled.is_empty() && summary.finished.is_empty() && summary.errors.is_empty() {
-        println!("nothing to cancel: no task of this run is queued or processing");
+        writeln!(
+            stdout,
+            "nothing to cancel: no task of this run is queued or processing"
+        )?;
     }
-    Ok(if summary.errors.is_empty() { 0 } else { 1 })
+    Ok(if summary.errors.is_empty() {
+        exit::SUCCESS
+    } else {
+        exit::FAILURE
+    })
 }
 
 fn cmd_report(out: &Path, merge: &[PathBuf], ci: &CiArgs) -> anyhow::Result<i32> {
+    let mut stdout = std::io::stdout().lock();
     if merge.is_empty() {
         let state = load_state(out)?;
         report::write_all(out, &state, &ci.outputs())?;
@@ -783,25 +809,26 @@ fn cmd_report(out: &Path, merge: &[PathBuf], ci: &CiArgs) -> anyhow::Result<i32>
         };
         report::write_report_files(out, &merged, &ci.outputs())?;
         let s = &merged.summary;
-        println!(
+        writeln!(
+            stdout,
             "merged {} shard dirs: {} jobs, {} done",
             merge.len(),
             s.jobs,
             s.by_state.get("done").copied().unwrap_or(0)
-        );
+        )?;
     }
-    println!("wrote {}", out.join("report.json").display());
-    println!("wrote {}", out.join(report::html::FILE).display());
+    writeln!(stdout, "wrote {}", out.join("report.json").display())?;
+    writeln!(stdout, "wrote {}", out.join(report::html::FILE).display())?;
     for path in ci.junit.iter().chain(&ci.summary_md) {
-        println!("wrote {}", path.display());
+        writeln!(stdout, "wrote {}", path.display())?;
     }
-    Ok(0)
+    Ok(exit::SUCCESS)
 }
 
 /// Writes the man pages: one per command into `dir`, or the top page to stdout.
 fn cmd_man(dir: Option<&Path>) -> anyhow::Result<i32> {
     let Some(dir) = dir else {
-        clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+        clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout().lock())?;
         return Ok(0);
     };
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -813,24 +840,34 @@ fn cmd_man(dir: Option<&Path>) -> anyhow::Result<i32> {
         .filter(|n| n.starts_with("vidbatch") && n.ends_with(".1"))
         .collect();
     pages.sort();
-    println!(
+    writeln!(
+        std::io::stdout().lock(),
         "wrote {} pages into {}: {}",
         pages.len(),
         dir.display(),
         pages.join(" ")
-    );
-    Ok(0)
+    )?;
+    Ok(exit::SUCCESS)
 }
 
 async fn cmd_models(api: &ApiArgs, json: bool) -> anyhow::Result<i32> {
-    let (client, _sim) = connect(api).await?;
-    let models = client.list_models().await.map_err(|e| anyhow!("{e}"))?;
+    let (client, _sim) = match connect(api).await {
+        Ok(c) => c,
+        Err(e) => return usage(format!("{e:#}")),
+    };
+    // The API error stays typed: a 401 or 402 exits 3, as from `run`.
+    let models = client
+        .list_models()
+        .await
+        .context("listing the models")?;
+    let mut stdout = std::io::stdout().lock();
     if json {
-        println!("{}", serde_json::to_string_pretty(&models)?);
+        serde_json::to_writer_pretty(&mut stdout, &models)?;
+        writeln!(stdout)?;
     } else {
         for m in &models.data {
-            println!("{}", m.id);
+            writeln!(stdout, "{}", m.id)?;
         }
     }
-    Ok(0)
+    Ok(exit::SUCCESS)
 }
