@@ -592,23 +592,30 @@ async fn cmd_run(args: RunArgs, verbosity: display::Verbosity, json_logs: bool) 
         .unwrap_or_else(|| PathBuf::from("./vidbatch-out"));
     if args.dry_run {
         let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
-        // The shard's jobs, in plan order: one pass, as `plan` costs.
+        // The shard's jobs, in plan order (split as the run splits them): one pass, as `plan`
+        // costs.
         let shown = match shard {
             None => plan,
             Some((k, n)) => Plan {
-                jobs: plan.jobs.into_iter().filter(|j| in_shard(&j.id, k, n)).collect(),
+                jobs: plan
+                    .jobs
+                    .into_iter()
+                    .filter(|j| in_shard(j.shard_key(), k, n))
+                    .collect(),
                 ..plan
             },
         };
         manifest::plan::render_table(&shown, &mut stdout)?;
-        writeln!(
-            stdout,
-            "dry run: {} jobs would run into {}; nothing was sent",
-            shown.jobs.len(),
-            out.display()
-        )?;
+        let state_path = out.join(journal::STATE_FILE);
+        let state = if state_path.exists() && !args.fresh {
+            Some(journal::load(&state_path)?.state)
+        } else {
+            None
+        };
+        let would = DryRun::of(&shown, state.as_ref(), &out, args.retry_failed);
+        would.write(&mut stdout, &out, state.is_some())?;
         stdout.flush()?;
-        return Ok(0);
+        return Ok(exit::SUCCESS);
     }
     let jobs: Vec<JobSpec> = plan
         .jobs
@@ -692,6 +699,147 @@ async fn cmd_run(args: RunArgs, verbosity: display::Verbosity, json_logs: bool) 
         );
     }
     Ok(summary.outcome.exit_code())
+}
+
+/// What a run would do with each job of its plan, given the out dir's state (`run --dry-run`).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct DryRun {
+    /// Done, its files verified: skipped.
+    pub skip: usize,
+    /// A task is on the server (or a create's answer was lost): polled, never sent again.
+    pub poll: usize,
+    /// Generated, or done with a missing or changed file: fetched again from its task.
+    pub fetch: usize,
+    /// Failed earlier and re-sent now (`--retry-failed`).
+    pub retry: usize,
+    /// Failed earlier and left so (without `--retry-failed`).
+    pub failed: usize,
+    /// Waits for a job that failed and is not retried: never sent.
+    pub blocked: usize,
+    /// Never sent: sent now.
+    pub new: usize,
+    /// Jobs of the state that this plan no longer has (kept, untouched).
+    pub not_in_plan: usize,
+    /// Estimated tokens of the creates it would send (`retry` and `new`).
+    pub tokens: u64,
+}
+
+impl DryRun {
+    /// What running `plan` into `out` would do, given the out dir's `state` (none: a new run).
+    pub fn of(plan: &Plan, state: Option<&RunState>, out: &Path, retry_failed: bool) -> DryRun {
+        use crate::state::Phase;
+        #[derive(Clone, Copy, PartialEq, Eq)]
+        enum Act {
+            Skip,
+            Poll,
+            Fetch,
+            Retry,
+            Failed,
+            Blocked,
+            New,
+        }
+        let mut acts: std::collections::HashMap<&str, Act> = std::collections::HashMap::new();
+        for j in &plan.jobs {
+            let act = match state.and_then(|s| s.jobs.get(&j.id)) {
+                None => Act::New,
+                Some(known) => match known.phase {
+                    Phase::Pending => Act::New,
+                    Phase::Submitting | Phase::Submitted => Act::Poll,
+                    Phase::Generated => Act::Fetch,
+                    Phase::Done => match crate::runner::verify_done(out, known) {
+                        Ok(()) => Act::Skip,
+                        Err(_) => Act::Fetch,
+                    },
+                    Phase::Failed if retry_failed => Act::Retry,
+                    Phase::Failed if known.is_blocked() => Act::Blocked,
+                    Phase::Failed => Act::Failed,
+                },
+            };
+            acts.insert(j.id.as_str(), act);
+        }
+        // A job to be sent waits for the jobs it refers to: behind one that stays failed (or is
+        // itself blocked), it is blocked. Repeated until nothing changes, for chains.
+        let upstream: Vec<(&str, Vec<String>)> = plan
+            .jobs
+            .iter()
+            .filter(|j| !j.upstream.is_empty())
+            .map(|j| (j.id.as_str(), j.upstream.clone()))
+            .collect();
+        let stuck = |act: Option<&Act>, id: &str| match act {
+            Some(a) => matches!(a, Act::Failed | Act::Blocked),
+            // Not in this plan: stuck when the state has it failed.
+            None => state
+                .and_then(|s| s.jobs.get(id))
+                .is_some_and(|u| u.phase == Phase::Failed && !retry_failed),
+        };
+        let mut changed = true;
+        while changed {
+            changed = false;
+            for (id, ups) in &upstream {
+                if matches!(acts.get(id), Some(Act::New | Act::Retry))
+                    && ups.iter().any(|u| stuck(acts.get(u.as_str()), u))
+                {
+                    acts.insert(id, Act::Blocked);
+                    changed = true;
+                }
+            }
+        }
+        let mut d = DryRun::default();
+        for j in &plan.jobs {
+            let act = acts.get(j.id.as_str()).copied().unwrap_or(Act::New);
+            let slot = match act {
+                Act::Skip => &mut d.skip,
+                Act::Poll => &mut d.poll,
+                Act::Fetch => &mut d.fetch,
+                Act::Retry => &mut d.retry,
+                Act::Failed => &mut d.failed,
+                Act::Blocked => &mut d.blocked,
+                Act::New => &mut d.new,
+            };
+            *slot += 1;
+            if matches!(act, Act::Retry | Act::New) {
+                d.tokens += j.estimated_tokens.unwrap_or(0);
+            }
+        }
+        if let Some(s) = state {
+            let ids: std::collections::HashSet<&str> = plan.jobs.iter().map(|j| j.id.as_str()).collect();
+            d.not_in_plan = s.order.iter().filter(|id| !ids.contains(id.as_str())).count();
+        }
+        d
+    }
+
+    /// Jobs the run would work on: poll, fetch, retry or send.
+    pub fn would_run(&self) -> usize {
+        self.poll + self.fetch + self.retry + self.new
+    }
+
+    /// Writes the breakdown and the closing line (`dry run: N jobs would run into OUT ...`).
+    pub fn write(&self, w: &mut impl Write, out: &Path, resumed: bool) -> std::io::Result<()> {
+        if resumed {
+            writeln!(w, "\n{} has a run state; this run would:", out.display())?;
+            let lines = [
+                (self.skip, "skip (done, files verified)"),
+                (self.poll, "poll (a task is on the server; never sent again)"),
+                (self.fetch, "fetch again (generated, or its file is missing or changed)"),
+                (self.retry, "retry (failed; --retry-failed)"),
+                (self.failed, "leave failed (retried only with --retry-failed)"),
+                (self.blocked, "leave blocked (behind a job that failed)"),
+                (self.new, "send (new)"),
+                (self.not_in_plan, "keep, untouched (in the state, not in this plan)"),
+            ];
+            for (n, what) in lines.iter().filter(|(n, _)| *n > 0) {
+                writeln!(w, "  {n:>6}  {what}")?;
+            }
+        }
+        writeln!(
+            w,
+            "dry run: {} jobs would run into {} ({} creates, about {} tokens); nothing was sent",
+            self.would_run(),
+            out.display(),
+            self.retry + self.new,
+            self.tokens
+        )
+    }
 }
 
 /// A warning for whoever watches the run: a plain line, or a JSON log record with json logs.
