@@ -820,12 +820,18 @@ impl DryRun {
             let lines = [
                 (self.skip, "skip (done, files verified)"),
                 (self.poll, "poll (a task is on the server; never sent again)"),
-                (self.fetch, "fetch again (generated, or its file is missing or changed)"),
+                (
+                    self.fetch,
+                    "fetch again (generated, or its file is missing or changed)",
+                ),
                 (self.retry, "retry (failed; --retry-failed)"),
                 (self.failed, "leave failed (retried only with --retry-failed)"),
                 (self.blocked, "leave blocked (behind a job that failed)"),
                 (self.new, "send (new)"),
-                (self.not_in_plan, "keep, untouched (in the state, not in this plan)"),
+                (
+                    self.not_in_plan,
+                    "keep, untouched (in the state, not in this plan)",
+                ),
             ];
             for (n, what) in lines.iter().filter(|(n, _)| *n > 0) {
                 writeln!(w, "  {n:>6}  {what}")?;
@@ -854,11 +860,7 @@ fn note(json_logs: bool, message: &str) {
 fn load_state(out: &Path) -> anyhow::Result<RunState> {
     let path = out.join(journal::STATE_FILE);
     if !path.exists() {
-        return Err(exit::Usage(format!(
-            "no run state at {} (is --out right?)",
-            path.display()
-        ))
-        .into());
+        return Err(exit::Usage(format!("no run state at {} (is --out right?)", path.display())).into());
     }
     Ok(journal::load(&path)?.state)
 }
@@ -1004,10 +1006,7 @@ async fn cmd_models(api: &ApiArgs, json: bool) -> anyhow::Result<i32> {
         Err(e) => return usage(format!("{e:#}")),
     };
     // The API error stays typed: a 401 or 402 exits 3, as from `run`.
-    let models = client
-        .list_models()
-        .await
-        .context("listing the models")?;
+    let models = client.list_models().await.context("listing the models")?;
     let mut stdout = std::io::stdout().lock();
     if json {
         serde_json::to_writer_pretty(&mut stdout, &models)?;

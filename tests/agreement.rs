@@ -65,9 +65,14 @@ fn read(path: &Path) -> String {
 /// The number in `name="N"` of the first tag that has it.
 fn attr(xml: &str, name: &str) -> usize {
     let key = format!(" {name}=\"");
-    let start = xml.find(&key).map(|i| i + key.len()).unwrap_or_else(|| panic!("no {name}: {xml}"));
+    let start = xml
+        .find(&key)
+        .map(|i| i + key.len())
+        .unwrap_or_else(|| panic!("no {name}: {xml}"));
     let end = xml[start..].find('"').map(|i| start + i).unwrap_or(start);
-    xml[start..end].parse().unwrap_or_else(|_| panic!("{name} is no number: {xml}"))
+    xml[start..end]
+        .parse()
+        .unwrap_or_else(|_| panic!("{name} is no number: {xml}"))
 }
 
 /// Checks that the exit code `code`, report.json, JUnit, the summary and `status --json` agree,
@@ -87,19 +92,36 @@ async fn assert_agree(code: Option<i32>, outcome: &str, files: &Files) -> serde_
     let not_in_plan = jobs.len() - planned.len();
     assert_eq!(summary["planned"], planned.len(), "{summary}");
     assert_eq!(summary["not_in_plan"], not_in_plan, "{summary}");
-    assert_eq!(done == planned.len(), code == 0, "every job of the plan done iff exit 0");
+    assert_eq!(
+        done == planned.len(),
+        code == 0,
+        "every job of the plan done iff exit 0"
+    );
 
     // JUnit: red exactly when the exit code is not 0; failures are the plan's failed jobs.
     let xml = read(&files.junit);
-    let (failures, errors, skipped) = (attr(&xml, "failures"), attr(&xml, "errors"), attr(&xml, "skipped"));
+    let (failures, errors, skipped) = (
+        attr(&xml, "failures"),
+        attr(&xml, "errors"),
+        attr(&xml, "skipped"),
+    );
     assert_eq!(failures, failed, "{xml}");
     assert_eq!(failures + errors > 0, code != 0, "{xml}");
     assert_eq!(skipped, jobs.len() - done - failed, "{xml}");
-    assert!(xml.contains(&format!("<property name=\"outcome\" value=\"{outcome}\"/>")), "{xml}");
-    assert!(xml.contains(&format!("<property name=\"exit_code\" value=\"{code}\"/>")), "{xml}");
+    assert!(
+        xml.contains(&format!("<property name=\"outcome\" value=\"{outcome}\"/>")),
+        "{xml}"
+    );
+    assert!(
+        xml.contains(&format!("<property name=\"exit_code\" value=\"{code}\"/>")),
+        "{xml}"
+    );
     if let Some(why) = run["stop_reason"].as_str() {
         assert!(xml.contains("<property name=\"stop_reason\""), "{xml}");
-        assert!(read(&files.md).contains(why), "the summary lacks the stop reason {why}");
+        assert!(
+            read(&files.md).contains(why),
+            "the summary lacks the stop reason {why}"
+        );
     }
 
     // The summary's headline.
@@ -245,7 +267,10 @@ async fn jobs_that_left_the_manifest_are_not_in_plan_and_never_turn_a_green_run_
     let files = Files::in_dir(dir.path());
     // A first manifest whose jobs all fail.
     let first = common::matrix_manifest(dir.path(), "a.yaml", "old", "wrong shot", 3, "");
-    assert_eq!(finish(run(&first, &files, &sim, "agree-key", "auto")).await, Some(1));
+    assert_eq!(
+        finish(run(&first, &files, &sim, "agree-key", "auto")).await,
+        Some(1)
+    );
     // The manifest is fixed: new ids, and every new job succeeds.
     sim.update(|c| c.fail_rate = 0.0);
     let second = common::matrix_manifest(dir.path(), "b.yaml", "new", "right shot", 3, "");
@@ -254,7 +279,11 @@ async fn jobs_that_left_the_manifest_are_not_in_plan_and_never_turn_a_green_run_
     let r = assert_agree(code, "success", &files).await;
     assert_eq!(r["summary"]["not_in_plan"], 3, "{}", r["summary"]);
     assert_eq!(r["summary"]["by_state"]["not_in_plan"], 3, "{}", r["summary"]);
-    assert!(r["summary"]["by_state"].get("task_failed").is_none(), "{}", r["summary"]);
+    assert!(
+        r["summary"]["by_state"].get("task_failed").is_none(),
+        "{}",
+        r["summary"]
+    );
     for job in r["jobs"].as_array().expect("jobs") {
         let id = job["id"].as_str().unwrap_or_default();
         if id.starts_with("old-") {
@@ -268,8 +297,14 @@ async fn jobs_that_left_the_manifest_are_not_in_plan_and_never_turn_a_green_run_
     assert_eq!(attr(&xml, "skipped"), 3, "{xml}");
     assert!(xml.contains("not in this run&apos;s plan"), "{xml}");
     let md = read(&files.md);
-    assert!(md.contains("3 jobs of earlier runs are not in this run's plan"), "{md}");
-    assert!(!md.contains("| old-"), "a job not in the plan is listed as not done: {md}");
+    assert!(
+        md.contains("3 jobs of earlier runs are not in this run's plan"),
+        "{md}"
+    );
+    assert!(
+        !md.contains("| old-"),
+        "a job not in the plan is listed as not done: {md}"
+    );
     let html = read(&files.out.join("report.html"));
     assert!(html.contains("3 of 3 jobs done"), "report.html title");
     assert!(html.contains("not in plan"), "report.html");

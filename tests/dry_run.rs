@@ -33,7 +33,9 @@ fn requests(sim: &SimHandle) -> u64 {
 async fn dry_run(sim: &SimHandle, m: &Path, out: &Path, extra: &[&str]) -> String {
     let before = requests(sim);
     let mut cmd = common::vidbatch_run(m, out, sim, "dry-key", "auto");
-    cmd.arg("--dry-run").args(extra).stdout(std::process::Stdio::piped());
+    cmd.arg("--dry-run")
+        .args(extra)
+        .stdout(std::process::Stdio::piped());
     let o = tokio::time::timeout(Duration::from_secs(60), cmd.output())
         .await
         .expect("the dry run ended in time")
@@ -86,7 +88,11 @@ async fn a_dry_run_reads_the_state_and_says_what_the_run_would_really_do() {
     .expect("simulator");
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("out");
-    let (m4, m6, m7) = (manifest(dir.path(), 4), manifest(dir.path(), 6), manifest(dir.path(), 7));
+    let (m4, m6, m7) = (
+        manifest(dir.path(), 4),
+        manifest(dir.path(), 6),
+        manifest(dir.path(), 7),
+    );
 
     // No state: every job would be sent.
     let text = dry_run(&sim, &m4, &out, &[]).await;

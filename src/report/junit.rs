@@ -121,7 +121,8 @@ fn run_error(report: &Report, job_failures: usize) -> Option<(String, String)> {
     let name = report.outcome_name();
     let code = outcome.exit_code();
     let not_done = report.summary.planned - report.summary.by_state.get("done").copied().unwrap_or(0);
-    let mut message = format!("the run ended {name} (exit code {code}) with {not_done} jobs of the plan not done");
+    let mut message =
+        format!("the run ended {name} (exit code {code}) with {not_done} jobs of the plan not done");
     if let Some(why) = &report.run.stop_reason {
         let _ = write!(message, ": {why}");
     }
