@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 use crate::api::{ApiKey, Client, ClientConfig, DEFAULT_BASE_URL, http_client};
 use crate::display;
 use crate::events::{RunOutcome, SourceRecord};
+use crate::exit::{self, Ending};
 use crate::journal;
 use crate::manifest::{self, ManifestArgs, Plan};
 use crate::report;
@@ -22,7 +23,7 @@ use crate::sim::{Sim, SimArgs, SimConfig, SimHandle};
 use crate::state::RunState;
 
 /// Exit code of a usage or manifest error.
-pub const EXIT_USAGE: i32 = 2;
+pub const EXIT_USAGE: i32 = exit::USAGE;
 
 /// Help headings of `run --help`, in the order shown.
 const MANIFEST: &str = "Manifest";
@@ -307,17 +308,26 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Models { api, json } => cmd_models(&api, json).await,
         Command::Sim(args) => crate::sim::run_cli(*args).await.map(|()| 0),
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "vidbatch", &mut std::io::stdout());
-            Ok(0)
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "vidbatch", &mut script);
+            std::io::stdout()
+                .lock()
+                .write_all(&script)
+                .map(|()| 0)
+                .map_err(anyhow::Error::from)
         }
         Command::Man { dir } => cmd_man(dir.as_deref()),
     };
     match result {
         Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            1
-        }
+        Err(e) => match exit::code_of(&e) {
+            // The reader of stdout went away (`| head`): what it wanted, it has.
+            Ending::Quiet => exit::SUCCESS,
+            Ending::Code(code) => {
+                eprintln!("error: {e:#}");
+                code
+            }
+        },
     }
 }
 
@@ -582,23 +592,30 @@ async fn cmd_run(args: RunArgs, verbosity: display::Verbosity, json_logs: bool) 
         .unwrap_or_else(|| PathBuf::from("./vidbatch-out"));
     if args.dry_run {
         let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
-        // The shard's jobs, in plan order: one pass, as `plan` costs.
+        // The shard's jobs, in plan order (split as the run splits them): one pass, as `plan`
+        // costs.
         let shown = match shard {
             None => plan,
             Some((k, n)) => Plan {
-                jobs: plan.jobs.into_iter().filter(|j| in_shard(&j.id, k, n)).collect(),
+                jobs: plan
+                    .jobs
+                    .into_iter()
+                    .filter(|j| in_shard(j.shard_key(), k, n))
+                    .collect(),
                 ..plan
             },
         };
         manifest::plan::render_table(&shown, &mut stdout)?;
-        writeln!(
-            stdout,
-            "dry run: {} jobs would run into {}; nothing was sent",
-            shown.jobs.len(),
-            out.display()
-        )?;
+        let state_path = out.join(journal::STATE_FILE);
+        let state = if state_path.exists() && !args.fresh {
+            Some(journal::load(&state_path)?.state)
+        } else {
+            None
+        };
+        let would = DryRun::of(&shown, state.as_ref(), &out, args.retry_failed);
+        would.write(&mut stdout, &out, state.is_some())?;
         stdout.flush()?;
-        return Ok(0);
+        return Ok(exit::SUCCESS);
     }
     let jobs: Vec<JobSpec> = plan
         .jobs
@@ -684,6 +701,153 @@ async fn cmd_run(args: RunArgs, verbosity: display::Verbosity, json_logs: bool) 
     Ok(summary.outcome.exit_code())
 }
 
+/// What a run would do with each job of its plan, given the out dir's state (`run --dry-run`).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct DryRun {
+    /// Done, its files verified: skipped.
+    pub skip: usize,
+    /// A task is on the server (or a create's answer was lost): polled, never sent again.
+    pub poll: usize,
+    /// Generated, or done with a missing or changed file: fetched again from its task.
+    pub fetch: usize,
+    /// Failed earlier and re-sent now (`--retry-failed`).
+    pub retry: usize,
+    /// Failed earlier and left so (without `--retry-failed`).
+    pub failed: usize,
+    /// Waits for a job that failed and is not retried: never sent.
+    pub blocked: usize,
+    /// Never sent: sent now.
+    pub new: usize,
+    /// Jobs of the state that this plan no longer has (kept, untouched).
+    pub not_in_plan: usize,
+    /// Estimated tokens of the creates it would send (`retry` and `new`).
+    pub tokens: u64,
+}
+
+impl DryRun {
+    /// What running `plan` into `out` would do, given the out dir's `state` (none: a new run).
+    pub fn of(plan: &Plan, state: Option<&RunState>, out: &Path, retry_failed: bool) -> DryRun {
+        use crate::state::Phase;
+        #[derive(Clone, Copy, PartialEq, Eq)]
+        enum Act {
+            Skip,
+            Poll,
+            Fetch,
+            Retry,
+            Failed,
+            Blocked,
+            New,
+        }
+        let mut acts: std::collections::HashMap<&str, Act> = std::collections::HashMap::new();
+        for j in &plan.jobs {
+            let act = match state.and_then(|s| s.jobs.get(&j.id)) {
+                None => Act::New,
+                Some(known) => match known.phase {
+                    Phase::Pending => Act::New,
+                    Phase::Submitting | Phase::Submitted => Act::Poll,
+                    Phase::Generated => Act::Fetch,
+                    Phase::Done => match crate::runner::verify_done(out, known) {
+                        Ok(()) => Act::Skip,
+                        Err(_) => Act::Fetch,
+                    },
+                    Phase::Failed if retry_failed => Act::Retry,
+                    Phase::Failed if known.is_blocked() => Act::Blocked,
+                    Phase::Failed => Act::Failed,
+                },
+            };
+            acts.insert(j.id.as_str(), act);
+        }
+        // A job to be sent waits for the jobs it refers to: behind one that stays failed (or is
+        // itself blocked), it is blocked. Repeated until nothing changes, for chains.
+        let upstream: Vec<(&str, Vec<String>)> = plan
+            .jobs
+            .iter()
+            .filter(|j| !j.upstream.is_empty())
+            .map(|j| (j.id.as_str(), j.upstream.clone()))
+            .collect();
+        let stuck = |act: Option<&Act>, id: &str| match act {
+            Some(a) => matches!(a, Act::Failed | Act::Blocked),
+            // Not in this plan: stuck when the state has it failed.
+            None => state
+                .and_then(|s| s.jobs.get(id))
+                .is_some_and(|u| u.phase == Phase::Failed && !retry_failed),
+        };
+        let mut changed = true;
+        while changed {
+            changed = false;
+            for (id, ups) in &upstream {
+                if matches!(acts.get(id), Some(Act::New | Act::Retry))
+                    && ups.iter().any(|u| stuck(acts.get(u.as_str()), u))
+                {
+                    acts.insert(id, Act::Blocked);
+                    changed = true;
+                }
+            }
+        }
+        let mut d = DryRun::default();
+        for j in &plan.jobs {
+            let act = acts.get(j.id.as_str()).copied().unwrap_or(Act::New);
+            let slot = match act {
+                Act::Skip => &mut d.skip,
+                Act::Poll => &mut d.poll,
+                Act::Fetch => &mut d.fetch,
+                Act::Retry => &mut d.retry,
+                Act::Failed => &mut d.failed,
+                Act::Blocked => &mut d.blocked,
+                Act::New => &mut d.new,
+            };
+            *slot += 1;
+            if matches!(act, Act::Retry | Act::New) {
+                d.tokens += j.estimated_tokens.unwrap_or(0);
+            }
+        }
+        if let Some(s) = state {
+            let ids: std::collections::HashSet<&str> = plan.jobs.iter().map(|j| j.id.as_str()).collect();
+            d.not_in_plan = s.order.iter().filter(|id| !ids.contains(id.as_str())).count();
+        }
+        d
+    }
+
+    /// Jobs the run would work on: poll, fetch, retry or send.
+    pub fn would_run(&self) -> usize {
+        self.poll + self.fetch + self.retry + self.new
+    }
+
+    /// Writes the breakdown and the closing line (`dry run: N jobs would run into OUT ...`).
+    pub fn write(&self, w: &mut impl Write, out: &Path, resumed: bool) -> std::io::Result<()> {
+        if resumed {
+            writeln!(w, "\n{} has a run state; this run would:", out.display())?;
+            let lines = [
+                (self.skip, "skip (done, files verified)"),
+                (self.poll, "poll (a task is on the server; never sent again)"),
+                (
+                    self.fetch,
+                    "fetch again (generated, or its file is missing or changed)",
+                ),
+                (self.retry, "retry (failed; --retry-failed)"),
+                (self.failed, "leave failed (retried only with --retry-failed)"),
+                (self.blocked, "leave blocked (behind a job that failed)"),
+                (self.new, "send (new)"),
+                (
+                    self.not_in_plan,
+                    "keep, untouched (in the state, not in this plan)",
+                ),
+            ];
+            for (n, what) in lines.iter().filter(|(n, _)| *n > 0) {
+                writeln!(w, "  {n:>6}  {what}")?;
+            }
+        }
+        writeln!(
+            w,
+            "dry run: {} jobs would run into {} ({} creates, about {} tokens); nothing was sent",
+            self.would_run(),
+            out.display(),
+            self.retry + self.new,
+            self.tokens
+        )
+    }
+}
+
 /// A warning for whoever watches the run: a plain line, or a JSON log record with json logs.
 fn note(json_logs: bool, message: &str) {
     if json_logs {
@@ -696,7 +860,7 @@ fn note(json_logs: bool, message: &str) {
 fn load_state(out: &Path) -> anyhow::Result<RunState> {
     let path = out.join(journal::STATE_FILE);
     if !path.exists() {
-        bail!("no run state at {} (is --out right?)", path.display());
+        return Err(exit::Usage(format!("no run state at {} (is --out right?)", path.display())).into());
     }
     Ok(journal::load(&path)?.state)
 }
@@ -743,8 +907,9 @@ async fn cmd_cancel(out: &Path, api: &ApiArgs) -> anyhow::Result<i32> {
         Err(crate::runner::RunError::Journal(e @ journal::JournalError::Locked { .. })) => return usage(e),
         Err(e) => return Err(e.into()),
     };
+    let mut stdout = std::io::stdout().lock();
     for (job, task) in &summary.cancelled {
-        println!("cancelled {job} ({task})");
+        writeln!(stdout, "cancelled {job} ({task})")?;
     }
     for (job, task, status) in &summary.finished {
         let next = if status == "completed" {
@@ -752,24 +917,35 @@ async fn cmd_cancel(out: &Path, api: &ApiArgs) -> anyhow::Result<i32> {
         } else {
             "its own error is kept"
         };
-        println!("{job} ({task}) had finished ({status}): {next}");
+        writeln!(stdout, "{job} ({task}) had finished ({status}): {next}")?;
     }
     for (job, task) in &summary.gone {
-        println!("{job} ({task}) is no longer on the server (expired)");
+        writeln!(stdout, "{job} ({task}) is no longer on the server (expired)")?;
     }
     for job in &summary.unsettled {
-        println!("{job}: its create's answer was lost; run again to find its task, then cancel");
+        writeln!(
+            stdout,
+            "{job}: its create's answer was lost; run again to find its task, then cancel"
+        )?;
     }
     for (job, task, error) in &summary.errors {
         eprintln!("{job} ({task}): cancel failed: {error}");
     }
     if summary.cancelled.is_empty() && summary.finished.is_empty() && summary.errors.is_empty() {
-        println!("nothing to cancel: no task of this run is queued or processing");
+        writeln!(
+            stdout,
+            "nothing to cancel: no task of this run is queued or processing"
+        )?;
     }
-    Ok(if summary.errors.is_empty() { 0 } else { 1 })
+    Ok(if summary.errors.is_empty() {
+        exit::SUCCESS
+    } else {
+        exit::FAILURE
+    })
 }
 
 fn cmd_report(out: &Path, merge: &[PathBuf], ci: &CiArgs) -> anyhow::Result<i32> {
+    let mut stdout = std::io::stdout().lock();
     if merge.is_empty() {
         let state = load_state(out)?;
         report::write_all(out, &state, &ci.outputs())?;
@@ -783,25 +959,26 @@ fn cmd_report(out: &Path, merge: &[PathBuf], ci: &CiArgs) -> anyhow::Result<i32>
         };
         report::write_report_files(out, &merged, &ci.outputs())?;
         let s = &merged.summary;
-        println!(
+        writeln!(
+            stdout,
             "merged {} shard dirs: {} jobs, {} done",
             merge.len(),
             s.jobs,
             s.by_state.get("done").copied().unwrap_or(0)
-        );
+        )?;
     }
-    println!("wrote {}", out.join("report.json").display());
-    println!("wrote {}", out.join(report::html::FILE).display());
+    writeln!(stdout, "wrote {}", out.join("report.json").display())?;
+    writeln!(stdout, "wrote {}", out.join(report::html::FILE).display())?;
     for path in ci.junit.iter().chain(&ci.summary_md) {
-        println!("wrote {}", path.display());
+        writeln!(stdout, "wrote {}", path.display())?;
     }
-    Ok(0)
+    Ok(exit::SUCCESS)
 }
 
 /// Writes the man pages: one per command into `dir`, or the top page to stdout.
 fn cmd_man(dir: Option<&Path>) -> anyhow::Result<i32> {
     let Some(dir) = dir else {
-        clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+        clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout().lock())?;
         return Ok(0);
     };
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -813,24 +990,31 @@ fn cmd_man(dir: Option<&Path>) -> anyhow::Result<i32> {
         .filter(|n| n.starts_with("vidbatch") && n.ends_with(".1"))
         .collect();
     pages.sort();
-    println!(
+    writeln!(
+        std::io::stdout().lock(),
         "wrote {} pages into {}: {}",
         pages.len(),
         dir.display(),
         pages.join(" ")
-    );
-    Ok(0)
+    )?;
+    Ok(exit::SUCCESS)
 }
 
 async fn cmd_models(api: &ApiArgs, json: bool) -> anyhow::Result<i32> {
-    let (client, _sim) = connect(api).await?;
-    let models = client.list_models().await.map_err(|e| anyhow!("{e}"))?;
+    let (client, _sim) = match connect(api).await {
+        Ok(c) => c,
+        Err(e) => return usage(format!("{e:#}")),
+    };
+    // The API error stays typed: a 401 or 402 exits 3, as from `run`.
+    let models = client.list_models().await.context("listing the models")?;
+    let mut stdout = std::io::stdout().lock();
     if json {
-        println!("{}", serde_json::to_string_pretty(&models)?);
+        serde_json::to_writer_pretty(&mut stdout, &models)?;
+        writeln!(stdout)?;
     } else {
         for m in &models.data {
-            println!("{}", m.id);
+            writeln!(stdout, "{}", m.id)?;
         }
     }
-    Ok(0)
+    Ok(exit::SUCCESS)
 }

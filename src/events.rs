@@ -80,6 +80,10 @@ pub enum Event {
         total_jobs: usize,
         /// `K/N` when sharded.
         shard: Option<String>,
+        /// Ids of this run's plan (absent from journals of earlier versions: then every job of
+        /// the state counts as planned).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        plan: Option<Vec<String>>,
     },
     /// A job of the plan, as first seen (or seen changed).
     JobPlanned {

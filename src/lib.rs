@@ -12,12 +12,14 @@
 //! - [`display`]: what a person watching sees.
 //! - [`hex`]: hex text of digests.
 //! - [`cli`]: the command line and its commands.
+//! - [`exit`]: the exit code of every command's outcome, in one place.
 //! - [`sim`]: the simulator of the API that every test runs against.
 pub mod api;
 pub mod cli;
 pub mod display;
 pub mod download;
 pub mod events;
+pub mod exit;
 pub mod hex;
 pub mod journal;
 pub mod manifest;

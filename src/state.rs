@@ -207,6 +207,9 @@ pub struct RunSnapshot {
     /// Why the latest run stopped submitting, if it did.
     #[serde(default)]
     pub stop_reason: Option<String>,
+    /// Ids of the latest run's plan, sorted (absent: every job counts as planned).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub planned: Option<Vec<String>>,
     /// Counters of all runs, summed.
     pub counters: Counters,
     /// Runs recorded.
@@ -245,6 +248,9 @@ pub struct RunState {
     pub claimed_tasks: HashSet<String>,
     /// Why the latest run stopped submitting (`--max-fail`, the budget, 401/402, an interrupt).
     pub stop_reason: Option<String>,
+    /// Ids of the latest run's plan; `None` when the state does not say (journals of earlier
+    /// versions), and then every job counts as planned.
+    pub planned: Option<HashSet<String>>,
 }
 
 impl RunState {
@@ -257,8 +263,10 @@ impl RunState {
                 settings,
                 manifests,
                 shard,
+                plan,
                 ..
             } => {
+                self.planned = plan.as_ref().map(|p| p.iter().cloned().collect());
                 self.run_id = Some(run_id.clone());
                 self.started_at = Some(*at);
                 self.finished_at = None;
@@ -469,6 +477,7 @@ impl RunState {
                 self.finished_at = r.finished_at;
                 self.outcome = r.outcome;
                 self.stop_reason = r.stop_reason;
+                self.planned = r.planned.map(|p| p.into_iter().collect());
                 self.counters = r.counters;
                 self.runs = r.runs;
                 self.claimed_tasks.extend(r.claimed_tasks);
@@ -496,6 +505,11 @@ impl RunState {
             finished_at: self.finished_at,
             outcome: self.outcome,
             stop_reason: self.stop_reason.clone(),
+            planned: self.planned.as_ref().map(|p| {
+                let mut ids: Vec<String> = p.iter().cloned().collect();
+                ids.sort();
+                ids
+            }),
             counters: self.counters.clone(),
             runs: self.runs,
             claimed_tasks: {
@@ -504,6 +518,11 @@ impl RunState {
                 claimed
             },
         }
+    }
+
+    /// Whether a job is in the latest run's plan (every job is when the state does not say).
+    pub fn in_plan(&self, id: &str) -> bool {
+        self.planned.as_ref().is_none_or(|p| p.contains(id))
     }
 
     /// Jobs in the order first planned.

@@ -118,6 +118,7 @@ fn event(kind: u8, job: usize, n: i64) -> Event {
                     manifests: Vec::new(),
                     total_jobs: 3,
                     shard: None,
+                    plan: (n % 4 == 0).then(|| vec!["a".to_string(), "c".to_string()]),
                 }
             } else {
                 Event::RunFinished {

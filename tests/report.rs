@@ -286,7 +286,9 @@ async fn junit_carries_failures_with_code_and_message_and_marks_flaky_jobs() {
     let text = std::fs::read_to_string(&md).unwrap();
     let done = 12 - failed;
     assert!(
-        text.starts_with(&format!("### vidbatch: {done} of 12 jobs done (some_failed)")),
+        text.starts_with(&format!(
+            "### vidbatch: {done} of 12 jobs done (some_failed, exit code 1)"
+        )),
         "{text}"
     );
     assert!(text.contains("| state | jobs |"), "{text}");

@@ -236,12 +236,19 @@ pub fn cmd_plan(args: &ManifestArgs, json: bool, out: &mut dyn Write, err: &mut 
     if let Ok(p) = &res {
         let written = if json {
             serde_json::to_writer_pretty(&mut *out, &plan_view(p))
-                .map_err(std::io::Error::other)
+                .map_err(|e| match e.io_error_kind() {
+                    Some(kind) => std::io::Error::from(kind),
+                    None => std::io::Error::other(e),
+                })
                 .and_then(|_| writeln!(out))
         } else {
             render_table(p, out)
         };
         if let Err(e) = written {
+            // A reader that closed the pipe early (`| head`) got what it wanted.
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                return code;
+            }
             let _ = writeln!(err, "cannot write the plan: {e}");
             return 2;
         }

@@ -116,6 +116,12 @@ pub struct Page {
     pub jobs: usize,
     /// Jobs done.
     pub done: usize,
+    /// Jobs of the latest run's plan.
+    pub planned: usize,
+    /// Jobs of earlier runs that the plan no longer has.
+    pub not_in_plan: usize,
+    /// Why the run stopped submitting early, if it did.
+    pub stop_reason: Option<String>,
     /// Jobs per state, failures first.
     pub states: Vec<StateCount>,
     /// Tokens billed.
@@ -154,9 +160,12 @@ pub struct Page {
     pub csp: String,
 }
 
-/// How a state is grouped: `done`, `failed` (a failure is recorded) or `unfinished`.
+/// How a state is grouped: `done`, `failed` (a failure is recorded), `unfinished`, or
+/// `not_in_plan` (a job of an earlier run that the plan no longer has).
 fn group(job: &JobReport) -> &'static str {
-    if job.state == "done" {
+    if job.state == super::NOT_IN_PLAN {
+        "not_in_plan"
+    } else if job.state == "done" {
         "done"
     } else if job.error.is_some() {
         "failed"
@@ -169,7 +178,8 @@ fn rank(group: &str) -> u8 {
     match group {
         "failed" => 0,
         "unfinished" => 1,
-        _ => 2,
+        "done" => 2,
+        _ => 3,
     }
 }
 
@@ -374,7 +384,7 @@ impl Page {
             .unwrap_or_else(|| "unfinished".into());
         let outcome_group = match outcome.as_str() {
             "success" => "done",
-            "some_failed" | "stopped" | "fatal" => "failed",
+            "some_failed" | "stopped" | "fatal" | "local_failure" => "failed",
             _ => "unfinished",
         };
         let duration = match (report.run.started_at, report.run.finished_at) {
@@ -388,11 +398,14 @@ impl Page {
         };
         let done = s.by_state.get("done").copied().unwrap_or(0);
         Page {
-            title: format!("vidbatch: {done} of {} jobs done", s.jobs),
+            title: format!("vidbatch: {done} of {} jobs done", s.planned),
             outcome,
             outcome_group,
             jobs: s.jobs,
             done,
+            planned: s.planned,
+            not_in_plan: s.not_in_plan,
+            stop_reason: report.run.stop_reason.clone(),
             states,
             tokens: s.tokens_used,
             requests: s.counters.api_requests,

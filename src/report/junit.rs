@@ -6,14 +6,23 @@
 //! - A job that is not done and has a failure gets `<failure type=CODE message=MESSAGE>`
 //!   (`type` is the API's error code, or the failure kind when the API gave none) whose text
 //!   lists kind, HTTP status, code and message.
-//! - A job not finished without a failure (pending, interrupted in flight) gets `<skipped/>`.
+//! - A job not finished without a failure (pending, interrupted in flight) gets `<skipped/>`,
+//!   and so does a job of an earlier run that the latest run's plan no longer has
+//!   (`not_in_plan`): it is never a failure.
+//! - The suite's `<properties>` carry the run's `outcome`, `exit_code`, `stop_reason` and the
+//!   count of jobs `not_in_plan`.
+//! - The file fails (failures or errors above 0) exactly when the exit code is not 0: a run
+//!   that ended otherwise than `success` or `some_failed` (stopped, fatal, interrupted, local
+//!   failure), or `some_failed` without a failed job, adds one testcase `vidbatch`/`run` with
+//!   an `<error>` that says how and why it ended.
 //! - A job done after a failure or a retry is flaky: it passes, and carries the nextest /
 //!   Maven Surefire convention, a `<flakyFailure>` element describing what went wrong first,
 //!   plus a `<property name="flaky" value="true"/>` for reporters that only read properties.
 
 use std::fmt::Write;
 
-use super::{JobReport, Report};
+use super::{JobReport, NOT_IN_PLAN, Report};
+use crate::events::RunOutcome;
 
 /// Escapes text for XML content and attribute values; drops characters XML 1.0 forbids.
 pub fn escape(text: &str) -> String {
@@ -62,6 +71,7 @@ enum Verdict {
 
 fn verdict(j: &JobReport) -> Verdict {
     match (j.state.as_str(), &j.error) {
+        (NOT_IN_PLAN, _) => Verdict::Skipped,
         ("done", _) if j.flaky => Verdict::Flaky,
         ("done", _) => Verdict::Passed,
         (_, Some(_)) => Verdict::Failed,
@@ -99,6 +109,26 @@ fn seconds(j: &JobReport) -> f64 {
     j.timings.total_seconds.unwrap_or(0.0)
 }
 
+/// The run-level error (type, message) that makes the file fail when the exit code is not 0
+/// and no job's failure says so already, or when the run ended early.
+fn run_error(report: &Report, job_failures: usize) -> Option<(String, String)> {
+    let outcome = report.run.outcome?;
+    match outcome {
+        RunOutcome::Success => return None,
+        RunOutcome::SomeFailed if job_failures > 0 => return None,
+        _ => {}
+    }
+    let name = report.outcome_name();
+    let code = outcome.exit_code();
+    let not_done = report.summary.planned - report.summary.by_state.get("done").copied().unwrap_or(0);
+    let mut message =
+        format!("the run ended {name} (exit code {code}) with {not_done} jobs of the plan not done");
+    if let Some(why) = &report.run.stop_reason {
+        let _ = write!(message, ": {why}");
+    }
+    Some((name, message))
+}
+
 /// The JUnit XML of a report.
 pub fn render(report: &Report) -> String {
     let (mut failures, mut skipped) = (0, 0);
@@ -109,12 +139,14 @@ pub fn render(report: &Report) -> String {
             Verdict::Passed | Verdict::Flaky => {}
         }
     }
-    let tests = report.jobs.len();
+    let run_error = run_error(report, failures);
+    let errors = usize::from(run_error.is_some());
+    let tests = report.jobs.len() + errors;
     let total: f64 = report.jobs.iter().map(seconds).sum();
     let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let _ = writeln!(
         x,
-        "<testsuites name=\"vidbatch\" tests=\"{tests}\" failures=\"{failures}\" errors=\"0\" skipped=\"{skipped}\" time=\"{total:.3}\">"
+        "<testsuites name=\"vidbatch\" tests=\"{tests}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"{skipped}\" time=\"{total:.3}\">"
     );
     let timestamp = report
         .run
@@ -124,8 +156,35 @@ pub fn render(report: &Report) -> String {
         .unwrap_or_default();
     let _ = writeln!(
         x,
-        "  <testsuite name=\"vidbatch\" tests=\"{tests}\" failures=\"{failures}\" errors=\"0\" skipped=\"{skipped}\" time=\"{total:.3}\"{timestamp}>"
+        "  <testsuite name=\"vidbatch\" tests=\"{tests}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"{skipped}\" time=\"{total:.3}\"{timestamp}>"
     );
+    x.push_str("    <properties>\n");
+    let mut property = |name: &str, value: &str| {
+        let _ = writeln!(
+            x,
+            "      <property name=\"{}\" value=\"{}\"/>",
+            escape(name),
+            escape(value)
+        );
+    };
+    property("outcome", &report.outcome_name());
+    if let Some(code) = report.run.exit_code {
+        property("exit_code", &code.to_string());
+    }
+    if let Some(why) = &report.run.stop_reason {
+        property("stop_reason", why);
+    }
+    property("not_in_plan", &report.summary.not_in_plan.to_string());
+    x.push_str("    </properties>\n");
+    if let Some((kind, message)) = &run_error {
+        let _ = writeln!(
+            x,
+            "    <testcase classname=\"vidbatch\" name=\"run\" time=\"0.000\">\n      <error type=\"{}\" message=\"{}\">{}</error>\n    </testcase>",
+            escape(kind),
+            escape(message),
+            escape(message)
+        );
+    }
     for j in &report.jobs {
         let _ = write!(
             x,
@@ -168,11 +227,13 @@ pub fn render(report: &Report) -> String {
                 );
             }
             Verdict::Skipped => {
-                let _ = write!(
-                    x,
-                    "\n      <skipped message=\"{}\"/>",
-                    escape(&format!("not finished: {}", j.state))
-                );
+                let message = match &j.last_state {
+                    Some(was) if j.state == NOT_IN_PLAN => {
+                        format!("not in this run's plan (left as {was} by an earlier run)")
+                    }
+                    _ => format!("not finished: {}", j.state),
+                };
+                let _ = write!(x, "\n      <skipped message=\"{}\"/>", escape(&message));
             }
         }
         let _ = write!(

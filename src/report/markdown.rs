@@ -1,9 +1,11 @@
-//! A short Markdown summary of a run: a headline, a table of jobs by state, the totals, and a
-//! table of the jobs that are not done (for `--summary-md` and `$GITHUB_STEP_SUMMARY`).
+//! A short Markdown summary of a run: a headline (jobs of the plan done, outcome, exit code),
+//! why the run stopped early, a table of jobs by state, the totals, and a table of the jobs of
+//! the plan that are not done (for `--summary-md` and `$GITHUB_STEP_SUMMARY`). Jobs of earlier
+//! runs that the plan no longer has are counted apart, never as failures.
 
 use std::fmt::Write;
 
-use super::{Percentiles, Report};
+use super::{NOT_IN_PLAN, Percentiles, Report};
 
 /// Jobs listed in the table of jobs not done; the rest are counted.
 const MAX_ROWS: usize = 50;
@@ -27,14 +29,28 @@ fn pair(p: &Percentiles) -> String {
 pub fn render(report: &Report) -> String {
     let s = &report.summary;
     let done = s.by_state.get("done").copied().unwrap_or(0);
-    let outcome = report
+    let outcome = report.outcome_name();
+    let exit = report
         .run
-        .outcome
-        .and_then(|o| serde_json::to_value(o).ok())
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_else(|| "unfinished".into());
+        .exit_code
+        .map(|c| format!(", exit code {c}"))
+        .unwrap_or_default();
     let mut m = String::new();
-    let _ = writeln!(m, "### vidbatch: {done} of {} jobs done ({outcome})\n", s.jobs);
+    let _ = writeln!(
+        m,
+        "### vidbatch: {done} of {} jobs done ({outcome}{exit})\n",
+        s.planned
+    );
+    if let Some(why) = &report.run.stop_reason {
+        let _ = writeln!(m, "Stopped early: {}\n", cell(why));
+    }
+    if s.not_in_plan > 0 {
+        let _ = writeln!(
+            m,
+            "{} jobs of earlier runs are not in this run's plan: kept in the state, not counted.\n",
+            s.not_in_plan
+        );
+    }
     m.push_str("| state | jobs |\n|---|---:|\n");
     for (state, n) in &s.by_state {
         let _ = writeln!(m, "| {} | {n} |", cell(state));
@@ -51,7 +67,11 @@ pub fn render(report: &Report) -> String {
         pair(&s.queue_seconds),
         pair(&s.generation_seconds)
     );
-    let not_done: Vec<_> = report.jobs.iter().filter(|j| j.state != "done").collect();
+    let not_done: Vec<_> = report
+        .jobs
+        .iter()
+        .filter(|j| j.state != "done" && j.state != NOT_IN_PLAN)
+        .collect();
     if !not_done.is_empty() {
         m.push_str("\n| job | state | source | error |\n|---|---|---|---|\n");
         for j in not_done.iter().take(MAX_ROWS) {

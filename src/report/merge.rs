@@ -161,6 +161,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Report, MergeError> {
     let mut finished_at = None;
     let mut all_finished = true;
     let mut runs = 0;
+    let mut stop_reasons: Vec<String> = Vec::new();
     for dir in dirs {
         let state_path = dir.join(journal::STATE_FILE);
         if !state_path.is_file() {
@@ -198,6 +199,9 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Report, MergeError> {
             None => all_finished = false,
         }
         runs += report.run.runs;
+        if let Some(why) = &report.run.stop_reason {
+            stop_reasons.push(format!("{}: {why}", dir.display()));
+        }
         add(&mut counters, &report.summary.counters);
         for m in &report.run.manifests {
             if !manifests.contains(m) {
@@ -225,6 +229,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Report, MergeError> {
         finished_at: finished_at.filter(|_| all_finished),
         outcome,
         exit_code: outcome.map(RunOutcome::exit_code),
+        stop_reason: (!stop_reasons.is_empty()).then(|| stop_reasons.join("; ")),
         settings: None,
         shard: None,
         runs,

@@ -62,6 +62,9 @@ pub struct RunInfo {
     pub outcome: Option<RunOutcome>,
     /// Exit code of that outcome.
     pub exit_code: Option<i32>,
+    /// Why the latest run stopped submitting (`--max-fail`, the budget, a 401/402, an
+    /// interrupt); null when it did not stop early.
+    pub stop_reason: Option<String>,
     /// Settings in effect (never the key).
     pub settings: Option<serde_json::Value>,
     /// Shard, `K/N`.
@@ -108,9 +111,15 @@ impl Percentiles {
 /// Totals over the jobs.
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 pub struct Summary {
-    /// Jobs in all.
+    /// Jobs in all: the latest run's plan and the jobs of earlier runs that left it.
     pub jobs: usize,
-    /// Jobs per final state (`done`, `task_failed`, `download_failed`, `pending`, ...).
+    /// Jobs of the latest run's plan (the ones the outcome and exit code speak of).
+    pub planned: usize,
+    /// Jobs of earlier runs that the latest run's plan no longer has (state `not_in_plan`):
+    /// kept in the state, never counted as failures.
+    pub not_in_plan: usize,
+    /// Jobs per final state (`done`, `task_failed`, `download_failed`, `pending`,
+    /// `not_in_plan`, ...).
     pub by_state: BTreeMap<String, usize>,
     /// Jobs done after a failure or a retry (marked flaky in JUnit).
     pub flaky: usize,
@@ -159,9 +168,13 @@ pub struct JobReport {
     pub name: String,
     /// Where it came from (`file:line:col`, or `file: row N`).
     pub source: String,
-    /// Final state: `done`, a failure kind (`task_failed`, `download_failed`, ...), or
-    /// where an unfinished job stands (`pending`, `submitted`, `generated`, ...).
+    /// Final state: `done`, a failure kind (`task_failed`, `download_failed`, ...), where an
+    /// unfinished job stands (`pending`, `submitted`, `generated`, ...), or `not_in_plan` for a
+    /// job of an earlier run that the latest run's plan no longer has.
     pub state: String,
+    /// For a job not in the latest plan: the state it was left in; absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_state: Option<String>,
     /// The request sent.
     pub request: CreateRequest,
     /// Every task id it had, oldest first.
@@ -199,6 +212,9 @@ pub struct JobReport {
     pub timings: Timings,
 }
 
+/// The state of a job that the latest run's plan no longer has.
+pub const NOT_IN_PLAN: &str = "not_in_plan";
+
 /// The name of a job's final state in reports.
 pub fn job_state_name(j: &JobState) -> String {
     match (j.phase, &j.failure) {
@@ -230,13 +246,19 @@ fn timings(j: &JobState) -> Timings {
     }
 }
 
-fn job_report(j: &JobState) -> JobReport {
+fn job_report(j: &JobState, in_plan: bool) -> JobReport {
     let done = j.phase == Phase::Done;
+    let (state, last_state) = if in_plan {
+        (job_state_name(j), None)
+    } else {
+        (NOT_IN_PLAN.to_string(), Some(job_state_name(j)))
+    };
     JobReport {
         id: j.id.clone(),
         name: j.name.clone(),
         source: j.source.clone(),
-        state: job_state_name(j),
+        state,
+        last_state,
         request: j.request.clone(),
         task_ids: j.task_ids.clone(),
         attempts: j.attempts,
@@ -244,7 +266,8 @@ fn job_report(j: &JobState) -> JobReport {
         failures: j.failures,
         url_refreshes: j.url_refreshes,
         flaky: done && (j.failures > 0 || j.retries > 0),
-        error: if done { None } else { j.failure.clone() },
+        // A job that left the plan is no failure of this run, whatever it was.
+        error: if done || !in_plan { None } else { j.failure.clone() },
         recovered_from: if done { j.failure.clone() } else { None },
         upstream: j.upstream.clone(),
         file: j.path.clone().filter(|_| done),
@@ -260,7 +283,10 @@ fn job_report(j: &JobState) -> JobReport {
 impl Report {
     /// Builds the report from a state (a pure function: the same state, the same report).
     pub fn from_state(state: &RunState) -> Report {
-        let jobs: Vec<JobReport> = state.jobs_in_order().map(job_report).collect();
+        let jobs: Vec<JobReport> = state
+            .jobs_in_order()
+            .map(|j| job_report(j, state.in_plan(&j.id)))
+            .collect();
         let run = RunInfo {
             tool_version: env!("CARGO_PKG_VERSION").to_string(),
             run_id: state.run_id.clone(),
@@ -269,12 +295,23 @@ impl Report {
             finished_at: state.finished_at,
             outcome: state.outcome,
             exit_code: state.outcome.map(RunOutcome::exit_code),
+            stop_reason: state.stop_reason.clone(),
             settings: state.settings.clone(),
             shard: state.shard.clone(),
             runs: state.runs,
             merged_from: Vec::new(),
         };
         Report::from_jobs(run, jobs, state.counters.clone())
+    }
+
+    /// The outcome's name (`success`, `some_failed`, ...), or `unfinished` when no end is
+    /// recorded.
+    pub fn outcome_name(&self) -> String {
+        self.run
+            .outcome
+            .and_then(|o| serde_json::to_value(o).ok())
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_else(|| "unfinished".into())
     }
 
     /// Builds a report from its run, its jobs and the request counts; the summary's totals
@@ -286,10 +323,13 @@ impl Report {
         }
         let queue = jobs.iter().filter_map(|j| j.timings.queue_seconds).collect();
         let generation = jobs.iter().filter_map(|j| j.timings.generation_seconds).collect();
+        let not_in_plan = jobs.iter().filter(|j| j.state == NOT_IN_PLAN).count();
         Report {
             run,
             summary: Summary {
                 jobs: jobs.len(),
+                planned: jobs.len() - not_in_plan,
+                not_in_plan,
                 flaky: jobs.iter().filter(|j| j.flaky).count(),
                 tokens_used: jobs.iter().filter_map(|j| j.usage).map(|u| u.total_tokens).sum(),
                 bytes: jobs.iter().filter_map(|j| j.bytes).sum(),

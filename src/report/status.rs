@@ -80,6 +80,10 @@ pub fn state_meaning(state: &str) -> &'static str {
         "poll_failed" => "the task could not be read; the next run polls it again (no new task)",
         "download_failed" => "the video could not be fetched; the next run fetches it again (no new task)",
         "failed" => "the job failed",
+        "not_in_plan" => {
+            "a job of an earlier run that this run's plan no longer has: kept in the state (its \
+             video too), not counted"
+        }
         _ => "",
     }
 }
@@ -137,7 +141,7 @@ impl Status {
     /// The status of the out dir `out`, from its report and lock; `recorded_reason` is why the
     /// state says the latest run stopped submitting, if it did.
     pub fn of(out: &Path, report: &Report, live: Liveness, recorded_reason: Option<&str>) -> Status {
-        let not_done = report.summary.jobs - count(report, &["done"]);
+        let not_done = report.summary.planned - count(report, &["done"]);
         let on_server = count(report, &["submitted", "submitting"]);
         let failed: usize = report
             .jobs
@@ -162,7 +166,7 @@ impl Status {
             (_, Some(RunOutcome::SomeFailed)) => {
                 format!(
                     "the run finished with {not_done} of {} jobs not done",
-                    report.summary.jobs
+                    report.summary.planned
                 )
             }
             (_, Some(RunOutcome::Stopped)) => format!(
@@ -263,7 +267,16 @@ impl Status {
             (run, Some(o)) => format!("{run} ({o}, exit {})", self.exit_code.unwrap_or(1)),
             (run, None) => run.to_string(),
         };
-        writeln!(w, "{}: {head}, {} jobs", self.out.display(), self.summary.jobs)?;
+        let left = match self.summary.not_in_plan {
+            0 => String::new(),
+            n => format!(" (and {n} not in its plan)"),
+        };
+        writeln!(
+            w,
+            "{}: {head}, {} jobs{left}",
+            self.out.display(),
+            self.summary.planned
+        )?;
         writeln!(w, "  {}", self.stop_reason)?;
         if self.run != "running" {
             let when = |t: Option<Timestamp>| t.map_or_else(|| "–".into(), |t| t.to_rfc3339());

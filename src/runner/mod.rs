@@ -322,6 +322,7 @@ impl Runner {
             manifests,
             total_jobs: jobs.len(),
             shard,
+            plan: Some(plan.clone()),
         });
         prepare_jobs(&mut d, &jobs);
         d.load(&plan);
@@ -463,7 +464,7 @@ fn prepare_jobs(d: &mut dispatch::Dispatcher, jobs: &[JobSpec]) {
 }
 
 /// Checks a done job's files against the state: present, same size and sha256, valid media.
-fn verify_done(out: &Path, job: &JobState) -> Result<(), String> {
+pub fn verify_done(out: &Path, job: &JobState) -> Result<(), String> {
     let Some(rel) = &job.path else {
         return Err("no file recorded".into());
     };

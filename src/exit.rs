@@ -1,0 +1,105 @@
+//! Exit codes of every command, in one place; the main function here is [`code_of`].
+//!
+//! | code | meaning |
+//! |---|---|
+//! | 0 | done (for `run`: every job of the plan done); also when stdout is closed early (`\| head`) |
+//! | 1 | the run finished with jobs of the plan not done; any other failure of a command |
+//! | 2 | usage: a bad flag or manifest, no API key, no run state in the out dir, the out dir in use |
+//! | 3 | a fatal API condition: 401 (bad key), 402 (balance) |
+//! | 4 | a local failure: disk full, a file not writable, a damaged state file |
+//! | 130 | interrupted |
+//!
+//! A run's outcome maps through [`crate::events::RunOutcome::exit_code`]; a command's error
+//! maps through [`code_of`], by what the error is, never by its text.
+
+use crate::api::ApiError;
+use crate::journal::JournalError;
+
+/// Every job done; or a command that did what it was asked.
+pub const SUCCESS: i32 = 0;
+/// A run finished with jobs of its plan not done, or a command failed otherwise.
+pub const FAILURE: i32 = 1;
+/// Usage or manifest error: nothing was submitted.
+pub const USAGE: i32 = 2;
+/// A fatal API condition (401, 402).
+pub const FATAL_API: i32 = 3;
+/// A local failure (disk, file permissions, damaged state).
+pub const LOCAL_FAILURE: i32 = 4;
+/// Interrupted by Ctrl-C or SIGTERM.
+pub const INTERRUPTED: i32 = 130;
+
+/// A usage error: what the user asked for cannot be done as asked (exit 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Usage(pub String);
+
+/// How a command's error ends the process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// Stdout was closed by its reader (`vidbatch status | head -1`): end at once, say nothing,
+    /// exit 0.
+    Quiet,
+    /// Print the error and exit with this code.
+    Code(i32),
+}
+
+/// Whether an I/O error is a closed pipe on the other end.
+pub fn is_broken_pipe(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::BrokenPipe
+}
+
+/// How `error` ends the process: its cause, looked up along its chain.
+pub fn code_of(error: &anyhow::Error) -> Ending {
+    for cause in error.chain() {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>()
+            && is_broken_pipe(io)
+        {
+            return Ending::Quiet;
+        }
+        if let Some(json) = cause.downcast_ref::<serde_json::Error>()
+            && json.io_error_kind() == Some(std::io::ErrorKind::BrokenPipe)
+        {
+            return Ending::Quiet;
+        }
+    }
+    for cause in error.chain() {
+        if cause.is::<Usage>() {
+            return Ending::Code(USAGE);
+        }
+        match cause.downcast_ref::<ApiError>() {
+            Some(ApiError::Unauthorized(_) | ApiError::Payment(_)) => return Ending::Code(FATAL_API),
+            Some(_) => return Ending::Code(FAILURE),
+            None => {}
+        }
+        match cause.downcast_ref::<JournalError>() {
+            Some(JournalError::Locked { .. }) => return Ending::Code(USAGE),
+            Some(_) => return Ending::Code(LOCAL_FAILURE),
+            None => {}
+        }
+        if cause.is::<std::io::Error>() {
+            return Ending::Code(LOCAL_FAILURE);
+        }
+    }
+    Ending::Code(FAILURE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_closed_pipe_anywhere_in_the_chain_ends_quietly() {
+        let e = anyhow::Error::new(std::io::Error::from(std::io::ErrorKind::BrokenPipe))
+            .context("writing the status");
+        assert_eq!(code_of(&e), Ending::Quiet);
+    }
+
+    #[test]
+    fn usage_io_and_other_errors_get_their_codes() {
+        let usage = anyhow::Error::new(Usage("no run state".into())).context("status");
+        assert_eq!(code_of(&usage), Ending::Code(USAGE));
+        let disk = anyhow::Error::new(std::io::Error::from(std::io::ErrorKind::StorageFull));
+        assert_eq!(code_of(&disk), Ending::Code(LOCAL_FAILURE));
+        assert_eq!(code_of(&anyhow::anyhow!("something")), Ending::Code(FAILURE));
+    }
+}
