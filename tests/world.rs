@@ -77,6 +77,13 @@ async fn one_run(config: SimConfig, jobs: usize) {
     assert_exactly_once(&sim, "world-key", &[&out], jobs);
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    // Durations never mix the two clocks, however far apart they are.
+    for job in report["jobs"].as_array().unwrap() {
+        let t = &job["timings"];
+        let total = t["total_seconds"].as_f64().unwrap();
+        let generation = t["generation_seconds"].as_f64().unwrap();
+        assert!(total < 120.0 && generation <= total + 2.0, "{t}");
+    }
     let summary = &report["summary"];
     assert!(
         summary["ambiguous_creates"].as_u64() > Some(0),

@@ -132,30 +132,32 @@ pub struct Summary {
     pub counters: Counters,
     /// Video URLs refreshed because they expired or were refused.
     pub url_refreshes: u64,
-    /// Queue time: from task creation until it was first seen processing.
+    /// Queue time: from the create's send until the task was first seen processing (vidbatch's
+    /// clock).
     pub queue_seconds: Percentiles,
-    /// Generation time: from processing start (creation when never seen processing) to completion.
+    /// Generation time: the task's life on the server (its own clock) less the queue time.
     pub generation_seconds: Percentiles,
 }
 
-/// When things happened to one job, and the durations between.
+/// When things happened to one job, and the durations between. Instants are on the clock
+/// named with each; a duration never mixes two clocks (the server's may be off).
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 pub struct Timings {
-    /// When the latest create was sent.
+    /// When the latest create was sent (vidbatch's clock).
     pub submit_sent_at: Option<Timestamp>,
-    /// When its task was created.
+    /// When its task was created (the server's clock).
     pub created_at: Option<Timestamp>,
-    /// When the task was first seen processing.
+    /// When the task was first seen processing (vidbatch's clock).
     pub processing_at: Option<Timestamp>,
-    /// When the task finished on the server.
+    /// When the task finished (the server's clock).
     pub completed_at: Option<Timestamp>,
-    /// When the job became done or failed.
+    /// When the job became done or failed (vidbatch's clock).
     pub finished_at: Option<Timestamp>,
-    /// `processing_at - created_at`; null when processing was never seen.
+    /// `processing_at - submit_sent_at` (vidbatch's clock); null when processing was never seen.
     pub queue_seconds: Option<f64>,
-    /// `completed_at - processing_at` (from `created_at` when processing was never seen).
+    /// `completed_at - created_at` (the server's clock) less `queue_seconds`.
     pub generation_seconds: Option<f64>,
-    /// `finished_at - created_at` (download included).
+    /// `finished_at - submit_sent_at` (vidbatch's clock; download included).
     pub total_seconds: Option<f64>,
 }
 
@@ -233,16 +235,17 @@ fn seconds(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<f64> {
 }
 
 fn timings(j: &JobState) -> Timings {
-    let generation_from = j.processing_at.or(j.submitted_at);
+    let queue = seconds(j.intent_at, j.processing_at);
+    let on_server = seconds(j.submitted_at, j.completed_at);
     Timings {
         submit_sent_at: j.intent_at,
         created_at: j.submitted_at,
         processing_at: j.processing_at,
         completed_at: j.completed_at,
         finished_at: j.finished_at,
-        queue_seconds: seconds(j.submitted_at, j.processing_at),
-        generation_seconds: seconds(generation_from, j.completed_at),
-        total_seconds: seconds(j.submitted_at, j.finished_at),
+        queue_seconds: queue,
+        generation_seconds: on_server.map(|s| (s - queue.unwrap_or(0.0)).max(0.0)),
+        total_seconds: seconds(j.intent_at, j.finished_at),
     }
 }
 
