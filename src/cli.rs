@@ -20,7 +20,7 @@ use crate::manifest::{self, ManifestArgs, Plan};
 use crate::report;
 use crate::runner::{Concurrency, JobSpec, RetryPolicy, RunSettings, Runner};
 use crate::sim::{Sim, SimArgs, SimConfig, SimHandle};
-use crate::state::RunState;
+use crate::state::{Phase, RunState};
 
 /// Exit code of a usage or manifest error.
 pub const EXIT_USAGE: i32 = exit::USAGE;
@@ -401,6 +401,66 @@ pub fn in_shard(id: &str, k: u64, n: u64) -> bool {
     u64::from_be_bytes(first) % n == k - 1
 }
 
+/// The run's last line: where the report is and the next step that fits how it ended.
+fn closing_line(out: &Path, summary: &crate::runner::RunSummary) -> String {
+    let dir = out.display();
+    let failed = summary
+        .plan
+        .iter()
+        .filter_map(|id| summary.state.jobs.get(id))
+        .filter(|j| j.phase == Phase::Failed)
+        .count();
+    let next = match summary.outcome {
+        RunOutcome::Success => None,
+        RunOutcome::Interrupted => Some(format!(
+            "run the same command again to resume, or `vidbatch cancel --out {dir}` to stop the tasks on the server"
+        )),
+        RunOutcome::Fatal => Some("fix the key or the balance, then run the same command again".into()),
+        RunOutcome::Stopped => {
+            Some("raise --max-fail or --budget-tokens, then run the same command again".into())
+        }
+        RunOutcome::LocalFailure => {
+            Some("free disk space or fix the out dir, then run the same command again".into())
+        }
+        RunOutcome::SomeFailed if failed > 0 => Some(format!(
+            "add --retry-failed to try the {failed} failed jobs again"
+        )),
+        RunOutcome::SomeFailed => Some("run the same command again to finish the rest".into()),
+    };
+    format!(
+        "report: {dir}/report.json and {dir}/report.html{}",
+        next.map(|n| format!("; next: {n}")).unwrap_or_default()
+    )
+}
+
+/// The settings a resumed run takes from the earlier run (no flag or variable gave them), as
+/// the flags that would give them: `--rpm 77`.
+fn remembered(args: &RunArgs, previous: Option<&serde_json::Value>) -> Vec<String> {
+    let Some(previous) = previous else {
+        return Vec::new();
+    };
+    let given = [
+        ("rpm", args.rpm.is_some()),
+        ("burst", args.burst.is_some()),
+        ("concurrency", args.concurrency.is_some()),
+        ("download_concurrency", args.download_concurrency.is_some()),
+        ("max_retries", args.max_retries.is_some()),
+        ("poll_interval", args.poll_interval.is_some()),
+        ("job_timeout", args.job_timeout.is_some()),
+    ];
+    given
+        .iter()
+        .filter(|(_, given)| !given)
+        .filter_map(|(key, _)| {
+            let value = match previous.get(*key)? {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            Some(format!("--{} {value}", key.replace('_', "-")))
+        })
+        .collect()
+}
+
 /// Chooses flag, then earlier run, then manifest, then default.
 fn pick<T: Clone + serde::de::DeserializeOwned>(
     flag: Option<T>,
@@ -541,7 +601,7 @@ fn move_earlier_run(out: &Path) -> anyhow::Result<()> {
 /// Waits for Ctrl-C or SIGTERM; a second one exits at once (the state is already safe).
 async fn interrupted() {
     wait_signal().await;
-    eprintln!("interrupted: saving state and writing the report (Ctrl-C again to leave at once)");
+    eprintln!("interrupted: saving state and writing the report (interrupt again to leave at once)");
     tokio::spawn(async {
         wait_signal().await;
         std::process::exit(RunOutcome::Interrupted.exit_code());
@@ -643,6 +703,17 @@ async fn cmd_run(args: RunArgs, verbosity: display::Verbosity, json_logs: bool) 
         .ok()
         .and_then(|l| l.state.settings);
     let settings = settings(&args, &plan, out.clone(), previous.as_ref());
+    let remembered = remembered(&args, previous.as_ref());
+    if !remembered.is_empty() {
+        note(
+            json_logs,
+            &format!(
+                "settings from the earlier run in {}: {} (give a flag to change one)",
+                out.display(),
+                remembered.join(" ")
+            ),
+        );
+    }
     let manifests: Vec<SourceRecord> = plan
         .sources
         .iter()
@@ -682,6 +753,7 @@ async fn cmd_run(args: RunArgs, verbosity: display::Verbosity, json_logs: bool) 
         eprintln!("error: {e:#}");
         return Ok(RunOutcome::LocalFailure.exit_code());
     }
+    note(json_logs, &closing_line(&out, &summary));
     if !summary.orphaned.is_empty() {
         note(
             json_logs,
@@ -727,7 +799,6 @@ pub struct DryRun {
 impl DryRun {
     /// What running `plan` into `out` would do, given the out dir's `state` (none: a new run).
     pub fn of(plan: &Plan, state: Option<&RunState>, out: &Path, retry_failed: bool) -> DryRun {
-        use crate::state::Phase;
         #[derive(Clone, Copy, PartialEq, Eq)]
         enum Act {
             Skip,

@@ -381,3 +381,32 @@ async fn fresh_moves_the_earlier_state_and_its_paid_videos_aside() {
             .all(|j| !kept.claimed_tasks.contains(j.task_id().unwrap()))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_run_says_what_it_found_which_settings_it_kept_and_where_the_report_is() {
+    let sim = Sim::start(fast_sim()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifest(dir.path(), 2);
+    let out = dir.path().join("out");
+    let args = ["run", m.to_str().unwrap(), "--out", out.to_str().unwrap()];
+    let mut first = args.to_vec();
+    first.extend(["--download-concurrency", "3"]);
+    let o = output(vidbatch(&sim, &first)).await;
+    assert_eq!(o.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!stderr.contains("resuming:"), "{stderr}");
+    let o = output(vidbatch(&sim, &args)).await;
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("resuming: 2 done and verified"), "{stderr}");
+    assert!(stderr.contains("settings from the earlier run"), "{stderr}");
+    assert!(stderr.contains("--download-concurrency 3"), "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .last()
+            .unwrap()
+            .starts_with(&format!("report: {}/report.json", out.display())),
+        "{stderr}"
+    );
+}

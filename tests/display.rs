@@ -122,15 +122,18 @@ async fn without_a_terminal_the_display_is_plain_lines_with_no_control_character
         let stderr = text(&o.stderr);
         assert!(matches!(o.status.code(), Some(0 | 1)), "{stderr}");
         assert_no_control_characters(&stderr);
+        // The end: how the run finished, then where the report is (and the next step).
+        let end: Vec<&str> = stderr.lines().rev().take(2).collect();
+        assert!(end[1].starts_with("run finished ("), "{extra:?}: {stderr}");
         assert!(
-            stderr.lines().last().unwrap().starts_with("run finished ("),
+            end[0].starts_with(&format!("report: {}/report.json", out.display())),
             "{extra:?}: {stderr}"
         );
         let summary = &report(&out)["summary"];
         let done = summary["by_state"]["done"].as_u64().unwrap_or(0);
         let failed = summary["jobs"].as_u64().unwrap() - done;
         assert_eq!(
-            stderr.lines().filter(|l| l.contains(" FAILED ")).count() as u64,
+            stderr.lines().filter(|l| l.starts_with("FAILED job ")).count() as u64,
             failed,
             "{extra:?}: a line per failed job: {stderr}"
         );
@@ -566,9 +569,15 @@ fn in_a_terminal_the_bar_is_drawn_and_the_final_screen_is_clean() {
     assert!(frame.contains("failed, ETA"), "{frame}");
     let lines: Vec<&str> = last.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(
-        lines,
-        ["run finished (success): 6 done", "exit=0"],
+        lines.len(),
+        3,
         "the final screen holds more than the summary:\n{last}"
     );
+    assert_eq!(lines[0], "run finished (success): 6 done");
+    assert!(
+        lines[1].starts_with("report: ") && lines[1].ends_with("/report.html"),
+        "{last}"
+    );
+    assert_eq!(lines[2], "exit=0");
     assert_eq!(report(&out)["summary"]["by_state"]["done"], 6);
 }

@@ -100,8 +100,9 @@ pub fn line(event: &Event, state: &RunState, tally: &Tally, verbosity: Verbosity
             Some(format!("{} done {job}: {path} ({bytes} bytes)", progress(tally)))
         }
         Event::JobFailed { job, failure, .. } => Some(format!(
-            "{} FAILED {job}: {}{}",
-            progress(tally),
+            "FAILED job {job} ({}/{} done): {}{}",
+            tally.done,
+            tally.total.max(tally.done),
             failure.kind.name(),
             match (&failure.code, failure.message.as_str()) {
                 (Some(code), msg) => format!(" [{code}] {msg}"),

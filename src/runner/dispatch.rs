@@ -442,6 +442,17 @@ impl Dispatcher {
         self.url_reading.clear();
         self.listing = false;
         self.cancels.clear();
+        let on_server = self.flights.len() + self.lost.len();
+        if on_server > 0 && !self.settings.cancel_on_interrupt {
+            self.emit(Event::Notice {
+                message: format!(
+                    "{on_server} tasks are still queued or processing on the server and are paid for \
+                     when they finish: run the same command again to fetch them, or `vidbatch cancel \
+                     --out {}` to stop them",
+                    self.settings.out_dir.display()
+                ),
+            });
+        }
         if self.settings.cancel_on_interrupt {
             let mut flights: Vec<(&String, &Flight)> = self.flights.iter().collect();
             flights.sort_by_key(|(_, f)| f.sent);

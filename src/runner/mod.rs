@@ -326,6 +326,9 @@ impl Runner {
         });
         prepare_jobs(&mut d, &jobs);
         d.load(&plan);
+        if let Some(line) = resume_line(&d.state, &plan, settings.retry_failed) {
+            d.emit(Event::Notice { message: line });
+        }
         d.run(shutdown).await;
         d.note_left_waiting();
 
@@ -461,6 +464,45 @@ fn prepare_jobs(d: &mut dispatch::Dispatcher, jobs: &[JobSpec]) {
             _ => {}
         }
     }
+}
+
+/// What a resumed run finds and will do, in one line; `None` for a first run.
+fn resume_line(state: &RunState, plan: &[String], retry_failed: bool) -> Option<String> {
+    if state.runs < 2 {
+        return None;
+    }
+    let mut counts = [0usize; 5];
+    for job in plan.iter().filter_map(|id| state.jobs.get(id)) {
+        let slot = match job.phase {
+            Phase::Done => 0,
+            Phase::Submitted | Phase::Submitting => 1,
+            Phase::Generated => 2,
+            Phase::Failed => 3,
+            Phase::Pending => 4,
+        };
+        counts[slot] += 1;
+    }
+    let [done, on_server, fetch, failed, create] = counts;
+    let mut parts = vec![format!("{done} done and verified")];
+    if on_server > 0 {
+        parts.push(format!(
+            "{on_server} tasks still on the server (polled, never sent again)"
+        ));
+    }
+    if fetch > 0 {
+        parts.push(format!("{fetch} videos to fetch again"));
+    }
+    if failed > 0 {
+        parts.push(if retry_failed {
+            format!("{failed} failed, retried now (--retry-failed)")
+        } else {
+            format!("{failed} failed (not retried: add --retry-failed)")
+        });
+    }
+    if create > 0 {
+        parts.push(format!("{create} to create"));
+    }
+    Some(format!("resuming: {}", parts.join(", ")))
 }
 
 /// Checks a done job's files against the state: present, same size and sha256, valid media.
