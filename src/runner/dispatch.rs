@@ -2018,36 +2018,9 @@ mod tests {
     /// A dispatcher over `jobs` pending jobs whose client points at a closed port: these tests
     /// look at its decisions, never at its requests.
     fn dispatcher(dir: &std::path::Path, jobs: usize) -> Dispatcher {
-        let mut state = RunState::default();
-        let plan: Vec<String> = (0..jobs).map(|i| format!("j{i}")).collect();
-        for id in &plan {
-            state.apply(&Event::JobPlanned {
-                job: id.clone(),
-                name: id.clone(),
-                fingerprint: format!("fp-{id}"),
-                request: Box::new(CreateRequest {
-                    model: "seedance-1.5-pro".into(),
-                    prompt: format!("shot {id}"),
-                    ..Default::default()
-                }),
-                source: "test".into(),
-                estimated_tokens: Some(100),
-            });
-        }
-        let client = Client::new(&ClientConfig::new("http://127.0.0.1:9/v1", ApiKey::new("k"))).unwrap();
-        let mut d = Dispatcher::new(Setup {
-            client,
-            http: reqwest::Client::new(),
-            settings: RunSettings::new(dir),
-            journal: Journal::open(&dir.join("state.jsonl")).unwrap(),
-            state,
-            observers: Vec::new(),
-            run_id: "run_test".into(),
-            plan: plan.clone(),
-            committed_tokens: 0,
-        });
-        d.load(&plan);
-        d
+        let ids: Vec<String> = (0..jobs).map(|i| format!("j{i}")).collect();
+        let jobs: Vec<(&str, Option<&str>)> = ids.iter().map(|id| (id.as_str(), None)).collect();
+        chained(dir, &jobs)
     }
 
     fn task(id: &str, status: &str) -> Task {
