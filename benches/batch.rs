@@ -2,7 +2,8 @@
 //! measured against the limits the provider sets. See BENCHMARKS.md for the method.
 //!
 //! Run: `cargo bench --bench batch` (all scenarios) or `cargo bench --bench batch -- NAME`
-//! with NAME one of `engine`, `large`, `rate`, `adapt`, `makespan`, `requests`, `overhead`.
+//! with NAME one of `engine`, `chains`, `large`, `rate`, `adapt`, `makespan`, `requests`,
+//! `overhead`.
 
 use std::path::Path;
 use std::process::Command;
@@ -45,10 +46,16 @@ fn bench_dir() -> std::path::PathBuf {
         .unwrap_or_else(std::env::temp_dir)
 }
 
-/// Runs `vidbatch run` under GNU time against `sim` and reads its report.
+/// Runs `vidbatch run` of `jobs` distinct jobs under GNU time against `sim` and reads its report.
 fn run(sim: &SimHandle, jobs: usize, args: &[&str]) -> Outcome {
+    run_manifest(sim, |dir| manifest(dir, jobs), args)
+}
+
+/// Runs `vidbatch run` of the manifest `write` puts in a fresh directory (and returns the path
+/// of) under GNU time against `sim`, and reads its report.
+fn run_manifest(sim: &SimHandle, write: impl FnOnce(&Path) -> std::path::PathBuf, args: &[&str]) -> Outcome {
     let dir = tempfile::tempdir_in(bench_dir()).expect("temp dir");
-    let m = manifest(dir.path(), jobs);
+    let m = write(dir.path());
     let out = dir.path().join("out");
     let times = dir.path().join("time.txt");
     let start = Instant::now();
@@ -275,6 +282,52 @@ async fn script(sim: &SimHandle, jobs: usize) -> (f64, u64, usize) {
         requests.load(Ordering::Relaxed),
         done.load(Ordering::Relaxed),
     )
+}
+
+/// Writes a manifest of `chains` chains of `shots` shots (each shot starts from the last frame
+/// of the one before) and `single` independent jobs.
+fn chain_manifest(dir: &Path, chains: usize, shots: usize, single: usize) -> std::path::PathBuf {
+    let mut text = String::from(
+        "version: 1\ndefaults:\n  model: seedance-1.5-pro\n  duration: 5\n  ratio: \"16:9\"\n  resolution: 480p\njobs:\n",
+    );
+    for c in 0..chains {
+        for k in 0..shots {
+            text.push_str(&format!("  - id: c{c}-{k}\n    prompt: \"chain {c} shot {k}\"\n"));
+            if k > 0 {
+                text.push_str(&format!("    first_frame: job://c{c}-{}\n", k - 1));
+            }
+        }
+    }
+    for i in 0..single {
+        text.push_str(&format!("  - id: s-{i}\n    prompt: \"single shot {i}\"\n"));
+    }
+    let path = dir.join("chains.yaml");
+    std::fs::write(&path, text).expect("write manifest");
+    path
+}
+
+/// The chain row: 20 chains of 5 shots and 100 independent jobs against 8 slots, generations of
+/// 1 to 2 s, 600 requests/minute, URLs in lists. Bound: the larger of the longest chain's
+/// generation time (at most 5 × 2 s) and the generation seconds drawn ÷ 8.
+async fn chains() {
+    let sim = start(engine_sim(true)).await;
+    let o = run_manifest(
+        &sim,
+        |dir| chain_manifest(dir, 20, 5, 100),
+        &["--rpm", "600", "--poll-interval", "0.2s"],
+    );
+    let stats = sim.stats();
+    let b = (stats.generation_seconds / 8.0).max(5.0 * 2.0);
+    println!(
+        "chains    20 chains of 5 and 100 single jobs, 8 slots: {:.1}s over a bound of {b:.1}s = {:.3}; {:.2} requests per job [{}]; 429s {}; {} done (exit {:?})",
+        o.wall,
+        o.wall / b,
+        o.api_requests as f64 / 200.0,
+        by_endpoint(&sim),
+        stats.rate_limited,
+        o.done,
+        o.exit
+    );
 }
 
 /// R3: 1,000 jobs of 60 s against 50 slots, 600 requests/minute and 3 s polls, scaled by 0.05,
@@ -554,6 +607,9 @@ async fn main() {
     let wants = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
     if wants("engine") {
         engine().await;
+    }
+    if wants("chains") {
+        chains().await;
     }
     if wants("large") {
         large().await;

@@ -157,11 +157,28 @@ async fn a_failed_shot_blocks_the_shots_after_it_and_retry_failed_finishes_the_c
     };
     let m = chain_manifest(dir.path(), 5, prompt, extra);
     let out = dir.path().join("out");
+    let (junit, summary) = (dir.path().join("junit.xml"), dir.path().join("summary.md"));
     let status = common::vidbatch_run(&m, &out, &sim, "fail-key", "8")
+        .args([
+            "--junit",
+            junit.to_str().unwrap(),
+            "--summary-md",
+            summary.to_str().unwrap(),
+        ])
         .status()
         .await
         .unwrap();
     assert_eq!(status.code(), Some(1), "a blocked chain is not a success");
+    // JUnit, the summary and report.html name the job each blocked shot waits for.
+    let junit = std::fs::read_to_string(&junit).unwrap();
+    let summary = std::fs::read_to_string(&summary).unwrap();
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(junit.contains("after: shot-2"), "{junit}");
+    assert!(summary.contains("shot-3 (after shot-2)"), "{summary}");
+    assert!(
+        html.contains("<dt>after</dt><dd>shot-2</dd>"),
+        "report.html names no upstream"
+    );
     let st = state(&out);
     assert_eq!(st.jobs["shot-1"].phase, Phase::Done);
     assert_eq!(st.jobs["solo"].phase, Phase::Done);

@@ -467,6 +467,16 @@ async fn draft_tasks_can_be_referenced_once_completed() {
     let draft_id = draft["id"].as_str().expect("id").to_string();
     c.completed(&draft_id).await;
     c.completed(&plain).await;
+    // A draft is the cheap preview: billed as 480p though 720p was asked.
+    let billed = |t: &Value| t["usage"]["total_tokens"].as_u64();
+    assert_eq!(
+        billed(&c.task(&draft_id).await),
+        vidbatch::sim::cost_tokens("480p", "16:9", 5)
+    );
+    assert_eq!(
+        billed(&c.task(&plain).await),
+        vidbatch::sim::cost_tokens("720p", "16:9", 5)
+    );
     let reference = |id: &str| {
         let mut b = body("final");
         b["content"] = json!([{"type": "draft_task", "draft_task": {"id": id}}]);

@@ -69,6 +69,8 @@ pub struct Card {
     pub group: &'static str,
     /// Where the job came from.
     pub source: String,
+    /// The jobs it starts from (`job://` references), comma-separated; empty when none.
+    pub upstream: String,
     /// The prompt, cut to a readable length.
     pub prompt: String,
     /// The whole prompt, lower-cased, for the search.
@@ -313,6 +315,7 @@ fn card(job: &JobReport) -> Card {
         state: job.state.clone(),
         group: group(job),
         source: job.source.clone(),
+        upstream: job.upstream.join(", "),
         prompt: shown,
         search: format!("{} {}", job.id, prompt).to_lowercase(),
         model: job.request.model.clone(),

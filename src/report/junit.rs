@@ -194,6 +194,9 @@ pub fn render(report: &Report) -> String {
             seconds(j)
         );
         let mut out = format!("source: {}\nstate: {}\n", j.source, j.state);
+        if !j.upstream.is_empty() {
+            let _ = writeln!(out, "after: {}", j.upstream.join(", "));
+        }
         if !j.task_ids.is_empty() {
             let _ = writeln!(out, "task ids: {}", j.task_ids.join(", "));
         }

@@ -92,7 +92,11 @@ pub fn render(report: &Report) -> String {
             let _ = writeln!(
                 m,
                 "| {} | {} | {} | {} |",
-                cell(&j.id),
+                cell(&if j.upstream.is_empty() {
+                    j.id.clone()
+                } else {
+                    format!("{} (after {})", j.id, j.upstream.join(", "))
+                }),
                 cell(&j.state),
                 cell(&j.source),
                 cell(&error)

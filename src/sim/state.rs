@@ -403,7 +403,12 @@ impl State {
                 _ => fixed,
             };
         }
-        let median = match spec.resolution.as_str() {
+        let resolution = if spec.draft {
+            "480p"
+        } else {
+            spec.resolution.as_str()
+        };
+        let median = match resolution {
             "480p" => 45.0,
             "1080p" => 180.0,
             _ => 70.0,
@@ -446,7 +451,13 @@ impl State {
         } else {
             spec.duration
         };
-        let cost = cost_tokens(&spec.resolution, &spec.ratio, duration_used).unwrap_or(0);
+        // A draft is a cheap preview: priced (and generated) as 480p whatever was asked.
+        let priced_at = if spec.draft {
+            "480p"
+        } else {
+            spec.resolution.as_str()
+        };
+        let cost = cost_tokens(priced_at, &spec.ratio, duration_used).unwrap_or(0);
         let acct = self.account(key);
         if let Some(balance) = acct.balance
             && balance < cost
