@@ -3,7 +3,7 @@
 //! Videos are a real 1 s H.264 MP4 (160×90, made once with ffmpeg and embedded) followed by a
 //! top-level `free` box carrying the task id, so every task's file is distinct and still parses.
 //! With a target size the `free` box is padded with zeros (64-bit box size past 4 GiB) and the
-//! padding is produced while streaming, never held in memory. Last frames are a small PNG with a
+//! padding is produced while streaming, never held in memory. Last frames are a PNG of the frame size with a
 //! `tEXt` chunk carrying the task id.
 
 use std::io;
@@ -16,8 +16,6 @@ use futures::Stream;
 
 /// The embedded H.264 clip.
 pub(crate) const CLIP: &[u8] = include_bytes!("clip.mp4");
-/// The embedded last-frame PNG.
-pub(crate) const LAST_FRAME: &[u8] = include_bytes!("last.png");
 
 const CHUNK: usize = 64 * 1024;
 static ZEROS: [u8; CHUNK] = [0; CHUNK];
@@ -95,18 +93,52 @@ fn crc32(data: &[u8]) -> u32 {
     !crc
 }
 
-/// The last-frame PNG of `task_id`: the embedded PNG with a `tEXt` chunk inserted before `IEND`.
-pub(crate) fn last_frame(task_id: &str) -> FileLayout {
-    let iend_at = LAST_FRAME.len().saturating_sub(12);
-    let mut data = b"tEXt".to_vec();
-    data.extend_from_slice(b"Comment\0vidbatch-sim task_id=");
-    data.extend_from_slice(task_id.as_bytes());
-    let mut out = BytesMut::with_capacity(LAST_FRAME.len() + data.len() + 8);
-    out.extend_from_slice(&LAST_FRAME[..iend_at]);
-    out.extend_from_slice(&((data.len() - 4) as u32).to_be_bytes());
-    out.extend_from_slice(&data);
-    out.extend_from_slice(&crc32(&data).to_be_bytes());
-    out.extend_from_slice(&LAST_FRAME[iend_at..]);
+/// The last-frame PNG of `task_id`, `width` × `height` (the task's frame size): an RGB image in
+/// one colour drawn from the task id, stored uncompressed, with a `tEXt` chunk naming the task.
+pub(crate) fn last_frame(task_id: &str, width: u32, height: u32) -> FileLayout {
+    fn chunk(out: &mut BytesMut, kind: &[u8], data: &[u8]) {
+        let mut body = kind.to_vec();
+        body.extend_from_slice(data);
+        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        out.extend_from_slice(&body);
+        out.extend_from_slice(&crc32(&body).to_be_bytes());
+    }
+    let (w, h) = (width.max(1), height.max(1));
+    let shade = task_id
+        .bytes()
+        .fold(0u8, |a, b| a.wrapping_mul(31).wrapping_add(b));
+    // Each row: filter type 0, then the pixels.
+    let mut row = vec![0u8];
+    row.extend([shade, 255 - shade, 128].repeat(w as usize));
+    let raw = row.repeat(h as usize);
+    // zlib with stored (uncompressed) blocks of at most 65,535 bytes, then Adler-32.
+    let mut zlib = vec![0x78, 0x01];
+    let blocks: Vec<&[u8]> = raw.chunks(65_535).collect();
+    for (i, block) in blocks.iter().enumerate() {
+        zlib.push(u8::from(i + 1 == blocks.len()));
+        let len = block.len() as u16;
+        zlib.extend_from_slice(&len.to_le_bytes());
+        zlib.extend_from_slice(&(!len).to_le_bytes());
+        zlib.extend_from_slice(block);
+    }
+    let (mut a, mut b) = (1u32, 0u32);
+    for &byte in &raw {
+        a = (a + u32::from(byte)) % 65_521;
+        b = (b + a) % 65_521;
+    }
+    zlib.extend_from_slice(&((b << 16) | a).to_be_bytes());
+    let mut out = BytesMut::with_capacity(zlib.len() + 128);
+    out.extend_from_slice(b"\x89PNG\r\n\x1a\n");
+    let mut ihdr = Vec::with_capacity(13);
+    ihdr.extend_from_slice(&w.to_be_bytes());
+    ihdr.extend_from_slice(&h.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    chunk(&mut out, b"IHDR", &ihdr);
+    let mut text = b"Comment\0vidbatch-sim task_id=".to_vec();
+    text.extend_from_slice(task_id.as_bytes());
+    chunk(&mut out, b"tEXt", &text);
+    chunk(&mut out, b"IDAT", &zlib);
+    chunk(&mut out, b"IEND", &[]);
     let total = out.len() as u64;
     FileLayout {
         prefix: out.freeze(),
@@ -243,7 +275,16 @@ mod tests {
     fn png_chunk_crc() {
         // The CRC of "IEND" is well known.
         assert_eq!(crc32(b"IEND"), 0xAE42_6082);
-        let png = last_frame("vgen_y");
-        assert!(png.len() > LAST_FRAME.len() as u64);
+    }
+
+    #[test]
+    fn a_last_frame_is_a_valid_png_of_the_frame_size() {
+        let png = last_frame("vgen_y", 854, 480);
+        let bytes = png.prefix.to_vec();
+        assert_eq!(bytes.len() as u64, png.total);
+        assert_eq!(&bytes[16..24], &[0, 0, 3, 86, 0, 0, 1, 224], "IHDR: 854 × 480");
+        let len = bytes.len() as u64;
+        let checked = crate::download::check_png(&mut std::io::Cursor::new(bytes), len).unwrap();
+        assert_eq!(checked, Ok(()));
     }
 }

@@ -888,8 +888,9 @@ fn download_inner(
         .accounts
         .values()
         .flat_map(|a| a.tasks.iter())
-        .any(|t| t.id == id && t.status == Status::Completed);
-    if !usable {
+        .find(|t| t.id == id && t.status == Status::Completed)
+        .map(|t| super::cost::frame_size(&t.spec.resolution, &t.spec.ratio).unwrap_or((854, 480)));
+    let Some((width, height)) = usable else {
         return (
             s3_error(
                 StatusCode::NOT_FOUND,
@@ -898,11 +899,11 @@ fn download_inner(
             ),
             "404".into(),
         );
-    }
+    };
     let file = if is_video {
         media::video(id, st.cfg.video_size)
     } else {
-        media::last_frame(id)
+        media::last_frame(id, width as u32, height as u32)
     };
     let len = file.len();
     let range = media::parse_range(headers.get(header::RANGE).and_then(|v| v.to_str().ok()), len);
