@@ -493,7 +493,9 @@ impl Dispatcher {
     /// again.
     fn spend_tokens(&mut self, now: Instant) -> Instant {
         let mut wake = self.next_tick;
-        if self.wants_sweep() {
+        // A due sweep wakes the loop only when it could be sent: while a list is on the wire
+        // (or the wire is full) its answer wakes the loop instead, so it never spins.
+        if self.wants_sweep() && !self.listing && self.outstanding < MAX_OUTSTANDING {
             wake = wake.min(self.next_sweep);
         }
         while let Some(next) = self.next_request(now) {
@@ -557,7 +559,12 @@ impl Dispatcher {
                 return Some(Next::List(ListFor::Sweep));
             }
         }
-        if let Some(job) = self.url_wait.iter().find(|j| !self.url_reading.contains(*j)) {
+        // A URL is read when a download can take it soon: read long before, it may expire in
+        // the queue and cost another read.
+        let downloads_ahead = self.fetch_wait.len() + self.fetching + self.url_reading.len();
+        if downloads_ahead < 2 * self.settings.download_concurrency.max(1)
+            && let Some(job) = self.url_wait.iter().find(|j| !self.url_reading.contains(*j))
+        {
             return Some(Next::UrlRead(job.clone()));
         }
         self.reads
