@@ -645,13 +645,7 @@ impl Dispatcher {
                 self.note_use(now);
                 self.counters.reads += 1;
                 self.url_wait.retain(|j| *j != job);
-                let Some(task) = self
-                    .state
-                    .jobs
-                    .get(&job)
-                    .and_then(|j| j.task_id())
-                    .map(str::to_string)
-                else {
+                let Some(task) = self.task_of(&job) else {
                     return;
                 };
                 self.url_reading.insert(job.clone());
@@ -661,13 +655,7 @@ impl Dispatcher {
                 self.note_use(now);
                 self.counters.reads += 1;
                 self.upstream_reads.retain(|j| *j != job);
-                let Some(task) = self
-                    .state
-                    .jobs
-                    .get(&job)
-                    .and_then(|j| j.task_id())
-                    .map(str::to_string)
-                else {
+                let Some(task) = self.task_of(&job) else {
                     self.block_behind(&job, &format!("job `{job}` has no task to take it from"));
                     return;
                 };
@@ -687,6 +675,15 @@ impl Dispatcher {
                 self.spawn_api(work::read(client, job, task, why));
             }
         }
+    }
+
+    /// The task a job is on now.
+    fn task_of(&self, job: &str) -> Option<String> {
+        self.state
+            .jobs
+            .get(job)
+            .and_then(|j| j.task_id())
+            .map(str::to_string)
     }
 
     /// Starts one API request's work, counted until its report comes back.
@@ -1201,12 +1198,7 @@ impl Dispatcher {
 
     fn on_url_read(&mut self, job: String, result: Result<Task, ApiError>) {
         self.url_reading.remove(&job);
-        let task_id = self
-            .state
-            .jobs
-            .get(&job)
-            .and_then(|j| j.task_id())
-            .map(str::to_string);
+        let task_id = self.task_of(&job);
         match result {
             Ok(task) if task.status == TaskStatus::Completed => {
                 if has_url(&task) {
