@@ -114,6 +114,34 @@ struct Flight {
     timing_out: bool,
 }
 
+impl Flight {
+    /// A task put in flight `now`: nothing read or listed of it yet.
+    fn new(
+        job: String,
+        created_at: Option<Timestamp>,
+        sent: Instant,
+        deadline: Instant,
+        status: TaskStatus,
+        now: Instant,
+    ) -> Flight {
+        Flight {
+            job,
+            created_at,
+            sent,
+            deadline,
+            status,
+            last_read: now,
+            read_errors: 0,
+            next_read: None,
+            absent_since: None,
+            listed: false,
+            uncovered: false,
+            read_queued: false,
+            timing_out: false,
+        }
+    }
+}
+
 /// A create whose answer was lost: its task may exist.
 struct Lost {
     key: String,
@@ -344,21 +372,14 @@ impl Dispatcher {
                 Phase::Submitting => lost.push((job.intent_at.unwrap_or_else(Timestamp::now), id.clone())),
                 Phase::Submitted => {
                     if let Some(task) = job.task_id() {
-                        let flight = Flight {
-                            job: id.clone(),
-                            created_at: job.submitted_at,
-                            sent: now,
-                            deadline: resumed_deadline(job.intent_at, self.settings.job_timeout),
-                            status: job.last_status.clone().unwrap_or(TaskStatus::Queued),
-                            last_read: now,
-                            read_errors: 0,
-                            next_read: None,
-                            absent_since: None,
-                            listed: false,
-                            uncovered: false,
-                            read_queued: false,
-                            timing_out: false,
-                        };
+                        let flight = Flight::new(
+                            id.clone(),
+                            job.submitted_at,
+                            now,
+                            resumed_deadline(job.intent_at, self.settings.job_timeout),
+                            job.last_status.clone().unwrap_or(TaskStatus::Queued),
+                            now,
+                        );
                         self.flights.insert(task.to_string(), flight);
                     }
                 }
@@ -1037,24 +1058,9 @@ impl Dispatcher {
     /// Puts a task in flight.
     fn fly(&mut self, job: String, task: Task, sent: Instant, now: Instant) {
         let id = task.id.clone();
-        self.flights.insert(
-            id.clone(),
-            Flight {
-                job,
-                created_at: task.created_at,
-                sent,
-                deadline: deadline_after(sent, self.settings.job_timeout),
-                status: task.status.clone(),
-                last_read: now,
-                read_errors: 0,
-                next_read: None,
-                absent_since: None,
-                listed: false,
-                uncovered: false,
-                read_queued: false,
-                timing_out: false,
-            },
-        );
+        let deadline = deadline_after(sent, self.settings.job_timeout);
+        let flight = Flight::new(job, task.created_at, sent, deadline, task.status.clone(), now);
+        self.flights.insert(id.clone(), flight);
         if task.status.is_terminal() {
             self.on_status(&id, task, now);
         } else {
