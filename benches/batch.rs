@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use vidbatch::sim::{Sim, SimConfig, SimHandle};
+use vidbatch_sim::{Sim, SimConfig, SimHandle};
 
 /// Writes a manifest of `jobs` distinct jobs (one matrix) and returns its path.
 fn manifest(dir: &Path, jobs: usize) -> std::path::PathBuf {
@@ -149,7 +149,7 @@ fn engine_sim(list_urls: bool) -> SimConfig {
 
 /// The lower bound of a batch: the larger of (generation seconds ÷ slots) and (jobs × the
 /// fewest requests a job takes ÷ the request rate).
-fn bound(stats: &vidbatch::sim::SimStats, slots: usize, jobs: usize, per_job: f64, rpm: u32) -> f64 {
+fn bound(stats: &vidbatch_sim::SimStats, slots: usize, jobs: usize, per_job: f64, rpm: u32) -> f64 {
     (stats.generation_seconds / slots as f64).max(jobs as f64 * per_job / (f64::from(rpm) / 60.0))
 }
 

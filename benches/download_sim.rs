@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use vidbatch::api::{ApiKey, Client, ClientConfig, CreateRequest, IdempotencyKey, TaskStatus};
 use vidbatch::download::{DownloadRequest, MediaKind, download, verify_file};
-use vidbatch::sim::{Sim, SimConfig};
+use vidbatch_sim::{Sim, SimConfig};
 
 const SIZE: u64 = 1 << 30;
 

@@ -3,6 +3,9 @@
 //! Settings come from a flag, then its environment variable, then (on resume) the earlier
 //! run's settings, then the manifest's `run:` section, then the built-in default.
 
+#[cfg(feature = "sim")]
+mod sim;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -19,7 +22,6 @@ use crate::journal;
 use crate::manifest::{self, ManifestArgs, Plan};
 use crate::report;
 use crate::runner::{Concurrency, JobSpec, RetryPolicy, RunSettings, Runner};
-use crate::sim::{Sim, SimArgs, SimConfig, SimHandle};
 use crate::state::{Phase, RunState};
 
 /// Exit code of a usage or manifest error.
@@ -128,7 +130,8 @@ pub enum Command {
         json: bool,
     },
     /// Run the local simulator of the API.
-    Sim(Box<SimArgs>),
+    #[cfg(feature = "sim")]
+    Sim(Box<sim::SimArgs>),
     /// Print a shell completion script, e.g. `vidbatch completions bash > /etc/bash_completion.d/vidbatch`.
     Completions {
         /// The shell.
@@ -306,7 +309,8 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Cancel { out, api } => cmd_cancel(&out, &api).await,
         Command::Report { out, merge, ci } => cmd_report(&out, &merge, &ci),
         Command::Models { api, json } => cmd_models(&api, json).await,
-        Command::Sim(args) => crate::sim::run_cli(*args).await.map(|()| 0),
+        #[cfg(feature = "sim")]
+        Command::Sim(args) => sim::run(*args).await.map(|()| 0),
         Command::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "vidbatch", &mut script);
@@ -337,23 +341,23 @@ fn usage(message: impl std::fmt::Display) -> anyhow::Result<i32> {
     Ok(EXIT_USAGE)
 }
 
-/// The simulator `--sim` starts: fast, roomy, fault-free.
-fn embedded_sim_config() -> SimConfig {
-    SimConfig {
-        time_scale: 0.01,
-        rpm: 1200,
-        concurrency: 10,
-        ..SimConfig::default()
-    }
+/// What keeps the simulator `--sim` started serving while a command runs.
+#[cfg(not(feature = "sim"))]
+type EmbeddedSim = std::convert::Infallible;
+#[cfg(feature = "sim")]
+use sim::{EmbeddedSim, start_embedded};
+
+/// Without the `sim` feature there is no simulator to start.
+#[cfg(not(feature = "sim"))]
+async fn start_embedded() -> anyhow::Result<(String, EmbeddedSim)> {
+    bail!("--sim: this vidbatch was built without the simulator (the `sim` feature)")
 }
 
 /// The API client of a command, and the simulator it started, if any.
-async fn connect(api: &ApiArgs) -> anyhow::Result<(Client, Option<SimHandle>)> {
+async fn connect(api: &ApiArgs) -> anyhow::Result<(Client, Option<EmbeddedSim>)> {
     let (base_url, key, sim) = if api.sim {
-        let sim = Sim::start(embedded_sim_config())
-            .await
-            .context("starting the embedded simulator")?;
-        (sim.base_url(), ApiKey::new("sim-key"), Some(sim))
+        let (base_url, sim) = start_embedded().await?;
+        (base_url, ApiKey::new("sim-key"), Some(sim))
     } else {
         let key = match (&api.api_key_file, &api.api_key) {
             (Some(path), _) => ApiKey::new(

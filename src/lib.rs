@@ -13,7 +13,6 @@
 //! - [`hex`]: hex text of digests.
 //! - [`cli`]: the command line and its commands.
 //! - [`exit`]: the exit code of every command's outcome, in one place.
-//! - [`sim`]: the simulator of the API that every test runs against.
 pub mod api;
 pub mod cli;
 pub mod display;
@@ -26,5 +25,4 @@ pub mod manifest;
 pub mod mp4;
 pub mod report;
 pub mod runner;
-pub mod sim;
 pub mod state;

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use vidbatch::journal;
-use vidbatch::sim::{Sim, SimConfig, SimHandle, SimTaskRequest};
 use vidbatch::state::{Phase, RunState};
+use vidbatch_sim::{Sim, SimConfig, SimHandle, SimTaskRequest};
 
 fn fast_sim(seed: u64) -> SimConfig {
     SimConfig {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::process::Command;
 use vidbatch::journal;
-use vidbatch::sim::{Sim, SimConfig, SimHandle};
+use vidbatch_sim::{Sim, SimConfig, SimHandle};
 
 fn manifest(dir: &Path, jobs: usize) -> PathBuf {
     common::matrix_manifest(dir, "manifest.yaml", "shot", "cli test shot", jobs, "")

@@ -6,7 +6,7 @@ use vidbatch::api::{
     ApiError, ApiKey, Client, ClientConfig, ContentItem, ContentRole, CreateRequest, IdempotencyKey,
     ListQuery, MediaUrl, TaskStatus,
 };
-use vidbatch::sim::{Sim, SimConfig, SimHandle};
+use vidbatch_sim::{Sim, SimConfig, SimHandle};
 
 fn client(sim: &SimHandle, key: &str) -> Client {
     let mut config = ClientConfig::new(sim.base_url(), ApiKey::new(key));
@@ -161,7 +161,7 @@ async fn every_error_class_is_classified() {
     assert!(matches!(e, ApiError::Payment(_)), "{e:?}");
     let quota = Sim::start(SimConfig {
         balance: Some(0),
-        balance_error_status: vidbatch::sim::BalanceErrorStatus::QuotaExhausted,
+        balance_error_status: vidbatch_sim::BalanceErrorStatus::QuotaExhausted,
         ..fast()
     })
     .await
@@ -178,8 +178,8 @@ async fn every_error_class_is_classified() {
     // 429 with the server's wait, from x-ratelimit-reset and from Retry-After
     for retry_after in [
         None,
-        Some(vidbatch::sim::RetryAfterFormat::Seconds),
-        Some(vidbatch::sim::RetryAfterFormat::HttpDate),
+        Some(vidbatch_sim::RetryAfterFormat::Seconds),
+        Some(vidbatch_sim::RetryAfterFormat::HttpDate),
     ] {
         let limited = Sim::start(SimConfig {
             rpm: 60,

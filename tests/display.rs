@@ -9,7 +9,7 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use tokio::process::Command;
-use vidbatch::sim::{Sim, SimConfig, SimHandle};
+use vidbatch_sim::{Sim, SimConfig, SimHandle};
 
 const BIN: &str = env!("CARGO_BIN_EXE_vidbatch");
 

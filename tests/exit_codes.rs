@@ -11,7 +11,7 @@ use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use tokio::process::Command;
-use vidbatch::sim::{Sim, SimConfig, SimHandle};
+use vidbatch_sim::{Sim, SimConfig, SimHandle};
 
 /// The binary with no key, base URL or out dir from the environment.
 fn bare(args: &[&str]) -> Command {

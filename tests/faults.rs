@@ -16,8 +16,8 @@ use tokio::process::Command;
 use vidbatch::download::{MediaKind, verify_file};
 use vidbatch::journal;
 use vidbatch::report::job_state_name;
-use vidbatch::sim::{Sim, SimConfig, SimHandle};
 use vidbatch::state::Phase;
+use vidbatch_sim::{Sim, SimConfig, SimHandle};
 
 const JOBS: usize = 14;
 

@@ -11,8 +11,8 @@ use std::time::Duration;
 use rand::{Rng, SeedableRng};
 use vidbatch::events::Event;
 use vidbatch::journal;
-use vidbatch::sim::{Sim, SimConfig};
 use vidbatch::state::Phase;
+use vidbatch_sim::{Sim, SimConfig};
 
 const JOBS: usize = 50;
 const KILLS: usize = 24;

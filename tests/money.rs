@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use tokio::process::Command;
 use vidbatch::journal;
-use vidbatch::sim::{Sim, SimConfig, SimHandle};
 use vidbatch::state::Phase;
+use vidbatch_sim::{Sim, SimConfig, SimHandle};
 
 /// A manifest of `n` jobs (480p, 5 s: 48,600 estimated tokens each), with `defaults` YAML
 /// lines added to its defaults.
@@ -148,7 +148,7 @@ async fn vidbatch_cancel_paces_itself_keeps_finished_tasks_and_records_each_canc
         gen_time_max: Some(Duration::from_secs(6000)),
         rpm: 600,
         rate_burst: Some(2),
-        retry_after: Some(vidbatch::sim::RetryAfterFormat::Seconds),
+        retry_after: Some(vidbatch_sim::RetryAfterFormat::Seconds),
         ..SimConfig::default()
     })
     .await;

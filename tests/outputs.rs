@@ -11,7 +11,7 @@ use std::process::Output;
 use std::time::Duration;
 
 use tokio::process::Command;
-use vidbatch::sim::{Sim, SimConfig, SimHandle};
+use vidbatch_sim::{Sim, SimConfig, SimHandle};
 
 /// A prompt prefix with markup in it: the page must show it as text.
 const HOSTILE: &str = "<script>document.title='owned'</script> <b>heron</b> & dusk";

@@ -14,8 +14,8 @@ use vidbatch::download::{MediaKind, verify_file};
 use vidbatch::events::{FailureKind, RunOutcome};
 use vidbatch::report::{self, Outputs, Report};
 use vidbatch::runner::{Concurrency, JobSpec, RetryPolicy, RunSettings, RunSummary, Runner};
-use vidbatch::sim::{Sim, SimConfig, SimHandle};
 use vidbatch::state::Phase;
+use vidbatch_sim::{Sim, SimConfig, SimHandle};
 
 fn jobs(n: usize, tag: &str, last_frame: bool) -> Vec<JobSpec> {
     (0..n)

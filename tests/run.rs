@@ -7,8 +7,8 @@ use vidbatch::api::{ApiKey, Client, ClientConfig, CreateRequest, http_client};
 use vidbatch::download::{MediaKind, verify_file};
 use vidbatch::events::RunOutcome;
 use vidbatch::runner::{Concurrency, JobSpec, RetryPolicy, RunSettings, RunSummary, Runner};
-use vidbatch::sim::{Sim, SimConfig, SimHandle, SimStats};
 use vidbatch::state::Phase;
+use vidbatch_sim::{Sim, SimConfig, SimHandle, SimStats};
 
 fn jobs(n: usize, tag: &str) -> Vec<JobSpec> {
     (0..n)

@@ -13,7 +13,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio::process::Command;
 use vidbatch::api::http_client;
-use vidbatch::sim::{Sim, SimConfig, SimHandle};
+use vidbatch_sim::{Sim, SimConfig, SimHandle};
 
 const SECRET: &str = "sk-test-SECRET-7f3a9c41d2e8b6";
 

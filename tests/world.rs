@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use vidbatch::journal;
-use vidbatch::sim::{Sim, SimConfig, SimHandle};
+use vidbatch_sim::{Sim, SimConfig, SimHandle};
 
 /// A simulator of 1.2 s generations and no rate limit, with `config` applied over it.
 async fn sim(config: SimConfig) -> SimHandle {

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use tokio::process::Command;
 use vidbatch::download::{MediaKind, verify_file};
-use vidbatch::sim::SimHandle;
 use vidbatch::state::{JobState, Phase};
+use vidbatch_sim::SimHandle;
 
 /// Writes `DIR/FILE`: a YAML manifest of `jobs` distinct jobs (seedance-1.5-pro, 5 s, 16:9,
 /// 480p) made by one matrix over `n` = "00", "01", ..., with ids `ID_PREFIX-NN` and prompts

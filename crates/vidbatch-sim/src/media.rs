@@ -283,8 +283,21 @@ mod tests {
         let bytes = png.prefix.to_vec();
         assert_eq!(bytes.len() as u64, png.total);
         assert_eq!(&bytes[16..24], &[0, 0, 3, 86, 0, 0, 1, 224], "IHDR: 854 × 480");
-        let len = bytes.len() as u64;
-        let checked = crate::download::check_png(&mut std::io::Cursor::new(bytes), len).unwrap();
-        assert_eq!(checked, Ok(()));
+        assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "signature");
+        // Every chunk's length fits and its CRC is right; the last one is IEND.
+        let mut at = 8;
+        let mut kinds = Vec::new();
+        while at < bytes.len() {
+            let len = u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+            let body = &bytes[at + 4..at + 8 + len];
+            let crc = u32::from_be_bytes(bytes[at + 8 + len..at + 12 + len].try_into().unwrap());
+            assert_eq!(crc32(body), crc, "CRC of chunk at {at}");
+            kinds.push(String::from_utf8_lossy(&body[..4]).into_owned());
+            at += 12 + len;
+        }
+        assert_eq!(at, bytes.len(), "no bytes after the last chunk");
+        assert_eq!(kinds.first().map(String::as_str), Some("IHDR"));
+        assert_eq!(kinds.last().map(String::as_str), Some("IEND"));
+        assert!(kinds.iter().any(|k| k == "IDAT"), "{kinds:?}");
     }
 }

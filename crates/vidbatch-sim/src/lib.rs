@@ -1,13 +1,18 @@
 //! The API simulator: an HTTP server that behaves like the AllToken Videos API, faults included.
 //!
-//! It is the project's yardstick: every test and benchmark of the tool runs against it, so it
+//! It is vidbatch's yardstick: every test and benchmark of the tool runs against it, so it
 //! behaves like the real service and, where the real behaviour is unknown, takes the harsher case
 //! (unknown fields and `null`s rejected, `Idempotency-Key` ignored by default, no `Retry-After`
 //! unless asked, list items without video URLs, short-lived URLs that still advertise the full TTL).
 //!
+//! It is a crate of its own and imports nothing from vidbatch: it checks requests with its own
+//! code (`validate`), written from the provider's pages, not with the client's rules, so a
+//! misreading of the API in the client cannot hide behind the same misreading here. vidbatch
+//! uses it behind its default `sim` feature for `--sim` and `vidbatch sim`.
+//!
 //! # Layout
-//! - [`config`]: [`SimConfig`] (every knob) and [`SimArgs`] (the `vidbatch sim` flags).
-//! - `server`: [`Sim`], [`SimHandle`], [`run_cli`]; routing, the per-request gate, downloads.
+//! - [`config`]: [`SimConfig`] (every knob) and [`SimConfigPatch`] (`POST /_sim/config`).
+//! - `server`: [`Sim`], [`SimHandle`]; routing, the per-request gate, downloads.
 //! - `state`: accounts, tasks over lazily advanced simulated time, rate-limit buckets.
 //! - `validate`: the create request's rules.
 //! - [`cost`]: [`cost_tokens`]: tokens = width × height × 24 × seconds / 1024.
@@ -49,9 +54,9 @@ mod state;
 pub mod stats;
 mod validate;
 
-pub use config::{BalanceErrorStatus, RetryAfterFormat, SimArgs, SimConfig, SimConfigPatch};
+pub use config::{BalanceErrorStatus, RetryAfterFormat, SimConfig, SimConfigPatch};
 pub use cost::{cost_tokens, frame_size};
-pub use server::{Sim, SimHandle, SimTaskRequest, run_cli};
+pub use server::{Sim, SimHandle, SimTaskRequest};
 pub use state::account_id;
 pub use stats::{FaultStats, SimStats};
 pub use validate::MODELS;

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use vidbatch::sim::{
+use vidbatch_sim::{
     BalanceErrorStatus, RetryAfterFormat, Sim, SimConfig, SimHandle, account_id, cost_tokens,
 };
 
@@ -471,11 +471,11 @@ async fn draft_tasks_can_be_referenced_once_completed() {
     let billed = |t: &Value| t["usage"]["total_tokens"].as_u64();
     assert_eq!(
         billed(&c.task(&draft_id).await),
-        vidbatch::sim::cost_tokens("480p", "16:9", 5)
+        vidbatch_sim::cost_tokens("480p", "16:9", 5)
     );
     assert_eq!(
         billed(&c.task(&plain).await),
-        vidbatch::sim::cost_tokens("720p", "16:9", 5)
+        vidbatch_sim::cost_tokens("720p", "16:9", 5)
     );
     let reference = |id: &str| {
         let mut b = body("final");

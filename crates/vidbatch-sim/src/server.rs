@@ -22,7 +22,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::Context as _;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, RawQuery, State as AxState};
@@ -35,7 +34,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use super::config::{RetryAfterFormat, SimArgs, SimConfig, SimConfigPatch};
+use super::config::{RetryAfterFormat, SimConfig, SimConfigPatch};
 use super::error::ApiError;
 use super::media::{self, RangeAnswer, StreamPlan};
 use super::rng;
@@ -130,16 +129,16 @@ impl std::fmt::Debug for SimHandle {
 
 impl Sim {
     /// Start a simulator on `127.0.0.1` with a free port, serving in the background.
-    pub async fn start(config: SimConfig) -> anyhow::Result<SimHandle> {
+    pub async fn start(config: SimConfig) -> std::io::Result<SimHandle> {
         Self::bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0), config).await
     }
 
     /// Start a simulator listening on `addr` (port 0 picks a free port), serving in the background.
-    pub async fn bind(addr: SocketAddr, config: SimConfig) -> anyhow::Result<SimHandle> {
+    pub async fn bind(addr: SocketAddr, config: SimConfig) -> std::io::Result<SimHandle> {
         let listener = TcpListener::bind(addr)
             .await
-            .with_context(|| format!("cannot listen on {addr}"))?;
-        let mut addr = listener.local_addr().context("no local address")?;
+            .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+        let mut addr = listener.local_addr()?;
         if addr.ip().is_unspecified() {
             addr.set_ip(IpAddr::V4(Ipv4Addr::LOCALHOST));
         }
@@ -243,37 +242,6 @@ impl Drop for SimHandle {
             task.abort();
         }
     }
-}
-
-/// Run `vidbatch sim`: listen, print the base URL as the first line of stdout, serve until Ctrl-C or SIGTERM.
-pub async fn run_cli(args: SimArgs) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    let handle = Sim::bind(args.listen, args.config()).await?;
-    {
-        let mut out = std::io::stdout().lock();
-        writeln!(out, "{}", handle.base_url())?;
-        out.flush()?;
-    }
-    tracing::info!(addr = %handle.addr(), "simulator listening");
-    wait_for_signal().await?;
-    handle.shutdown().await;
-    Ok(())
-}
-
-#[cfg(unix)]
-async fn wait_for_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r.context("cannot listen for Ctrl-C")?,
-        _ = term.recv() => {}
-    }
-    Ok(())
-}
-
-#[cfg(not(unix))]
-async fn wait_for_signal() -> anyhow::Result<()> {
-    tokio::signal::ctrl_c().await.context("cannot listen for Ctrl-C")
 }
 
 async fn serve(listener: TcpListener, app: Router, mut stopped: oneshot::Receiver<()>) {
