@@ -268,6 +268,11 @@ fn excel_made_workbooks_read_as_excel_shows_them() {
         "{d:?}"
     );
     assert!(d[0].contains("cell A1 of sheet `Feuil1`"), "{d:?}");
+    assert_eq!(d.len(), 8, "{d:?}");
+    assert!(
+        d[7].contains("no header row: each row of sheet `Feuil1` that holds values shows a formula error"),
+        "{d:?}"
+    );
     // numbers in the formats 0.00 (built-in 2) and 0.0000: B2 1.5, P2 12.618328720000001
     let (t, d) = read_excel("strict_iso_paths.xlsx", "ml_out");
     let t = t.unwrap_or_else(|| panic!("strict_iso_paths.xlsx: {d:?}"));

@@ -185,6 +185,8 @@ struct Builder {
     /// The sheet's ranges merged across columns, each with whether it was reported.
     across: Vec<(Merge, bool)>,
     table: Option<Table>,
+    /// Rows not read for a formula error.
+    error_rows: u32,
     too_big: bool,
 }
 
@@ -196,6 +198,7 @@ impl Builder {
             delimiter,
             across: Vec::new(),
             table: None,
+            error_rows: 0,
             too_big: false,
         }
     }
@@ -270,6 +273,7 @@ impl Builder {
             return;
         }
         if !r.errors.is_empty() {
+            self.error_rows += 1;
             for (col, err, name) in &r.errors {
                 let header = self
                     .table
@@ -365,11 +369,19 @@ impl Builder {
             return None;
         }
         if self.table.is_none() {
-            let what = match &self.sheet {
-                Some(s) => format!("no header row: sheet `{s}` is empty"),
-                None => "no header row: the sheet is empty".to_string(),
+            let sheet = match &self.sheet {
+                Some(s) => format!("sheet `{s}`"),
+                None => "the sheet".to_string(),
             };
-            diags.push(Diagnostic::error(file_loc(&self.file), what));
+            diags.push(if self.error_rows > 0 {
+                Diagnostic::error(
+                    file_loc(&self.file),
+                    format!("no header row: each row of {sheet} that holds values shows a formula error"),
+                )
+                .with_help("fix the formulas named above; the first row without one is the header")
+            } else {
+                Diagnostic::error(file_loc(&self.file), format!("no header row: {sheet} is empty"))
+            });
         }
         self.table
     }
