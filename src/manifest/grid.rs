@@ -67,10 +67,41 @@ impl Cell {
     }
 }
 
-/// The cells of one sheet, by 0-based row and column.
+/// A merged range of cells, by its top-left and bottom-right cells (0-based, inclusive).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Merge {
+    /// The top-left cell (row, column).
+    pub first: (u32, u32),
+    /// The bottom-right cell (row, column).
+    pub last: (u32, u32),
+}
+
+impl Merge {
+    /// Whether the range spans more than one column.
+    pub fn is_across(&self) -> bool {
+        self.last.1 > self.first.1
+    }
+
+    /// Whether the range covers row `r` (0-based).
+    pub fn covers_row(&self, r: u32) -> bool {
+        (self.first.0..=self.last.0).contains(&r)
+    }
+
+    /// The range as a spreadsheet names it (`B2:C4`).
+    pub fn name(&self) -> String {
+        format!(
+            "{}:{}",
+            cell_name(self.first.0, self.first.1),
+            cell_name(self.last.0, self.last.1)
+        )
+    }
+}
+
+/// The cells of one sheet, by 0-based row and column, and its merged ranges.
 #[derive(Debug, Clone, Default)]
 pub struct Grid {
     rows: Vec<Vec<Cell>>,
+    merges: Vec<Merge>,
 }
 
 impl Grid {
@@ -102,11 +133,19 @@ impl Grid {
         self.rows.get(r).map(Vec::as_slice).unwrap_or(&[])
     }
 
-    /// Carries the top-left cell of a merged range down its column, over the rows the range
-    /// covers (rows past the last row with content are left out), marking each copy with where
-    /// it came from. The other columns of a range spanning columns stay empty: a cell merged
-    /// across is one wide cell, not the same value in every column.
-    pub fn fill_merge(&mut self, r0: u32, c0: u32, r1: u32) {
+    /// The merged ranges, as added by [`Grid::merge`].
+    pub fn merges(&self) -> &[Merge] {
+        &self.merges
+    }
+
+    /// Notes a merged range and carries its top-left cell down its column, over the rows the
+    /// range covers (rows past the last row with content are left out), marking each copy with
+    /// where it came from. The other columns of a range spanning columns stay empty: a cell
+    /// merged across is one wide cell, not the same value in every column (the sheet reader
+    /// decides whether that is an error, from the columns it covers).
+    pub fn merge(&mut self, m: Merge) {
+        self.merges.push(m);
+        let (r0, c0) = m.first;
         let Some(top) = self.get(r0, c0).cloned() else {
             return;
         };
@@ -114,7 +153,7 @@ impl Grid {
             return;
         }
         let last_row = (self.rows.len() as u32).saturating_sub(1);
-        for r in r0.saturating_add(1)..=r1.min(last_row) {
+        for r in r0.saturating_add(1)..=m.last.0.min(last_row) {
             self.set(
                 r,
                 c0,
@@ -138,8 +177,8 @@ pub struct Workbook {
     pub grid: Grid,
 }
 
-/// The name of a cell as a spreadsheet shows it: `C3` for row 2, column 2 (0-based).
-pub fn cell_name(row: u32, col: u32) -> String {
+/// The name of a column as a spreadsheet shows it: `C` for column 2, `AA` for 26 (0-based).
+pub fn column_name(col: u32) -> String {
     let mut letters = Vec::new();
     let mut c = col as u64 + 1;
     while c > 0 {
@@ -147,7 +186,12 @@ pub fn cell_name(row: u32, col: u32) -> String {
         letters.push((b'A' + rem) as char);
         c = (c - 1) / 26;
     }
-    letters.iter().rev().collect::<String>() + &(row as u64 + 1).to_string()
+    letters.iter().rev().collect()
+}
+
+/// The name of a cell as a spreadsheet shows it: `C3` for row 2, column 2 (0-based).
+pub fn cell_name(row: u32, col: u32) -> String {
+    column_name(col) + &(row as u64 + 1).to_string()
 }
 
 #[cfg(test)]
@@ -160,5 +204,24 @@ mod tests {
         assert_eq!(cell_name(0, 26), "AA1");
         assert!(is_error_text("#N/A") && is_error_text("#DIV/0!") && is_error_text("Err:502"));
         assert!(!is_error_text("#draft") && !is_error_text("Err:"));
+    }
+
+    #[test]
+    fn a_merge_is_named_and_carried_down_its_first_column() {
+        let mut g = Grid::default();
+        g.set(1, 1, Cell::text("m"));
+        g.set(3, 0, Cell::text("x"));
+        let m = Merge {
+            first: (1, 1),
+            last: (5, 2),
+        };
+        g.merge(m);
+        assert_eq!(m.name(), "B2:C6");
+        assert!(m.is_across() && m.covers_row(5) && !m.covers_row(0));
+        assert_eq!(g.get(3, 1).map(|c| c.text.as_str()), Some("m"));
+        assert_eq!(g.get(3, 1).and_then(|c| c.merged_from), Some((1, 1)));
+        assert_eq!(g.get(2, 2), None, "the columns beside stay empty");
+        assert_eq!(g.rows(), 4, "rows past the last row with content are left out");
+        assert_eq!(g.merges(), [m]);
     }
 }

@@ -334,24 +334,57 @@ pub fn time_as_ratio(s: &str) -> Option<String> {
     (h < 24 && m < 60).then(|| format!("{h}:{m}"))
 }
 
+/// A number that is a whole number of minutes of a day (`0.67291666666666666665`, as a CSV
+/// export of bare numbers writes the time 16:09) as the time it is (`16:09`).
+fn day_fraction_as_time(s: &str) -> Option<String> {
+    let v: f64 = s.trim().parse().ok()?;
+    let minutes = v * 1440.0;
+    ((0.0..1.0).contains(&v) && (minutes - minutes.round()).abs() < 1e-6)
+        .then(|| numfmt::show(v, "h:mm", true, false).text)
+}
+
 /// The `ratio` of a sheet cell: a cell the app turned into a time reads as the ratio typed,
-/// with a warning saying how to keep it a ratio.
+/// whether shown as a time or written as a fraction of a day, with a warning saying how to
+/// keep it a ratio.
 fn ratio_cell(c: &str, was_time: bool, loc: &SourceLocation, diags: &mut Vec<Diagnostic>) -> String {
     let valid = rules::RATIOS.contains(&c.trim());
     if !was_time && valid {
         return c.to_string();
     }
-    let Some(r) = time_as_ratio(c).filter(|r| rules::RATIOS.contains(&r.as_str())) else {
+    let fraction = day_fraction_as_time(c);
+    let time = fraction.as_deref().unwrap_or(c);
+    let Some(r) = time_as_ratio(time).filter(|r| rules::RATIOS.contains(&r.as_str())) else {
         return c.to_string();
     };
+    let held = match &fraction {
+        Some(t) => format!("`{}`, the time {t} as a fraction of a day", c.trim()),
+        None => format!("the time `{}`", c.trim()),
+    };
     diags.push(
-        Diagnostic::warning(
-            loc.clone(),
-            format!("the cell holds the time `{}`: read as the ratio {r}", c.trim()),
-        )
-        .with_help("the spreadsheet app turned the typed ratio into a time of day; format the ratio column as Text (or type '16:9) so it stays a ratio"),
+        Diagnostic::warning(loc.clone(), format!("the cell holds {held}: read as the ratio {r}"))
+            .with_help("the spreadsheet app turned the typed ratio into a time of day; format the ratio column as Text (or type '16:9) so it stays a ratio"),
     );
     r
+}
+
+/// Help for an id or file name that a template variable made unsafe by holding a date written
+/// with `/` (`2024/03/15`, as Gnumeric's default CSV export writes a date).
+fn slashed_date_help(tpl: &str, vars: &Vars) -> Option<String> {
+    expand::variables(tpl).into_iter().find_map(|v| {
+        let val = vars.get(&v)?.trim();
+        let parts: Vec<&str> = val.split('/').collect();
+        let date = parts.len() == 3
+            && parts
+                .iter()
+                .all(|p| (1..=4).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()));
+        date.then(|| {
+            format!(
+                "the variable `{v}` holds the date `{val}`, written with `/`: format the {v} column as Text or as YYYY-MM-DD; \
+                 an export that writes dates so (Gnumeric's default CSV export) also drops number formats (7 for 007, 0.125 for 12.50%): \
+                 export the CSV with the cells as shown"
+            )
+        })
+    })
 }
 
 /// The error of a header that names no job field (and that no default uses as a variable):
@@ -1086,12 +1119,17 @@ impl Ctx {
             };
             if let Err(exp) = expand::check_safe_name(&id) {
                 let why = expand::why_unsafe(&id).unwrap_or_default();
-                self.diags.push(Diagnostic::field_error(
+                let d = Diagnostic::field_error(
                     id_loc.clone(),
                     "id",
                     format!("`{}` ({why} is not allowed)", yaml::excerpt(&id, 60)),
                     exp,
-                ));
+                );
+                let help = b.id.as_ref().and_then(|(tpl, _)| slashed_date_help(tpl, vars));
+                self.diags.push(match help {
+                    Some(h) => d.with_help(h),
+                    None => d,
+                });
                 return;
             }
             let name = match &b.name {
@@ -1105,12 +1143,16 @@ impl Ctx {
                     let n = if uses_id { r } else { r + &suffix };
                     if let Err(exp) = expand::check_safe_name(&n) {
                         let why = expand::why_unsafe(&n).unwrap_or_default();
-                        self.diags.push(Diagnostic::field_error(
+                        let d = Diagnostic::field_error(
                             nloc.clone(),
                             "name",
                             format!("`{}` ({why} is not allowed)", yaml::excerpt(&n, 60)),
                             exp,
-                        ));
+                        );
+                        self.diags.push(match slashed_date_help(tpl, &v) {
+                            Some(h) => d.with_help(h),
+                            None => d,
+                        });
                         return;
                     }
                     n
@@ -1188,5 +1230,28 @@ impl Ctx {
                 chain_root: None,
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_time_written_as_a_fraction_of_a_day_is_that_time() {
+        assert_eq!(
+            day_fraction_as_time("0.67291666666666666665").as_deref(),
+            Some("16:09")
+        );
+        assert_eq!(day_fraction_as_time("0.16875").as_deref(), Some("4:03"));
+        assert_eq!(day_fraction_as_time("0.5").as_deref(), Some("12:00"));
+        // not a whole number of minutes, not within a day, not a number
+        assert_eq!(day_fraction_as_time("0.672"), None);
+        assert_eq!(day_fraction_as_time("1"), None);
+        assert_eq!(day_fraction_as_time("16:9"), None);
+        assert_eq!(
+            time_as_ratio(&day_fraction_as_time("0.16875").unwrap_or_default()).as_deref(),
+            Some("4:3")
+        );
     }
 }

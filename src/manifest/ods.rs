@@ -11,7 +11,7 @@ use std::io::Read;
 use quick_xml::XmlVersion;
 use quick_xml::events::{BytesStart, Event};
 
-use super::grid::{Cell, Workbook};
+use super::grid::{Cell, Merge, Workbook};
 
 /// The most rows and columns read from one sheet (the ODS limits of LibreOffice).
 const MAX_ROWS: u32 = 1_048_576;
@@ -85,7 +85,15 @@ struct Row {
 }
 
 impl Row {
-    fn finish_cell(&mut self, p: Pending, row: u32, merges: &mut Vec<(u32, u32, u32, u32)>) {
+    fn finish_cell(&mut self, mut p: Pending, row: u32, merges: &mut Vec<(u32, u32, u32, u32)>) {
+        // a date shown without its time of day (Excel writes `2016-10-20T00:00:00` behind
+        // `10/20/2016`) reads as the day, as from an XLSX
+        if let Some(d) = p.cell.date.as_mut()
+            && !p.cell.text.contains(':')
+            && let Some(at) = d.find(' ')
+        {
+            d.truncate(at);
+        }
         if p.span_rows > 1 || p.span_cols > 1 {
             merges.push((row, self.col, p.span_rows, p.span_cols));
         }
@@ -213,8 +221,11 @@ pub fn parse_content(xml: &str, sheet: Option<&str>) -> Result<Workbook, String>
             _ => {}
         }
     }
-    for (r0, c0, rows, _) in merges {
-        wb.grid.fill_merge(r0, c0, r0.saturating_add(rows - 1));
+    for (r0, c0, rows, cols) in merges {
+        wb.grid.merge(Merge {
+            first: (r0, c0),
+            last: (r0.saturating_add(rows - 1), c0.saturating_add(cols - 1)),
+        });
     }
     Ok(wb)
 }
@@ -280,5 +291,28 @@ mod tests {
         let wb = parse_content(&xml, None).expect("parses");
         assert_eq!(wb.grid.get(2, 0).map(|c| c.text.as_str()), Some("m"));
         assert!(wb.grid.get(2, 0).is_some_and(|c| c.merged_from == Some((0, 0))));
+        let across = doc(r#"<table:table table:name="A">
+              <table:table-row><table:table-cell table:number-columns-spanned="2" table:number-rows-spanned="2" office:value-type="string"><text:p>w</text:p></table:table-cell><table:covered-table-cell/></table:table-row>
+              <table:table-row><table:covered-table-cell table:number-columns-repeated="2"/></table:table-row>
+            </table:table>"#);
+        let wb = parse_content(&across, None).expect("parses");
+        assert_eq!(
+            wb.grid.merges(),
+            [Merge {
+                first: (0, 0),
+                last: (1, 1)
+            }]
+        );
+    }
+
+    #[test]
+    fn a_date_shown_without_its_time_reads_as_the_day() {
+        let xml = doc(r#"<table:table table:name="A"><table:table-row>
+              <table:table-cell office:value-type="date" office:date-value="2016-10-20T00:00:00"><text:p>10/20/2016</text:p></table:table-cell>
+              <table:table-cell office:value-type="date" office:date-value="2016-10-20T09:30:00"><text:p>10/20/2016 09:30</text:p></table:table-cell>
+            </table:table-row></table:table>"#);
+        let wb = parse_content(&xml, None).expect("parses");
+        assert_eq!(wb.grid.get(0, 0).map(Cell::display), Some("2016-10-20"));
+        assert_eq!(wb.grid.get(0, 1).map(Cell::display), Some("2016-10-20 09:30:00"));
     }
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use calamine::{Data, Reader};
 
 use super::diag::{Diagnostic, SourceLocation};
-use super::grid::{self, Cell, Grid, Workbook};
+use super::grid::{self, Cell, Grid, Merge, Workbook};
 use super::{numfmt, ods};
 
 /// Picks the delimiter of a CSV from its first line: the most frequent of `,` `;` and tab
@@ -155,6 +155,25 @@ impl RowIn {
     }
 }
 
+/// The columns a merged range across columns covers, as a message names them (`` `model` and
+/// `prompt` ``), when it covers a named column besides its first: its one value would be read
+/// for the first column only. `None` when the columns after the first have no header (a wide
+/// cell, such as a prompt spread over empty columns).
+fn merged_fields(headers: &[Arc<str>], m: &Merge) -> Option<String> {
+    let named = |c: u32| headers.get(c as usize).filter(|h| !h.is_empty());
+    if !(m.first.1 + 1..=m.last.1).any(|c| named(c).is_some()) {
+        return None;
+    }
+    let mut cols: Vec<String> = (m.first.1..=m.last.1)
+        .map(|c| match named(c) {
+            Some(h) => format!("`{h}`"),
+            None => format!("column {} (no header)", grid::column_name(c)),
+        })
+        .collect();
+    let last = cols.pop().unwrap_or_default();
+    Some(format!("{} and {last}", cols.join(", ")))
+}
+
 /// Collects rows into a [`Table`]: the first non-skipped row is the header. A row is skipped
 /// when it is a comment or all of its cells are blank.
 struct Builder {
@@ -163,7 +182,11 @@ struct Builder {
     sheet: Option<Arc<str>>,
     /// The delimiter of a CSV, for the hint about ragged rows.
     delimiter: Option<u8>,
+    /// The sheet's ranges merged across columns, each with whether it was reported.
+    across: Vec<(Merge, bool)>,
     table: Option<Table>,
+    /// Rows not read for a formula error.
+    error_rows: u32,
     too_big: bool,
 }
 
@@ -173,9 +196,74 @@ impl Builder {
             file: file.clone(),
             sheet,
             delimiter,
+            across: Vec::new(),
             table: None,
+            error_rows: 0,
             too_big: false,
         }
+    }
+
+    /// The same builder, checking the data rows against the sheet's merged ranges.
+    fn with_merges(mut self, merges: &[Merge]) -> Builder {
+        self.across = merges
+            .iter()
+            .filter(|m| m.is_across())
+            .map(|m| (*m, false))
+            .collect();
+        self
+    }
+
+    /// Whether data row `row` (1-based) lies in a range merged across a field and another
+    /// column, whose value cannot be read for both; the range is reported the first time.
+    fn in_merge_across(&mut self, row: u32, r: &RowIn, diags: &mut Vec<Diagnostic>) -> bool {
+        let Some(t) = &self.table else {
+            return false;
+        };
+        let r0 = row.saturating_sub(1);
+        let found = self.across.iter_mut().find_map(|(m, reported)| {
+            let value = r.cell(m.first.1 as usize).trim();
+            if !m.covers_row(r0) || value.is_empty() {
+                return None;
+            }
+            merged_fields(&t.headers, m).map(|cols| (*m, reported, cols, value))
+        });
+        let Some((m, reported, cols, value)) = found else {
+            return false;
+        };
+        if std::mem::replace(reported, true) {
+            return true;
+        }
+        let first = t.headers.get(m.first.1 as usize).filter(|h| !h.is_empty());
+        let (loc, read_for) = match first {
+            Some(h) => (row_loc(&self.file, row).with_column(h), format!("`{h}`")),
+            None => (
+                row_loc(&self.file, row),
+                format!("column {}", grid::column_name(m.first.1)),
+            ),
+        };
+        let place = match &self.sheet {
+            Some(s) => format!("cells {} of sheet `{s}`", m.name()),
+            None => format!("cells {}", m.name()),
+        };
+        let rows = if m.last.0 > m.first.0 {
+            format!("rows {}–{} are", m.first.0 + 1, m.last.0 + 1)
+        } else {
+            format!("row {} is", m.first.0 + 1)
+        };
+        diags.push(
+            Diagnostic::error(
+                loc,
+                format!(
+                    "{place} are merged into one cell across {cols}: its value `{}` would be read for {read_for} only",
+                    super::yaml::excerpt(value, 40)
+                ),
+            )
+            .with_help(format!(
+                "unmerge {} and type each field's value in its own cell (a cell merged over columns with no header, such as a wide prompt, is fine); {rows} not read",
+                m.name()
+            )),
+        );
+        true
     }
 
     /// Adds one row.
@@ -185,6 +273,7 @@ impl Builder {
             return;
         }
         if !r.errors.is_empty() {
+            self.error_rows += 1;
             for (col, err, name) in &r.errors {
                 let header = self
                     .table
@@ -210,7 +299,7 @@ impl Builder {
             }
             return;
         }
-        let Some(t) = &mut self.table else {
+        if self.table.is_none() {
             self.table = Some(Table {
                 file: self.file.clone(),
                 sheet: self.sheet.clone(),
@@ -222,6 +311,12 @@ impl Builder {
                 rows: Vec::new(),
                 info: Vec::new(),
             });
+            return;
+        }
+        if self.in_merge_across(row, r, diags) {
+            return;
+        }
+        let Some(t) = &mut self.table else {
             return;
         };
         let n = t.headers.len();
@@ -274,11 +369,19 @@ impl Builder {
             return None;
         }
         if self.table.is_none() {
-            let what = match &self.sheet {
-                Some(s) => format!("no header row: sheet `{s}` is empty"),
-                None => "no header row: the sheet is empty".to_string(),
+            let sheet = match &self.sheet {
+                Some(s) => format!("sheet `{s}`"),
+                None => "the sheet".to_string(),
             };
-            diags.push(Diagnostic::error(file_loc(&self.file), what));
+            diags.push(if self.error_rows > 0 {
+                Diagnostic::error(
+                    file_loc(&self.file),
+                    format!("no header row: each row of {sheet} that holds values shows a formula error"),
+                )
+                .with_help("fix the formulas named above; the first row without one is the header")
+            } else {
+                Diagnostic::error(file_loc(&self.file), format!("no header row: {sheet} is empty"))
+            });
         }
         self.table
     }
@@ -485,7 +588,7 @@ pub fn read_sheet(
         return None;
     };
     let sheet_name: Arc<str> = Arc::from(name.as_str());
-    let mut b = Builder::new(file, Some(sheet_name), None);
+    let mut b = Builder::new(file, Some(sheet_name), None).with_merges(wb.grid.merges());
     let mut row = RowIn::default();
     for (r, cells) in (0..wb.grid.rows()).map(|r| (r, wb.grid.row(r))) {
         row.clear();
@@ -583,7 +686,10 @@ fn read_xlsx(path: &Path, sheet: Option<&str>) -> Result<Workbook, String> {
         wb.grid.set(r, c, data_cell(d, code, is_1904));
     }
     for m in x.merge_cells_by_sheet_name(&name).unwrap_or_default() {
-        wb.grid.fill_merge(m.start.0, m.start.1, m.end.0);
+        wb.grid.merge(Merge {
+            first: m.start,
+            last: m.end,
+        });
     }
     Ok(wb)
 }
