@@ -12,7 +12,8 @@
 //!
 //! # Layout
 //! - [`config`]: [`SimConfig`] (every knob) and [`SimConfigPatch`] (`POST /_sim/config`).
-//! - `server`: [`Sim`], [`SimHandle`]; routing, the per-request gate, downloads.
+//! - `server`: [`Sim`], [`SimHandle`] (start, serve, stop) and the routes; `server::gate`, what
+//!   every `/v1` request passes; `server::handlers`, the endpoints; `server::files`, downloads.
 //! - `state`: accounts, tasks over lazily advanced simulated time, rate-limit buckets.
 //! - `validate`: the create request's rules.
 //! - [`cost`]: [`cost_tokens`]: tokens = width × height × 24 × seconds / 1024.
