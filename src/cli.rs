@@ -21,7 +21,7 @@ use crate::exit::{self, Ending};
 use crate::journal;
 use crate::manifest::{self, ManifestArgs, Plan};
 use crate::report;
-use crate::runner::{Concurrency, JobSpec, RetryPolicy, RunSettings, Runner};
+use crate::runner::{Concurrency, JobSpec, RetryPolicy, RunSettings, Runner, SettingLayer};
 use crate::state::{Phase, RunState};
 
 /// Exit code of a usage or manifest error.
@@ -437,133 +437,64 @@ fn closing_line(out: &Path, summary: &crate::runner::RunSummary) -> String {
     )
 }
 
-/// The settings a resumed run takes from the earlier run (no flag or variable gave them), as
-/// the flags that would give them: `--rpm 77`.
-fn remembered(args: &RunArgs, previous: Option<&serde_json::Value>) -> Vec<String> {
-    let Some(previous) = previous else {
-        return Vec::new();
-    };
-    let given = [
-        ("rpm", args.rpm.is_some()),
-        ("burst", args.burst.is_some()),
-        ("concurrency", args.concurrency.is_some()),
-        ("download_concurrency", args.download_concurrency.is_some()),
-        ("max_retries", args.max_retries.is_some()),
-        ("poll_interval", args.poll_interval.is_some()),
-        ("job_timeout", args.job_timeout.is_some()),
-    ];
-    given
-        .iter()
-        .filter(|(_, given)| !given)
-        .filter_map(|(key, _)| {
-            let value = match previous.get(*key)? {
-                serde_json::Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            Some(format!("--{} {value}", key.replace('_', "-")))
-        })
-        .collect()
-}
-
-/// Chooses flag, then earlier run, then manifest, then default.
-fn pick<T: Clone + serde::de::DeserializeOwned>(
-    flag: Option<T>,
-    previous: Option<&serde_json::Value>,
-    key: &str,
-    manifest: Option<T>,
-    default: T,
-) -> T {
-    flag.or_else(|| {
-        previous
-            .and_then(|p| p.get(key))
-            .and_then(|v| serde_json::from_value(v.clone()).ok())
-    })
-    .or(manifest)
-    .unwrap_or(default)
-}
-
-fn pick_duration(
-    flag: Option<Duration>,
-    previous: Option<&serde_json::Value>,
-    key: &str,
-    manifest: Option<Duration>,
-    default: Duration,
-) -> Duration {
-    flag.or_else(|| {
-        previous
-            .and_then(|p| p.get(key))
-            .and_then(|v| v.as_str())
-            .and_then(|s| humantime::parse_duration(s).ok())
-            .map(|d| d.min(manifest::run::MAX_DURATION))
-    })
-    .or(manifest)
-    .unwrap_or(default)
-}
-
-/// Resolves the run's settings.
-fn settings(args: &RunArgs, plan: &Plan, out: PathBuf, previous: Option<&serde_json::Value>) -> RunSettings {
-    let defaults = RunSettings::new(out.clone());
-    let r = &plan.run;
-    let sim = args.api.sim;
-    let max_retries = pick(
-        args.max_retries,
-        previous,
-        "max_retries",
-        r.max_retries,
-        defaults.max_retries,
-    );
-    RunSettings {
-        out_dir: out,
-        rpm: pick(
-            args.rpm,
-            previous,
-            "rpm",
-            r.rpm,
-            if sim { 600 } else { defaults.rpm },
-        ),
-        burst: pick(args.burst, previous, "burst", r.burst, defaults.burst),
-        concurrency: pick(
-            args.concurrency,
-            previous,
-            "concurrency",
-            r.concurrency.map(|c| Concurrency::Max(c as usize)),
-            defaults.concurrency,
-        ),
-        download_concurrency: pick(
-            args.download_concurrency,
-            previous,
-            "download_concurrency",
-            r.download_concurrency.map(|c| c as usize),
-            defaults.download_concurrency,
-        ),
-        max_retries,
-        poll_interval: pick_duration(
-            args.poll_interval,
-            previous,
-            "poll_interval",
-            r.poll_interval,
-            if sim {
-                Duration::from_millis(200)
-            } else {
-                defaults.poll_interval
-            },
-        ),
-        job_timeout: pick_duration(
-            args.job_timeout,
-            previous,
-            "job_timeout",
-            r.job_timeout,
-            defaults.job_timeout,
-        ),
-        max_fail: args
-            .max_fail
-            .or(r.max_fail.map(|m| m.min(u64::from(u32::MAX)) as u32)),
-        budget_tokens: args.budget_tokens.or(r.budget_tokens),
-        retry_failed: args.retry_failed,
-        cancel_on_interrupt: args.cancel_on_interrupt,
-        max_video_bytes: defaults.max_video_bytes,
-        retry: RetryPolicy::new(max_retries),
+/// The settings the flags (and their environment variables) give.
+fn flag_layer(args: &RunArgs) -> SettingLayer {
+    SettingLayer {
+        rpm: args.rpm,
+        burst: args.burst,
+        concurrency: args.concurrency,
+        download_concurrency: args.download_concurrency,
+        max_retries: args.max_retries,
+        poll_interval: args.poll_interval,
+        job_timeout: args.job_timeout,
+        max_fail: args.max_fail,
+        budget_tokens: args.budget_tokens,
     }
+}
+
+/// The settings the manifest's `run:` section gives.
+fn manifest_layer(r: &manifest::run::RunSection) -> SettingLayer {
+    let narrow = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+    SettingLayer {
+        rpm: r.rpm,
+        burst: r.burst,
+        concurrency: r.concurrency.map(|c| Concurrency::Max(c as usize)),
+        download_concurrency: r.download_concurrency.map(|c| c as usize),
+        max_retries: r.max_retries,
+        poll_interval: r.poll_interval,
+        job_timeout: r.job_timeout,
+        max_fail: r.max_fail.map(narrow),
+        budget_tokens: r.budget_tokens,
+    }
+}
+
+/// Resolves the run's settings: each from the flags, else the earlier run, else the manifest,
+/// else the default (faster ones with `--sim`). Also says which settings the earlier run changed
+/// from what this run would have had without it, as the flags that give them (`--rpm 77`).
+fn settings(
+    args: &RunArgs,
+    plan: &Plan,
+    out: PathBuf,
+    previous: Option<&serde_json::Value>,
+) -> (RunSettings, Vec<String>) {
+    let mut defaults = RunSettings::new(out);
+    if args.api.sim {
+        defaults.rpm = 600;
+        defaults.poll_interval = Duration::from_millis(200);
+    }
+    defaults.retry_failed = args.retry_failed;
+    defaults.cancel_on_interrupt = args.cancel_on_interrupt;
+    let flags = flag_layer(args);
+    let earlier = previous.map(SettingLayer::recorded).unwrap_or_default();
+    let manifest = manifest_layer(&plan.run);
+    let without_earlier = manifest.clone().over(defaults.clone());
+    let remembered = earlier
+        .clone()
+        .hidden_by(&flags)
+        .unlike(&without_earlier)
+        .as_flags();
+    let settings = flags.or(earlier).or(manifest).over(defaults);
+    (settings, remembered)
 }
 
 /// Moves an out dir's earlier run aside for `--fresh`: its state, videos and reports go to
@@ -706,8 +637,7 @@ async fn cmd_run(args: RunArgs, verbosity: display::Verbosity, json_logs: bool) 
     let previous = journal::load(&out.join(journal::STATE_FILE))
         .ok()
         .and_then(|l| l.state.settings);
-    let settings = settings(&args, &plan, out.clone(), previous.as_ref());
-    let remembered = remembered(&args, previous.as_ref());
+    let (settings, remembered) = settings(&args, &plan, out.clone(), previous.as_ref());
     if !remembered.is_empty() {
         note(
             json_logs,

@@ -390,7 +390,7 @@ async fn a_resumed_run_says_what_it_found_which_settings_it_kept_and_where_the_r
     let out = dir.path().join("out");
     let args = ["run", m.to_str().unwrap(), "--out", out.to_str().unwrap()];
     let mut first = args.to_vec();
-    first.extend(["--download-concurrency", "3"]);
+    first.extend(["--download-concurrency", "3", "--max-fail", "7"]);
     let o = output(vidbatch(&sim, &first)).await;
     assert_eq!(o.status.code(), Some(0));
     let stderr = String::from_utf8_lossy(&o.stderr);
@@ -400,7 +400,13 @@ async fn a_resumed_run_says_what_it_found_which_settings_it_kept_and_where_the_r
     assert_eq!(o.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("resuming: 2 done and verified"), "{stderr}");
     assert!(stderr.contains("settings from the earlier run"), "{stderr}");
-    assert!(stderr.contains("--download-concurrency 3"), "{stderr}");
+    let kept = stderr
+        .lines()
+        .find(|l| l.contains("settings from the earlier run"))
+        .unwrap();
+    assert!(kept.contains("--download-concurrency 3"), "{kept}");
+    assert!(kept.contains("--max-fail 7"), "{kept}");
+    assert!(!kept.contains("--rpm"), "the default rpm is not news: {kept}");
     assert!(
         stderr
             .lines()

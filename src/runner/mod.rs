@@ -10,13 +10,15 @@
 //! keep on the server, learned from the lists), [`sweep`] (what a page of the task list says
 //! of the tasks in flight), [`reconcile`] (finding the task of a create whose answer was
 //! lost), [`spend`] (the `--budget-tokens` reservations), [`work`] (the requests and
-//! downloads, one task each) and [`backoff`] (retry delays); [`cancel`] is `vidbatch cancel`.
+//! downloads, one task each), [`backoff`] (retry delays) and [`settings`] (a run's settings and
+//! the layers they are resolved from); [`cancel`] is `vidbatch cancel`.
 
 mod backoff;
 mod cancel;
 mod dispatch;
 mod pacer;
 mod reconcile;
+mod settings;
 mod slots;
 mod spend;
 mod sweep;
@@ -25,14 +27,13 @@ mod work;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 pub use backoff::{RetryPolicy, jittered};
 pub use cancel::{CancelSummary, cancel_run};
 pub use pacer::Pacer;
+pub use settings::{Concurrency, RunSettings, SettingLayer};
 
 use crate::api::{Client, CreateRequest, Timestamp};
 use crate::download::{self, MediaKind};
@@ -56,138 +57,6 @@ pub struct JobSpec {
     pub source: String,
     /// Estimated tokens, when known.
     pub estimated_tokens: Option<u64>,
-}
-
-/// Settings of a run (never the key).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct RunSettings {
-    /// Out dir.
-    pub out_dir: PathBuf,
-    /// API requests per minute.
-    pub rpm: u32,
-    /// Requests allowed at once above the steady rate.
-    pub burst: u32,
-    /// Tasks queued or processing on the server at once.
-    pub concurrency: Concurrency,
-    /// Downloads at once.
-    pub download_concurrency: usize,
-    /// Retries of a transient failure.
-    pub max_retries: u32,
-    /// Shortest interval between sweeps of the task list.
-    #[serde(with = "duration_text")]
-    pub poll_interval: Duration,
-    /// Longest a job may take from its create to its video (vidbatch's own clock).
-    #[serde(with = "duration_text")]
-    pub job_timeout: Duration,
-    /// Stop submitting after this many failures.
-    pub max_fail: Option<u32>,
-    /// Stop submitting when estimated tokens would pass this.
-    pub budget_tokens: Option<u64>,
-    /// Retry jobs that failed in earlier runs.
-    pub retry_failed: bool,
-    /// Cancel tasks in flight on Ctrl-C.
-    pub cancel_on_interrupt: bool,
-    /// Largest video accepted, in bytes.
-    pub max_video_bytes: u64,
-    /// Backoff of retries.
-    #[serde(skip)]
-    pub retry: RetryPolicy,
-}
-
-impl RunSettings {
-    /// Settings with the documented defaults, writing to `out_dir`.
-    pub fn new(out_dir: impl Into<PathBuf>) -> RunSettings {
-        RunSettings {
-            out_dir: out_dir.into(),
-            rpm: 60,
-            burst: 5,
-            concurrency: Concurrency::Auto,
-            download_concurrency: 4,
-            max_retries: 5,
-            poll_interval: Duration::from_secs(3),
-            job_timeout: Duration::from_secs(3600),
-            max_fail: None,
-            budget_tokens: None,
-            retry_failed: false,
-            cancel_on_interrupt: false,
-            max_video_bytes: 4 << 30,
-            retry: RetryPolicy::new(5),
-        }
-    }
-}
-
-/// How many tasks a run keeps queued or processing on the server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Concurrency {
-    /// Learn the account's processing slots from the lists and keep a small queue ahead.
-    Auto,
-    /// At most this many, whatever the account could take (still learned below it).
-    Max(usize),
-}
-
-impl Concurrency {
-    /// The hard cap, when one is set.
-    pub fn cap(self) -> Option<usize> {
-        match self {
-            Concurrency::Auto => None,
-            Concurrency::Max(n) => Some(n.max(1)),
-        }
-    }
-}
-
-impl std::str::FromStr for Concurrency {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Concurrency, String> {
-        if s.eq_ignore_ascii_case("auto") {
-            return Ok(Concurrency::Auto);
-        }
-        match s.parse::<usize>() {
-            Ok(n) if n > 0 => Ok(Concurrency::Max(n)),
-            _ => Err(format!("`{s}` is not `auto` or a number of tasks above 0")),
-        }
-    }
-}
-
-impl std::fmt::Display for Concurrency {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Concurrency::Auto => f.write_str("auto"),
-            Concurrency::Max(n) => write!(f, "{n}"),
-        }
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for Concurrency {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Concurrency, D::Error> {
-        #[derive(serde::Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Number(usize),
-            Text(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::Number(n) => Ok(Concurrency::Max(n.max(1))),
-            Raw::Text(t) => t.parse().map_err(serde::de::Error::custom),
-        }
-    }
-}
-
-impl Serialize for Concurrency {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Concurrency::Auto => s.serialize_str("auto"),
-            Concurrency::Max(n) => s.serialize_u64(*n as u64),
-        }
-    }
-}
-
-mod duration_text {
-    use std::time::Duration;
-
-    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&humantime::format_duration(*d).to_string())
-    }
 }
 
 /// Watches a run: the display and anything else that wants events as they happen.
