@@ -233,6 +233,10 @@ pub struct RunArgs {
     /// Retries of a transient failure (5xx, timeout, lost connection) [default: 5]
     #[arg(long, env = "VIDBATCH_MAX_RETRIES", help_heading = POLLING)]
     pub max_retries: Option<u32>,
+    /// First delay of the retry backoff (the longest is 120 times it) [default: 500ms]; not in
+    /// --help: for tests that fault every request and should not wait like a real run.
+    #[arg(long, env = "VIDBATCH_RETRY_BASE_DELAY", hide = true, value_parser = manifest::run::parse_duration_arg)]
+    pub retry_base_delay: Option<Duration>,
     /// Longest a job may take from submit to finish before it is cancelled, e.g. 1h [default: 1h]
     #[arg(
         long,
@@ -481,6 +485,9 @@ fn settings(
     if args.api.sim {
         defaults.rpm = 600;
         defaults.poll_interval = Duration::from_millis(200);
+    }
+    if let Some(base) = args.retry_base_delay {
+        defaults.retry = RetryPolicy::with_base(defaults.max_retries, base);
     }
     defaults.retry_failed = args.retry_failed;
     defaults.cancel_on_interrupt = args.cancel_on_interrupt;

@@ -43,6 +43,7 @@ fn vidbatch(sim: &SimHandle, manifest: &Path, out: &Path, extra: &[&str]) -> Com
         .args(["--concurrency", "8", "--progress", "never"])
         .args(extra)
         .env("VIDBATCH_MAX_RETRIES", "8")
+        .env("VIDBATCH_RETRY_BASE_DELAY", "20ms")
         .env("ALLTOKEN_API_KEY", "fault-matrix-key")
         .env("ALLTOKEN_BASE_URL", sim.base_url())
         .env_remove("VIDBATCH_OUT")

@@ -29,6 +29,7 @@ fn vidbatch(sim: &SimHandle, args: &[&str]) -> Command {
         .env("VIDBATCH_RPM", "60000")
         .env("VIDBATCH_BURST", "50")
         .env("VIDBATCH_PROGRESS", "never")
+        .env("VIDBATCH_RETRY_BASE_DELAY", "20ms")
         .env_remove("ALLTOKEN_API_KEY")
         .env_remove("VIDBATCH_OUT")
         .kill_on_drop(true);

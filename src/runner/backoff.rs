@@ -25,6 +25,15 @@ impl RetryPolicy {
         }
     }
 
+    /// The policy of a run whose first delay is `base` (the longest is 120 times it).
+    pub fn with_base(max_retries: u32, base: Duration) -> RetryPolicy {
+        RetryPolicy {
+            base,
+            max_delay: base.saturating_mul(120),
+            max_retries,
+        }
+    }
+
     /// A quick policy for tests.
     pub fn for_tests() -> RetryPolicy {
         RetryPolicy {

@@ -287,7 +287,10 @@ impl SettingLayer {
             job_timeout: self.job_timeout.unwrap_or(defaults.job_timeout),
             max_fail: self.max_fail.or(defaults.max_fail),
             budget_tokens: self.budget_tokens.or(defaults.budget_tokens),
-            retry: RetryPolicy::new(max_retries),
+            retry: RetryPolicy {
+                max_retries,
+                ..defaults.retry
+            },
             ..defaults
         }
     }
