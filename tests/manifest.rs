@@ -102,7 +102,7 @@ fn schema_job_properties_are_the_job_keys() {
         .as_object()
         .expect("JobSpec properties");
     let mut a: Vec<&str> = props.keys().map(String::as_str).collect();
-    let mut b: Vec<&str> = manifest::job::job_keys().collect();
+    let mut b: Vec<&str> = manifest::fields::job_keys().collect();
     a.sort();
     b.sort();
     assert_eq!(a, b);

@@ -12,8 +12,8 @@
 //! - Top level of a YAML manifest: `version` (1), `defaults`, `jobs`, `rows` (a path, or
 //!   `{path, sheet, delimiter}`, or a list of those; relative to the manifest), `run`
 //!   ([`RunSection`]); keys starting with `x-` are free (for anchors).
-//! - Job fields: the API request fields by API name ([`job::API_FIELDS`]), the content
-//!   shorthands ([`job::SHORTHANDS`]: `first_frame`, `last_frame`, `reference_image`,
+//! - Job fields: the API request fields by API name ([`fields::API_FIELDS`]), the content
+//!   shorthands ([`fields::SHORTHANDS`]: `first_frame`, `last_frame`, `reference_image`,
 //!   `reference_video`, `reference_audio` (each one URL or a list), `draft_task` (an id)), and
 //!   `id`, `name`, `matrix`, `repeat`. `defaults` takes every job field but `id` and `matrix`.
 //! - Templates: `{var}` in any text field, `id` and `name` (which may also use `{id}`); `{{`
@@ -32,14 +32,17 @@
 //!   names) and `load::rows` (sheet and CSV rows); `cells`: cells read by their field's meaning.
 //! - [`yaml`]: the YAML reader with locations; [`sheet`], [`ods`], [`grid`], [`numfmt`]: sheets
 //!   read as they are shown; [`diag`]: diagnostics and their rendering.
-//! - [`job`]: a job's fields to a request; [`rules`]: what the API would reject; [`refs`]:
+//! - [`fields`]: the keys a job may have; [`job`]: a job's fields to a request; [`canonical`]:
+//!   the canonical JSON and fingerprint; [`rules`]: what the API would reject; [`refs`]:
 //!   `job://` references and chains; [`expand`]: templates and matrices; [`estimate`]: tokens.
 //! - [`run`]: the `run:` section; [`plan`]: `validate` and `plan`; [`schema`]: the JSON schema.
 
+pub mod canonical;
 mod cells;
 pub mod diag;
 pub mod estimate;
 pub mod expand;
+pub mod fields;
 pub mod grid;
 pub mod job;
 mod load;

@@ -14,7 +14,9 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::{Diagnostic, Job, SourceLocation, job};
+use super::canonical;
+use super::fields;
+use super::{Diagnostic, Job, SourceLocation};
 use crate::api::{ContentItem, ContentRole, JOB_SCHEME};
 use crate::hex::hex;
 
@@ -83,7 +85,7 @@ pub fn link(jobs: &mut [Job], known: &dyn Fn(&str) -> bool, diags: &mut Vec<Diag
                         format!("{shown}, which names no job of the plan"),
                         "the id of a job of the plan",
                     );
-                    if let Some(s) = job::suggest(target, index.keys().map(String::as_str)) {
+                    if let Some(s) = fields::suggest(target, index.keys().map(String::as_str)) {
                         d = d.with_help(format!("did you mean `{JOB_SCHEME}{s}`?"));
                     }
                     diags.push(d);
@@ -137,7 +139,7 @@ pub fn link(jobs: &mut [Job], known: &dyn Fn(&str) -> bool, diags: &mut Vec<Diag
     // Identities, upstream first.
     let mut fps: Vec<Option<String>> = vec![None; jobs.len()];
     for &i in &order {
-        let own = job::fingerprint(&jobs[i].request);
+        let own = canonical::fingerprint(&jobs[i].request);
         if edges[i].is_empty() {
             fps[i] = Some(own);
             continue;

@@ -7,7 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::diag::Diagnostic;
-use super::job::unknown_key;
+use super::fields::unknown_key;
 use super::yaml::{Node, Value};
 
 /// Run settings from a manifest's `run:` block; every one optional.

@@ -4,11 +4,11 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use super::canonical;
 use crate::api::CreateRequest;
 
 use super::RunSection;
 use super::diag::{Diagnostic, SourceLocation};
-use super::job;
 
 /// One input file and the sha256 of its bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -31,16 +31,16 @@ pub struct Job {
     pub request: CreateRequest,
     /// Where the job was written.
     pub source: SourceLocation,
-    /// Estimated tokens ([`estimate`]), `None` when unknown.
+    /// Estimated tokens ([`estimate`](super::estimate)), `None` when unknown.
     pub estimated_tokens: Option<u64>,
-    /// The jobs this one refers to with `job://ID` ([`refs`]), in content order.
+    /// The jobs this one refers to with `job://ID` ([`refs`](super::refs)), in content order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub upstream: Vec<String>,
     /// Where each item of `request.content` was written.
     #[serde(skip)]
     pub content_locs: Vec<SourceLocation>,
     /// For a job of a chain: a sha256 over its request and those of every job it refers to,
-    /// directly or not ([`refs::link`]).
+    /// directly or not ([`refs::link`](super::refs::link)).
     #[serde(skip)]
     pub chain_fingerprint: Option<String>,
     /// For a job of a chain: the id of the chain's root, which places the whole chain in one
@@ -55,7 +55,7 @@ impl Job {
     pub fn fingerprint(&self) -> String {
         self.chain_fingerprint
             .clone()
-            .unwrap_or_else(|| job::fingerprint(&self.request))
+            .unwrap_or_else(|| canonical::fingerprint(&self.request))
     }
 
     /// The key that places the job in a `--shard`: its chain's root, else its own id.

@@ -9,8 +9,10 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
+use crate::manifest::canonical;
 use crate::manifest::cells::slashed_date_help;
 use crate::manifest::diag::{Diagnostic, Diagnostics, SourceLocation};
+use crate::manifest::fields;
 use crate::manifest::job::{self, Built, Vars};
 use crate::manifest::types::{Job, Plan, SourceFile, TOP_KEYS};
 use crate::manifest::yaml::{self, Node, Value};
@@ -153,9 +155,9 @@ impl Ctx {
                 continue;
             };
             let k = k.trim();
-            if !job::is_job_key(k) || matches!(k, "id" | "matrix") {
-                let allowed = job::job_keys().filter(|k| !matches!(*k, "id" | "matrix"));
-                self.diags.push(job::unknown_key(loc, k, "--set", allowed));
+            if !fields::is_job_key(k) || matches!(k, "id" | "matrix") {
+                let allowed = fields::job_keys().filter(|k| !matches!(*k, "id" | "matrix"));
+                self.diags.push(fields::unknown_key(loc, k, "--set", allowed));
                 continue;
             }
             put(
@@ -287,7 +289,7 @@ impl Ctx {
                     self.run.merge_from(r);
                 }
                 k2 if k2.starts_with("x-") => {}
-                other => self.diags.push(job::unknown_key(
+                other => self.diags.push(fields::unknown_key(
                     k.loc.clone(),
                     other,
                     "top-level",
@@ -358,11 +360,11 @@ impl Ctx {
     /// The job key named by `k`, or `None` after reporting an unknown key.
     fn job_key(&mut self, k: &Node, what: &str) -> Option<&'static str> {
         let key = k.value.scalar_text().unwrap_or_default();
-        match job::job_keys().find(|j| *j == key) {
+        match fields::job_keys().find(|j| *j == key) {
             Some(j) => Some(j),
             None => {
                 self.diags
-                    .push(job::unknown_key(k.loc.clone(), &key, what, job::job_keys()));
+                    .push(fields::unknown_key(k.loc.clone(), &key, what, fields::job_keys()));
                 None
             }
         }
@@ -453,7 +455,7 @@ impl Ctx {
                     names[i].as_str(),
                     Cow::Owned(node.value.scalar_text().unwrap_or_default()),
                 ));
-                if let Some(key) = job::job_keys().find(|k| *k == names[i])
+                if let Some(key) = fields::job_keys().find(|k| *k == names[i])
                     && !matches!(key, "matrix" | "id" | "name" | "repeat")
                 {
                     over.push((key, node));
@@ -471,7 +473,7 @@ impl Ctx {
 
     fn emit(&mut self, mut b: Built, vars: &Vars, loc: &SourceLocation) {
         let fp = if b.id.is_none() {
-            job::fingerprint(&b.request)
+            canonical::fingerprint(&b.request)
         } else {
             String::new()
         };

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use crate::manifest::cells::ratio_cell;
 use crate::manifest::diag::{Diagnostic, SourceLocation};
+use crate::manifest::fields;
 use crate::manifest::job::{self, Built, Vars};
 use crate::manifest::yaml::{self, Node, Value};
 use crate::manifest::{ManifestArgs, expand, sheet};
@@ -54,7 +55,7 @@ fn no_job_field(t: &sheet::Table) -> Diagnostic {
     let looks = (0..t.len().min(10)).find_map(|r| {
         let named: Vec<String> = (0..t.headers.len())
             .map(|c| t.cell(r, c).trim())
-            .filter(|c| job::is_job_key(&normalize_header(c)))
+            .filter(|c| fields::is_job_key(&normalize_header(c)))
             .map(str::to_string)
             .collect();
         (!named.is_empty()).then(|| (t.row_number(r), named))
@@ -245,7 +246,7 @@ impl Ctx {
                                 }
                             }
                         }
-                        other => self.diags.push(job::unknown_key(
+                        other => self.diags.push(fields::unknown_key(
                             k.loc.clone(),
                             other.unwrap_or("?"),
                             "rows",
@@ -326,7 +327,7 @@ impl Ctx {
             })
             .flatten()
             .collect();
-        let names_a_field = t.headers.iter().any(|h| job::is_job_key(&normalize_header(h)));
+        let names_a_field = t.headers.iter().any(|h| fields::is_job_key(&normalize_header(h)));
         let feeds_defaults = t
             .headers
             .iter()
@@ -349,7 +350,7 @@ impl Ctx {
                 ));
                 continue;
             }
-            match job::job_keys().find(|k| *k == norm) {
+            match fields::job_keys().find(|k| *k == norm) {
                 Some("matrix") => self.diags.push(Diagnostic::field_error(
                     header_loc(h),
                     "matrix",
@@ -359,7 +360,7 @@ impl Ctx {
                 Some(k) => field_cols.push((i, k)),
                 None => {
                     if !used_in_defaults.iter().any(|u| u == h.as_ref())
-                        && let Some(s) = job::suggest(&norm, job::job_keys())
+                        && let Some(s) = fields::suggest(&norm, fields::job_keys())
                     {
                         self.diags.push(
                             Diagnostic {
