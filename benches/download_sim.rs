@@ -46,8 +46,8 @@ fn main() {
             model: "seedance-1.5-pro".into(),
             prompt: "a 1 GiB benchmark clip".into(),
             duration: Some(5),
-            resolution: Some("480p".into()),
-            ratio: Some("16:9".into()),
+            resolution: Some(vidbatch::api::Resolution::P480),
+            ratio: Some(vidbatch::api::Ratio::Landscape),
             ..Default::default()
         };
         let task = client

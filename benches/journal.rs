@@ -23,8 +23,8 @@ fn job_events(i: usize) -> Vec<Event> {
                 model: "seedance-1.5-pro".into(),
                 prompt: format!("shot {i}: a fox walking through a snowy forest at dawn, cinematic"),
                 duration: Some(5),
-                ratio: Some("16:9".into()),
-                resolution: Some("720p".into()),
+                ratio: Some(vidbatch::api::Ratio::Landscape),
+                resolution: Some(vidbatch::api::Resolution::P720),
                 ..Default::default()
             }),
             source: format!("manifest.csv row {}", i + 2),

@@ -19,8 +19,8 @@ fn request(prompt: &str) -> CreateRequest {
         model: "seedance-1.5-pro".into(),
         prompt: prompt.into(),
         duration: Some(5),
-        ratio: Some("16:9".into()),
-        resolution: Some("480p".into()),
+        ratio: Some(vidbatch::api::Ratio::Landscape),
+        resolution: Some(vidbatch::api::Resolution::P480),
         ..Default::default()
     }
 }

@@ -72,7 +72,7 @@ fn quickstart_is_six_short_jobs_with_a_matrix() {
     for j in &p.jobs {
         assert!(matches!(j.request.duration, Some(4 | 5)), "{}", j.id);
         assert!(
-            matches!(j.request.resolution.as_deref(), Some("480p" | "720p")),
+            matches!(j.request.resolution.map(|r| r.as_str()), Some("480p" | "720p")),
             "{}",
             j.id
         );
@@ -126,9 +126,9 @@ fn yaml_anchors_aliases_and_merge_keys() {
         "m.yaml",
         "x-hd: &hd {resolution: 720p, ratio: \"9:16\"}\njobs:\n  - {<<: *hd, id: a, prompt: one, model: seedance-2.0}\n  - <<: *hd\n    id: b\n    prompt: two\n    ratio: \"1:1\"\n    model: seedance-2.0\n",
     );
-    assert_eq!(p.jobs[0].request.ratio.as_deref(), Some("9:16"));
-    assert_eq!(p.jobs[1].request.ratio.as_deref(), Some("1:1"));
-    assert_eq!(p.jobs[1].request.resolution.as_deref(), Some("720p"));
+    assert_eq!(p.jobs[0].request.ratio.map(|r| r.as_str()), Some("9:16"));
+    assert_eq!(p.jobs[1].request.ratio.map(|r| r.as_str()), Some("1:1"));
+    assert_eq!(p.jobs[1].request.resolution.map(|r| r.as_str()), Some("720p"));
 }
 
 #[test]

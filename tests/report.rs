@@ -29,8 +29,8 @@ fn jobs(n: usize, tag: &str, last_frame: bool) -> Vec<JobSpec> {
                 model: "seedance-1.5-pro".into(),
                 prompt: format!("{tag} shot {i}: a heron <at> \"dawn\" & dusk"),
                 duration: Some(5),
-                resolution: Some("480p".into()),
-                ratio: Some("16:9".into()),
+                resolution: Some(vidbatch::api::Resolution::P480),
+                ratio: Some(vidbatch::api::Ratio::Landscape),
                 return_last_frame: last_frame.then_some(true),
                 ..Default::default()
             },

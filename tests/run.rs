@@ -17,8 +17,8 @@ fn jobs(n: usize, tag: &str) -> Vec<JobSpec> {
                 model: "seedance-1.5-pro".into(),
                 prompt: format!("{tag} shot {i}: a fox in the snow"),
                 duration: Some(5),
-                resolution: Some("480p".into()),
-                ratio: Some("16:9".into()),
+                resolution: Some(vidbatch::api::Resolution::P480),
+                ratio: Some(vidbatch::api::Ratio::Landscape),
                 ..Default::default()
             };
             JobSpec {

@@ -55,12 +55,12 @@ fn typed_data_gives_one_plan_from_every_app_and_format() {
     let p = load("typed-lo.xlsx", None).expect("plan");
     let first = &p.jobs[0].request;
     assert_eq!(
-        first.ratio.as_deref(),
+        first.ratio.map(|r| r.as_str()),
         Some("16:9"),
         "a ratio typed 16:9 and stored as a time"
     );
     assert_eq!(first.prompt, "Café terrace at dawn, 12.50% off, budget 1,234,567");
-    assert_eq!(p.jobs[2].request.ratio.as_deref(), Some("4:3"));
+    assert_eq!(p.jobs[2].request.ratio.map(|r| r.as_str()), Some("4:3"));
     assert_eq!(p.jobs[1].request.duration, Some(4));
     for app in APPS {
         for ext in ["xlsx", "ods", "csv"] {
@@ -211,8 +211,12 @@ fn gnumeric_raw_csv_reads_a_time_written_as_a_fraction_of_a_day_as_the_ratio() {
     // `format=raw` writes the time 16:09 as 0.67291666666666666665
     let p = load("typed-gnumeric-raw.csv", None).unwrap_or_else(|e| panic!("{e}"));
     let typed = load("typed-lo.xlsx", None).unwrap_or_else(|e| panic!("{e}"));
-    let ratios =
-        |p: &Plan| -> Vec<Option<String>> { p.jobs.iter().map(|j| j.request.ratio.clone()).collect() };
+    let ratios = |p: &Plan| -> Vec<Option<String>> {
+        p.jobs
+            .iter()
+            .map(|j| j.request.ratio.map(|r| r.to_string()))
+            .collect()
+    };
     assert_eq!(ratios(&p), ratios(&typed));
     assert_eq!(ratios(&p)[0].as_deref(), Some("16:9"));
     let w: Vec<String> = p.warnings.iter().map(ToString::to_string).collect();

@@ -5,6 +5,7 @@ mod client;
 mod error;
 mod scrub;
 mod types;
+mod values;
 
 pub use client::{
     ApiKey, Client, ClientConfig, DEFAULT_BASE_URL, Endpoint, IdempotencyKey, describe, http_client,
@@ -16,3 +17,4 @@ pub use types::{
     ContentItem, ContentRole, CreateRequest, DraftTaskRef, ErrorCode, ErrorDetail, JOB_SCHEME, ListQuery,
     MediaUrl, Model, ModelList, Task, TaskError, TaskList, TaskStatus, Timestamp, Tool, Usage,
 };
+pub use values::{Ratio, Resolution, ServiceTier};

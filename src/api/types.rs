@@ -8,6 +8,8 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use time::OffsetDateTime;
+
+use super::values::{Ratio, Resolution, ServiceTier};
 use time::format_description::well_known::Rfc3339;
 
 /// The body of `POST /videos/generations`, every field by its API name.
@@ -23,13 +25,13 @@ pub struct CreateRequest {
     pub content: Vec<ContentItem>,
     /// Aspect ratio: `16:9`, `9:16`, `4:3`, `3:4`, `21:9`, `1:1` or `adaptive`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ratio: Option<String>,
+    pub ratio: Option<Ratio>,
     /// Duration in seconds; `-1` lets the model decide.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration: Option<i64>,
     /// `480p`, `720p` or `1080p`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resolution: Option<String>,
+    pub resolution: Option<Resolution>,
     /// Frame count; takes precedence over `duration` (1.0 models only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub frames: Option<i64>,
@@ -56,7 +58,7 @@ pub struct CreateRequest {
     pub return_last_frame: Option<bool>,
     /// `default` or `flex`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub service_tier: Option<String>,
+    pub service_tier: Option<ServiceTier>,
     /// Execution expiry window in seconds, `3600..=259200`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub execution_expires_after: Option<i64>,

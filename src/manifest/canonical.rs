@@ -5,7 +5,9 @@ use std::cell::RefCell;
 
 use sha2::{Digest, Sha256};
 
-use crate::api::{ContentItem, ContentRole, CreateRequest, DraftTaskRef, MediaUrl, Tool};
+use crate::api::{
+    ContentItem, ContentRole, CreateRequest, DraftTaskRef, MediaUrl, Ratio, Resolution, ServiceTier, Tool,
+};
 use crate::hex::hex;
 
 /// The canonical JSON of a request: keys sorted at every level, no spaces, unset fields left
@@ -65,12 +67,12 @@ pub fn write_canonical(req: &CreateRequest, buf: &mut String) {
     w.opt_bool("input_has_video", *input_has_video);
     w.opt_str("model", Some(model));
     w.opt_str("prompt", Some(prompt));
-    w.opt_str("ratio", ratio.as_deref());
-    w.opt_str("resolution", resolution.as_deref());
+    w.opt_str("ratio", ratio.map(Ratio::as_str));
+    w.opt_str("resolution", resolution.map(Resolution::as_str));
     w.opt_bool("return_last_frame", *return_last_frame);
     w.opt_str("safety_identifier", safety_identifier.as_deref());
     w.opt_int("seed", *seed);
-    w.opt_str("service_tier", service_tier.as_deref());
+    w.opt_str("service_tier", service_tier.map(ServiceTier::as_str));
     if let Some(tools) = tools {
         w.key("tools");
         w.buf.push('[');
@@ -262,9 +264,9 @@ mod tests {
                     role: Some(ContentRole::LastFrame),
                 },
             ],
-            ratio: Some("16:9".into()),
+            ratio: Some(Ratio::Landscape),
             duration: Some(-1),
-            resolution: Some("720p".into()),
+            resolution: Some(Resolution::P720),
             frames: Some(29),
             generate_audio: Some(true),
             input_has_video: Some(false),
@@ -273,7 +275,7 @@ mod tests {
             watermark: Some(true),
             callback_url: Some("https://cb".into()),
             return_last_frame: Some(true),
-            service_tier: Some("flex".into()),
+            service_tier: Some(ServiceTier::Flex),
             execution_expires_after: Some(3600),
             draft: Some(false),
             tools: Some(vec![

@@ -3,7 +3,8 @@
 
 use super::diag::{Diagnostic, SourceLocation};
 use super::job::Vars;
-use super::{expand, numfmt, rules};
+use super::{expand, numfmt};
+use crate::api::Ratio;
 
 /// A time of day as a spreadsheet shows it (`16:09`, `4:09:00 PM`, `16:09:00`) as the ratio
 /// it was typed as (`16:9`), if it is one.
@@ -48,13 +49,13 @@ pub(super) fn ratio_cell(
     loc: &SourceLocation,
     diags: &mut Vec<Diagnostic>,
 ) -> String {
-    let valid = rules::RATIOS.contains(&c.trim());
+    let valid = c.trim().parse::<Ratio>().is_ok();
     if !was_time && valid {
         return c.to_string();
     }
     let fraction = day_fraction_as_time(c);
     let time = fraction.as_deref().unwrap_or(c);
-    let Some(r) = time_as_ratio(time).filter(|r| rules::RATIOS.contains(&r.as_str())) else {
+    let Some(r) = time_as_ratio(time).filter(|r| r.parse::<Ratio>().is_ok()) else {
         return c.to_string();
     };
     let held = match &fraction {

@@ -7,49 +7,42 @@
 //! are used instead of `duration`. Unset fields count as the API defaults assumed here: 720p,
 //! 16:9, 5 s. `duration: -1` (the model decides) gives no estimate ("unknown"), never 0.
 
-use crate::api::CreateRequest;
+use crate::api::{CreateRequest, Ratio, Resolution};
 
 /// Frames per second of every model.
 pub const FPS: u64 = 24;
 /// Resolution assumed when unset.
-pub const DEFAULT_RESOLUTION: &str = "720p";
+pub const DEFAULT_RESOLUTION: Resolution = Resolution::P720;
 /// Ratio assumed when unset.
-pub const DEFAULT_RATIO: &str = "16:9";
+pub const DEFAULT_RATIO: Ratio = Ratio::Landscape;
 /// Duration assumed when unset, in seconds.
 pub const DEFAULT_DURATION: u64 = 5;
 /// The formula, for display.
 pub const FORMULA: &str = "tokens = width x height x 24 fps x seconds / 1024 (unset: 720p, 16:9, 5 s)";
 
-/// Width and height in pixels of a resolution and ratio, or `None` if either is unknown.
-pub fn dimensions(resolution: &str, ratio: &str) -> Option<(u64, u64)> {
-    let short: u64 = match resolution {
-        "480p" => 480,
-        "720p" => 720,
-        "1080p" => 1080,
-        _ => return None,
+/// Width and height in pixels of a resolution and ratio (`adaptive` counted as 16:9).
+pub fn dimensions(resolution: Resolution, ratio: Ratio) -> (u64, u64) {
+    let (short, long_16_9) = match resolution {
+        Resolution::P480 => (480, 864),
+        Resolution::P720 => (720, 1280),
+        Resolution::P1080 => (1080, 1920),
     };
-    let long_16_9 = match short {
-        480 => 864,
-        720 => 1280,
-        _ => 1920,
-    };
-    Some(match ratio {
-        "16:9" | "adaptive" => (long_16_9, short),
-        "9:16" => (short, long_16_9),
-        "4:3" => (short * 4 / 3, short),
-        "3:4" => (short, short * 4 / 3),
-        "21:9" => (short * 21 / 9, short),
-        "1:1" => (short, short),
-        _ => return None,
-    })
+    match ratio {
+        Ratio::Landscape | Ratio::Adaptive => (long_16_9, short),
+        Ratio::Portrait => (short, long_16_9),
+        Ratio::Standard => (short * 4 / 3, short),
+        Ratio::StandardPortrait => (short, short * 4 / 3),
+        Ratio::Ultrawide => (short * 21 / 9, short),
+        Ratio::Square => (short, short),
+    }
 }
 
 /// The estimated tokens of a request, or `None` when it cannot be known.
 pub fn estimate_tokens(req: &CreateRequest) -> Option<u64> {
     let (w, h) = dimensions(
-        req.resolution.as_deref().unwrap_or(DEFAULT_RESOLUTION),
-        req.ratio.as_deref().unwrap_or(DEFAULT_RATIO),
-    )?;
+        req.resolution.unwrap_or(DEFAULT_RESOLUTION),
+        req.ratio.unwrap_or(DEFAULT_RATIO),
+    );
     let frames: u64 = match (req.frames, req.duration) {
         (Some(f), _) => u64::try_from(f).ok()?,
         (None, Some(d)) => u64::try_from(d).ok()?.checked_mul(FPS)?,
@@ -64,8 +57,8 @@ mod tests {
 
     fn r(res: Option<&str>, ratio: Option<&str>, d: Option<i64>, f: Option<i64>) -> CreateRequest {
         CreateRequest {
-            resolution: res.map(Into::into),
-            ratio: ratio.map(Into::into),
+            resolution: res.map(|v| v.parse().unwrap()),
+            ratio: ratio.map(|v| v.parse().unwrap()),
             duration: d,
             frames: f,
             ..Default::default()
@@ -93,9 +86,8 @@ mod tests {
     }
 
     #[test]
-    fn unknown_when_model_decides_or_values_are_bad() {
+    fn unknown_when_the_model_decides() {
         assert_eq!(estimate_tokens(&r(None, None, Some(-1), None)), None);
-        assert_eq!(estimate_tokens(&r(Some("4k"), None, None, None)), None);
     }
 
     #[test]

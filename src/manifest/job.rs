@@ -108,6 +108,29 @@ fn string(n: &Node, field: &str, vars: &Vars, diags: &mut Vec<Diagnostic>) -> Op
     }
 }
 
+/// One of a closed set of values ([`Ratio`](crate::api::Ratio) and the like), spelled as the
+/// API spells it.
+fn choice<T: std::str::FromStr<Err = String>>(
+    n: &Node,
+    field: &str,
+    vars: &Vars,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<T> {
+    let text = string(n, field, vars, diags)?;
+    match text.parse() {
+        Ok(v) => Some(v),
+        Err(expected) => {
+            diags.push(Diagnostic::field_error(
+                n.loc.clone(),
+                field,
+                format!("`{}`", super::yaml::excerpt(&text, 60)),
+                expected,
+            ));
+            None
+        }
+    }
+}
+
 fn int(n: &Node, field: &str, diags: &mut Vec<Diagnostic>) -> Option<i64> {
     let v = match &n.value {
         Value::Int(i) => Some(*i),
@@ -323,10 +346,10 @@ pub fn build(
         match key {
             "model" => req.model = string(n, key, vars, diags).unwrap_or_default(),
             "prompt" => req.prompt = string(n, key, vars, diags).unwrap_or_default(),
-            "ratio" => req.ratio = string(n, key, vars, diags),
-            "resolution" => req.resolution = string(n, key, vars, diags),
+            "ratio" => req.ratio = choice(n, key, vars, diags),
+            "resolution" => req.resolution = choice(n, key, vars, diags),
             "callback_url" => req.callback_url = string(n, key, vars, diags),
-            "service_tier" => req.service_tier = string(n, key, vars, diags),
+            "service_tier" => req.service_tier = choice(n, key, vars, diags),
             "safety_identifier" => req.safety_identifier = string(n, key, vars, diags),
             "duration" => req.duration = int(n, key, diags),
             "frames" => req.frames = int(n, key, diags),
@@ -508,5 +531,45 @@ mod tests {
         assert_eq!(b.request.prompt, "a cat");
         assert_eq!(b.request.duration, Some(5));
         assert_eq!(b.request.generate_audio, Some(true));
+    }
+
+    #[test]
+    fn a_value_outside_a_closed_set_is_an_error_at_its_field_listing_the_set() {
+        let (m, p, r, res, t) = (
+            node(Value::Str("seedance-2.0".into())),
+            node(Value::Str("a cat".into())),
+            node(Value::Str("16:10".into())),
+            node(Value::Str("4k".into())),
+            node(Value::Str("fast".into())),
+        );
+        let fields = [
+            ("model", &m),
+            ("prompt", &p),
+            ("ratio", &r),
+            ("resolution", &res),
+            ("service_tier", &t),
+        ];
+        let mut diags = Vec::new();
+        let b = build(&fields, &Vars::default(), &m.loc, &mut diags);
+        assert!(!b.ok);
+        let said: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
+        assert_eq!(said.len(), 3, "{said:?}");
+        assert!(
+            said[0].contains("ratio") && said[0].contains("`16:10`"),
+            "{said:?}"
+        );
+        assert!(
+            said[0].contains("16:9, 9:16, 4:3, 3:4, 21:9, 1:1, adaptive"),
+            "{said:?}"
+        );
+        assert!(
+            said[1].contains("resolution") && said[1].contains("480p, 720p, 1080p"),
+            "{said:?}"
+        );
+        assert!(
+            said[2].contains("service_tier") && said[2].contains("default, flex"),
+            "{said:?}"
+        );
+        assert_eq!((b.request.ratio, b.request.resolution), (None, None));
     }
 }

@@ -7,12 +7,6 @@ use crate::api::{ContentItem, ContentRole, CreateRequest};
 
 /// The models whose rules are known.
 pub const KNOWN_MODELS: &[&str] = &["seedance-1.5-pro", "seedance-2.0", "seedance-2.0-fast"];
-/// Accepted aspect ratios.
-pub const RATIOS: &[&str] = &["16:9", "9:16", "4:3", "3:4", "21:9", "1:1", "adaptive"];
-/// Accepted resolutions.
-pub const RESOLUTIONS: &[&str] = &["480p", "720p", "1080p"];
-/// Accepted service tiers.
-pub const SERVICE_TIERS: &[&str] = &["default", "flex"];
 /// Tool types known to exist (others draw a warning).
 pub const KNOWN_TOOLS: &[&str] = &["web_search"];
 /// Longest accepted `safety_identifier`, in characters.
@@ -149,24 +143,6 @@ pub fn check_request(req: &CreateRequest) -> Vec<Problem> {
     if req.prompt.trim().is_empty() {
         out.push(problem("prompt", "nothing", "a non-empty text description"));
     }
-    if let Some(r) = &req.ratio
-        && !RATIOS.contains(&r.as_str())
-    {
-        out.push(problem(
-            "ratio",
-            quote(r),
-            format!("one of {}", RATIOS.join(", ")),
-        ));
-    }
-    if let Some(r) = &req.resolution
-        && !RESOLUTIONS.contains(&r.as_str())
-    {
-        out.push(problem(
-            "resolution",
-            quote(r),
-            format!("one of {}", RESOLUTIONS.join(", ")),
-        ));
-    }
     if let Some(d) = req.duration {
         match duration_range(model) {
             Some((lo, hi)) if d != -1 && !(lo..=hi).contains(&d) => out.push(problem(
@@ -242,15 +218,6 @@ pub fn check_request(req: &CreateRequest) -> Vec<Problem> {
                 "1..64 characters",
             ));
         }
-    }
-    if let Some(t) = &req.service_tier
-        && !SERVICE_TIERS.contains(&t.as_str())
-    {
-        out.push(problem(
-            "service_tier",
-            quote(t),
-            format!("one of {}", SERVICE_TIERS.join(", ")),
-        ));
     }
     if let Some(u) = &req.callback_url
         && let Err(exp) = check_url(u, false)
@@ -478,15 +445,6 @@ mod tests {
             r.frames = Some(f);
             assert_eq!(fields(&r).is_empty(), ok, "{f}");
         }
-    }
-
-    #[test]
-    fn ratio_resolution_tier() {
-        let mut r = req("seedance-2.0");
-        r.ratio = Some("16:10".into());
-        r.resolution = Some("4k".into());
-        r.service_tier = Some("fast".into());
-        assert_eq!(fields(&r), ["ratio", "resolution", "service_tier"]);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::run::RunSection;
-use crate::api::{ContentItem, Tool};
+use crate::api::{ContentItem, Ratio, Resolution, ServiceTier, Tool};
 
 /// A vidbatch manifest: defaults, jobs, rows from a sheet, and run settings.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
@@ -107,15 +107,13 @@ pub struct JobSpec {
     pub content: Option<Vec<ContentItem>>,
     /// Aspect ratio.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("enum" = ["16:9", "9:16", "4:3", "3:4", "21:9", "1:1", "adaptive"]))]
-    pub ratio: Option<String>,
+    pub ratio: Option<Ratio>,
     /// Seconds: 4..12 on seedance-1.5-pro, 4..15 on the 2.0 models; -1 lets the model decide.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration: Option<i64>,
     /// Resolution.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("enum" = ["480p", "720p", "1080p"]))]
-    pub resolution: Option<String>,
+    pub resolution: Option<Resolution>,
     /// Frame count, 29..289 of the form 25+4n (seedance-1.0 models only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub frames: Option<i64>,
@@ -142,8 +140,7 @@ pub struct JobSpec {
     pub return_last_frame: Option<bool>,
     /// Service tier.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("enum" = ["default", "flex"]))]
-    pub service_tier: Option<String>,
+    pub service_tier: Option<ServiceTier>,
     /// Execution expiry window in seconds, 3600..259200.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub execution_expires_after: Option<i64>,

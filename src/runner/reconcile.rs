@@ -10,7 +10,7 @@
 //! flight), and their tasks are also matched on creation time. Two candidates for one create
 //! are never resolved by guessing.
 
-use crate::api::{CreateRequest, Task, TaskList, Timestamp};
+use crate::api::{CreateRequest, Ratio, Resolution, ServiceTier, Task, TaskList, Timestamp};
 use crate::state::JobState;
 
 /// Whether vidbatch draws the seed of a job (its request sets none, or -1 for "random").
@@ -52,15 +52,21 @@ pub(super) fn matches(req: &CreateRequest, task: &Task) -> bool {
             _ => true,
         }
     }
+    fn same_text(asked: Option<&str>, shown: Option<&str>) -> bool {
+        asked.zip(shown).is_none_or(|(a, s)| a == s)
+    }
     let duration_ok = match (req.duration, task.duration) {
         (Some(d), Some(shown)) if d > 0 => (shown - d as f64).abs() < 0.5,
         _ => true,
     };
     task.model.as_deref().is_none_or(|m| m == req.model)
         && task.prompt.as_deref().is_none_or(|p| p == req.prompt)
-        && same(&req.ratio, &task.ratio)
-        && same(&req.resolution, &task.resolution)
-        && same(&req.service_tier, &task.service_tier)
+        && same_text(req.ratio.map(Ratio::as_str), task.ratio.as_deref())
+        && same_text(req.resolution.map(Resolution::as_str), task.resolution.as_deref())
+        && same_text(
+            req.service_tier.map(ServiceTier::as_str),
+            task.service_tier.as_deref(),
+        )
         && same(&req.frames, &task.frames)
         && (req.seed.is_none_or(|s| s < 0) || same(&req.seed, &task.seed))
         && duration_ok
@@ -118,7 +124,7 @@ mod tests {
             model: "seedance-1.5-pro".into(),
             prompt: "a cat".into(),
             duration: Some(5),
-            ratio: Some("16:9".into()),
+            ratio: Some(Ratio::Landscape),
             seed,
             ..Default::default()
         }
