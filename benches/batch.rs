@@ -46,6 +46,9 @@ fn bench_dir() -> std::path::PathBuf {
         .unwrap_or_else(std::env::temp_dir)
 }
 
+/// The `vidbatch` binary this benchmark was built with.
+const VIDBATCH: &str = env!("CARGO_BIN_EXE_vidbatch");
+
 /// Runs `vidbatch run` of `jobs` distinct jobs under GNU time against `sim` and reads its report.
 fn run(sim: &SimHandle, jobs: usize, args: &[&str]) -> Outcome {
     run_manifest(sim, |dir| manifest(dir, jobs), args)
@@ -54,6 +57,17 @@ fn run(sim: &SimHandle, jobs: usize, args: &[&str]) -> Outcome {
 /// Runs `vidbatch run` of the manifest `write` puts in a fresh directory (and returns the path
 /// of) under GNU time against `sim`, and reads its report.
 fn run_manifest(sim: &SimHandle, write: impl FnOnce(&Path) -> std::path::PathBuf, args: &[&str]) -> Outcome {
+    run_binary(Path::new(VIDBATCH), sim, write, args)
+}
+
+/// Runs `bin run` of the manifest `write` puts in a fresh directory under GNU time against
+/// `sim`, and reads its report.
+fn run_binary(
+    bin: &Path,
+    sim: &SimHandle,
+    write: impl FnOnce(&Path) -> std::path::PathBuf,
+    args: &[&str],
+) -> Outcome {
     let dir = tempfile::tempdir_in(bench_dir()).expect("temp dir");
     let m = write(dir.path());
     let out = dir.path().join("out");
@@ -63,7 +77,7 @@ fn run_manifest(sim: &SimHandle, write: impl FnOnce(&Path) -> std::path::PathBuf
         .arg("-o")
         .arg(&times)
         .args(["-f", "%U %S %M"])
-        .arg(env!("CARGO_BIN_EXE_vidbatch"))
+        .arg(bin)
         .args([
             "run",
             m.to_str().unwrap_or_default(),
@@ -543,62 +557,78 @@ fn cpu_ticks() -> Option<(u64, u64)> {
 /// 5. Overhead: CPU per job and peak RSS at 10,000 jobs, in three runs.
 ///
 /// The host of a VM takes a varying share of its CPUs, so each run shows the share stolen
-/// while it ran.
+/// while it ran. With `VIDBATCH_BENCH_BASELINE` set to another `vidbatch` binary (an earlier
+/// build), each run is followed by the same run of that binary, so the two are compared side
+/// by side under the same load.
 async fn overhead() {
     let jobs = 10_000;
+    let baseline = std::env::var_os("VIDBATCH_BENCH_BASELINE").map(std::path::PathBuf::from);
+    let bins: Vec<(&str, &Path)> = std::iter::once(("", Path::new(VIDBATCH)))
+        .chain(baseline.as_deref().map(|b| ("baseline ", b)))
+        .collect();
     // Kept until all runs are done: on ext4 without a journal, files deleted in the last
     // minutes slow the creation of new ones.
-    let mut outcomes = Vec::new();
+    let mut outcomes: Vec<Vec<Outcome>> = bins.iter().map(|_| Vec::new()).collect();
     for _ in 0..3 {
-        let sim = start(SimConfig {
-            time_scale: 0.001,
-            ..sim_config()
-        })
-        .await;
-        let before = cpu_ticks();
-        let o = run(
-            &sim,
-            jobs,
-            &[
-                "--rpm",
-                "600000",
-                "--burst",
-                "500",
-                "--concurrency",
-                "500",
-                "--poll-interval",
-                "50ms",
-            ],
-        );
-        let steal = match (before, cpu_ticks()) {
-            (Some((t0, s0)), Some((t1, s1))) if t1 > t0 => {
-                format!("{:.0} %", (s1 - s0) as f64 * 100.0 / (t1 - t0) as f64)
-            }
-            _ => "unknown".into(),
-        };
-        println!(
-            "overhead  {jobs} jobs in {:.1}s: {:.3} ms CPU per job ({:.1}s user, {:.1}s sys), peak RSS {:.1} MB, CPU stolen by the host {steal} [{}] (exit {:?})",
-            o.wall,
-            (o.user_cpu + o.sys_cpu) * 1000.0 / jobs as f64,
-            o.user_cpu,
-            o.sys_cpu,
-            o.max_rss_mb,
-            by_endpoint(&sim),
-            o.exit
-        );
-        outcomes.push(o);
+        for ((label, bin), outcomes) in bins.iter().zip(&mut outcomes) {
+            overhead_run(label, bin, jobs, outcomes).await;
+        }
     }
-    let mut per_job: Vec<f64> = outcomes
-        .iter()
-        .map(|o| (o.user_cpu + o.sys_cpu) * 1000.0 / jobs as f64)
-        .collect();
-    per_job.sort_by(f64::total_cmp);
-    let rss = outcomes.iter().map(|o| o.max_rss_mb).fold(0.0, f64::max);
-    println!(
-        "overhead  median {:.3} ms CPU per job (best {:.3}), highest peak RSS {rss:.1} MB",
-        per_job[per_job.len() / 2],
-        per_job[0]
+    for ((label, _), outcomes) in bins.iter().zip(&outcomes) {
+        let mut per_job: Vec<f64> = outcomes
+            .iter()
+            .map(|o| (o.user_cpu + o.sys_cpu) * 1000.0 / jobs as f64)
+            .collect();
+        per_job.sort_by(f64::total_cmp);
+        let rss = outcomes.iter().map(|o| o.max_rss_mb).fold(0.0, f64::max);
+        println!(
+            "overhead  {label}median {:.3} ms CPU per job (best {:.3}), highest peak RSS {rss:.1} MB",
+            per_job[per_job.len() / 2],
+            per_job[0]
+        );
+    }
+}
+
+/// One overhead run of `bin` against a fresh simulator; its outcome is kept in `outcomes`.
+async fn overhead_run(label: &str, bin: &Path, jobs: usize, outcomes: &mut Vec<Outcome>) {
+    let sim = start(SimConfig {
+        time_scale: 0.001,
+        ..sim_config()
+    })
+    .await;
+    let before = cpu_ticks();
+    let o = run_binary(
+        bin,
+        &sim,
+        |dir| manifest(dir, jobs),
+        &[
+            "--rpm",
+            "600000",
+            "--burst",
+            "500",
+            "--concurrency",
+            "500",
+            "--poll-interval",
+            "50ms",
+        ],
     );
+    let steal = match (before, cpu_ticks()) {
+        (Some((t0, s0)), Some((t1, s1))) if t1 > t0 => {
+            format!("{:.0} %", (s1 - s0) as f64 * 100.0 / (t1 - t0) as f64)
+        }
+        _ => "unknown".into(),
+    };
+    println!(
+        "overhead  {label}{jobs} jobs in {:.1}s: {:.3} ms CPU per job ({:.1}s user, {:.1}s sys), peak RSS {:.1} MB, CPU stolen by the host {steal} [{}] (exit {:?})",
+        o.wall,
+        (o.user_cpu + o.sys_cpu) * 1000.0 / jobs as f64,
+        o.user_cpu,
+        o.sys_cpu,
+        o.max_rss_mb,
+        by_endpoint(&sim),
+        o.exit
+    );
+    outcomes.push(o);
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

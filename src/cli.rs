@@ -969,6 +969,7 @@ fn cmd_report(out: &Path, merge: &[PathBuf], ci: &CiArgs) -> anyhow::Result<i32>
             }
             Err(e) => return usage(e),
         };
+        let merged = std::sync::Arc::new(merged);
         report::write_report_files(out, &merged, &ci.outputs())?;
         let s = &merged.summary;
         writeln!(

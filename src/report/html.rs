@@ -12,6 +12,9 @@
 //! `?selftest` in the URL, the script waits for every video's metadata, exercises the filters
 //! and writes what it saw as JSON into `#selftest` (a browser test reads it back).
 
+use std::io::{self, Write};
+use std::sync::Arc;
+
 use minijinja::Environment;
 use minijinja::value::{Serde, Value};
 use serde::Serialize;
@@ -154,8 +157,9 @@ pub struct Page {
     pub shards: Vec<String>,
     /// Queue and generation p50/p95.
     pub percentiles: String,
-    /// The cards, failed first.
-    pub cards: Vec<Card>,
+    /// The cards, failed first: a sequence that makes each [`Card`] when the template reaches
+    /// it, so a page of thousands of jobs never holds all its cards at once.
+    pub cards: Value,
     /// The inline script.
     pub script: &'static str,
     /// The Content-Security-Policy (the script's hash included).
@@ -356,15 +360,30 @@ fn script_hash(script: &str) -> String {
     format!("'sha256-{b64}'")
 }
 
+/// The cards of a report in page order (failed, unfinished, done, not in plan; plan order
+/// within each), each made as the template asks for the next.
+fn cards(report: &Arc<Report>) -> Value {
+    Value::make_object_iterable(Arc::clone(report), |report| {
+        Box::new(
+            // Every rank in order (rank gives 0 to 3).
+            (0..=3)
+                .flat_map(move |r| report.jobs.iter().filter(move |job| rank(group(job)) == r))
+                .enumerate()
+                .map(|(i, job)| {
+                    let mut card = card(job);
+                    if i >= PRELOADED {
+                        card.preload = "none";
+                    }
+                    Value::from(Serde(card))
+                }),
+        )
+    })
+}
+
 impl Page {
     /// What the page shows of a report.
-    pub fn of(report: &Report) -> Page {
+    pub fn of(report: &Arc<Report>) -> Page {
         let s = &report.summary;
-        let mut cards: Vec<Card> = report.jobs.iter().map(card).collect();
-        cards.sort_by_key(|c| rank(c.group));
-        for c in cards.iter_mut().skip(PRELOADED) {
-            c.preload = "none";
-        }
         let mut states: Vec<StateCount> = s
             .by_state
             .iter()
@@ -436,7 +455,7 @@ impl Page {
                 pair(&s.queue_seconds),
                 pair(&s.generation_seconds)
             ),
-            cards,
+            cards: cards(report),
             script: SCRIPT,
             csp: format!(
                 "default-src 'none'; script-src {}; style-src 'unsafe-inline'; \
@@ -448,14 +467,26 @@ impl Page {
     }
 }
 
-/// The page of a report.
-pub fn render(report: &Report) -> Result<String, minijinja::Error> {
+/// Writes the page of a report to `w` as it is rendered.
+pub fn render_to(report: &Arc<Report>, w: impl Write) -> io::Result<()> {
     let mut env = Environment::new();
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
     // The name's `.html` turns HTML autoescaping on.
-    env.add_template("report.html", TEMPLATE)?;
-    let page = Page::of(report);
-    env.get_template("report.html")?.render(Value::from(Serde(&page)))
+    env.add_template("report.html", TEMPLATE).map_err(io_error)?;
+    let page = Value::from(Serde(Page::of(report)));
+    env.get_template("report.html")
+        .and_then(|t| t.render_captured_to(page, w))
+        .map(drop)
+        .map_err(io_error)
+}
+
+/// A rendering error as an I/O error: a failed write is that write's error (a full disk stays
+/// one), anything else is the template's.
+fn io_error(e: minijinja::Error) -> io::Error {
+    match std::error::Error::source(&e).and_then(|s| s.downcast_ref::<io::Error>()) {
+        Some(io) => io::Error::new(io.kind(), io.to_string()),
+        None => io::Error::other(e),
+    }
 }
 
 #[cfg(test)]
@@ -480,6 +511,60 @@ mod tests {
             script_hash("abc"),
             "'sha256-ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0='"
         );
+    }
+
+    #[test]
+    fn cards_come_failed_first_then_unfinished_then_done_and_only_the_first_preload() {
+        use crate::api::CreateRequest;
+        use crate::events::{Event, Failure, FailureKind};
+        use crate::state::{Phase, RunState};
+
+        let mut state = RunState::default();
+        let ids: Vec<String> = (0..PRELOADED + 3).map(|i| format!("j{i}")).collect();
+        for id in &ids {
+            state.apply(&Event::JobPlanned {
+                job: id.clone(),
+                name: id.clone(),
+                fingerprint: format!("fp-{id}"),
+                request: Box::new(CreateRequest::default()),
+                source: "test".into(),
+                estimated_tokens: None,
+            });
+        }
+        // Plan order: done jobs, then one pending, then one failed.
+        let (pending, failed) = (&ids[PRELOADED + 1], &ids[PRELOADED + 2]);
+        for (id, job) in &mut state.jobs {
+            if id == failed {
+                job.phase = Phase::Failed;
+                job.failure = Some(Failure {
+                    kind: FailureKind::TaskFailed,
+                    http_status: None,
+                    code: None,
+                    message: "no".into(),
+                });
+            } else if id != pending {
+                job.phase = Phase::Done;
+            }
+        }
+        let page = Page::of(&Arc::new(Report::from_state(&state)));
+        let cards: Vec<(String, String)> = page
+            .cards
+            .try_iter()
+            .expect("a sequence")
+            .map(|c| {
+                let field = |k: &str| c.get_attr(k).expect("a field").to_string();
+                (field("id"), field("preload"))
+            })
+            .collect();
+        let order: Vec<&str> = cards.iter().map(|(id, _)| id.as_str()).collect();
+        let mut expected = vec![failed.as_str(), pending.as_str()];
+        expected.extend(ids[..=PRELOADED].iter().map(String::as_str));
+        assert_eq!(order, expected);
+        let preloaded = cards.iter().filter(|(_, p)| p == "metadata").count();
+        assert_eq!(preloaded, PRELOADED);
+        assert!(cards[..PRELOADED].iter().all(|(_, p)| p == "metadata"));
+        // The sequence is made again each time it is read.
+        assert_eq!(page.cards.try_iter().expect("a sequence").count(), ids.len());
     }
 
     #[test]

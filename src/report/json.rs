@@ -1,8 +1,9 @@
 //! `report.json` and its JSON Schema (2020-12), generated from the report types.
 
+use std::io::{self, Write};
 use std::path::Path;
 
-use super::{Report, write_atomic};
+use super::{Report, write_atomic_with};
 use crate::state::RunState;
 
 /// The JSON Schema (2020-12) of `report.json`, as pretty JSON with a final newline; the file
@@ -14,19 +15,19 @@ pub fn report_schema() -> String {
     s
 }
 
-/// The report as pretty JSON with a final newline.
-pub fn to_json(report: &Report) -> Vec<u8> {
-    let mut v = serde_json::to_vec_pretty(report).unwrap_or_default();
-    v.push(b'\n');
-    v
+/// Writes the report to `w` as pretty JSON with a final newline, as it is serialized (the
+/// text of a large report is never held in memory whole).
+fn write_json(report: &Report, w: &mut impl Write) -> io::Result<()> {
+    serde_json::to_writer_pretty(&mut *w, report)?;
+    w.write_all(b"\n")
 }
 
 /// Writes a report to `path` atomically.
-pub fn write(path: &Path, report: &Report) -> std::io::Result<()> {
-    write_atomic(path, &to_json(report))
+pub fn write(path: &Path, report: &Report) -> io::Result<()> {
+    write_atomic_with(path, |w| write_json(report, w))
 }
 
 /// Writes `OUT/report.json` from a state.
-pub fn write_report(out_dir: &Path, state: &RunState) -> std::io::Result<()> {
+pub fn write_report(out_dir: &Path, state: &RunState) -> io::Result<()> {
     write(&out_dir.join("report.json"), &Report::from_state(state))
 }

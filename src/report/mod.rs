@@ -21,8 +21,9 @@ pub mod merge;
 pub mod status;
 
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use schemars::JsonSchema;
 use serde::Serialize;
@@ -362,13 +363,14 @@ pub struct Outputs {
 /// Writes `OUT/report.json`, `OUT/report.html` and the asked-for renderings from a state.
 /// Every file is tried even when an earlier one fails; the first error is returned.
 pub fn write_all(out_dir: &Path, state: &RunState, outputs: &Outputs) -> std::io::Result<()> {
-    write_report_files(out_dir, &Report::from_state(state), outputs)
+    write_report_files(out_dir, &Arc::new(Report::from_state(state)), outputs)
 }
 
 /// Writes a report's files: `OUT/report.json`, `OUT/report.html` and the asked-for
 /// renderings. Every file is tried even when an earlier one fails; the first error is
-/// returned.
-pub fn write_report_files(out_dir: &Path, report: &Report, outputs: &Outputs) -> std::io::Result<()> {
+/// returned. `report.json` and `report.html` are written as they are made (report.html's cards
+/// one at a time), so a report of many jobs costs little memory beyond the report itself.
+pub fn write_report_files(out_dir: &Path, report: &Arc<Report>, outputs: &Outputs) -> std::io::Result<()> {
     let mut first_error = None;
     let mut note = |r: std::io::Result<()>, what: &Path| {
         if let Err(e) = r
@@ -384,9 +386,7 @@ pub fn write_report_files(out_dir: &Path, report: &Report, outputs: &Outputs) ->
     note(json::write(&json_path, report), &json_path);
     let html_path = out_dir.join(html::FILE);
     note(
-        html::render(report)
-            .map_err(std::io::Error::other)
-            .and_then(|page| write_atomic(&html_path, page.as_bytes())),
+        write_atomic_with(&html_path, |w| html::render_to(report, w)),
         &html_path,
     );
     if let Some(path) = &outputs.junit {
@@ -409,14 +409,31 @@ fn append(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     f.sync_all()
 }
 
+/// The buffer between a report's renderer and its file.
+const WRITE_BUF: usize = 64 * 1024;
+
 /// Writes `contents` to `path` atomically: a temporary file beside it, fsync, rename.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    write_atomic_with(path, |w| w.write_all(contents))
+}
+
+/// Writes `path` atomically with what `fill` writes: through a buffer into a temporary file
+/// beside it, then fsync and rename, so contents made as they are written are never held in
+/// memory whole.
+pub fn write_atomic_with(
+    path: &Path,
+    fill: impl FnOnce(&mut BufWriter<&std::fs::File>) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    tmp.write_all(contents)?;
+    let tmp = tempfile::NamedTempFile::new_in(dir)?;
+    {
+        let mut w = BufWriter::with_capacity(WRITE_BUF, tmp.as_file());
+        fill(&mut w)?;
+        w.flush()?;
+    }
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
