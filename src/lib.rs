@@ -7,7 +7,7 @@
 //! - [`events`]: the contract between the runner and its consumers.
 //! - [`state`]: run state folded from events (live, on resume, offline).
 //! - [`journal`]: `state.jsonl`, the crash-safe resume journal, and the out-dir lock.
-//! - [`download`] and [`mp4`]: streamed, resumable, verified downloads.
+//! - [`download`]: streamed, resumable, verified downloads; `download::media`: what a file must be.
 //! - [`report`]: `report.json` from the state.
 //! - [`display`]: what a person watching sees.
 //! - [`hex`]: hex text of digests.
@@ -22,7 +22,6 @@ pub mod exit;
 pub mod hex;
 pub mod journal;
 pub mod manifest;
-pub mod mp4;
 pub mod report;
 pub mod runner;
 pub mod state;

@@ -13,6 +13,8 @@
 //! [`DownloadRequest::throughput_window`]: a body that trickles a byte every few seconds ends
 //! after one window). Either ends the attempt as transient, keeping the `.part` file.
 
+pub mod media;
+
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -23,7 +25,6 @@ use sha2::{Digest, Sha256};
 
 use crate::api::{describe, is_refused_url};
 use crate::hex::hex;
-use crate::mp4;
 
 /// Default time allowed without a single byte arriving before a download is abandoned.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -37,32 +38,7 @@ pub const DEFAULT_THROUGHPUT_WINDOW: Duration = Duration::from_secs(30);
 /// Size of the buffers used to write, re-hash and verify files.
 const IO_BUF: usize = 256 * 1024;
 
-/// What a downloaded file must be.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MediaKind {
-    /// An MP4 video (ISO base media file).
-    Mp4,
-    /// A PNG image (the last frame of a video).
-    Png,
-}
-
-impl MediaKind {
-    /// A sensible size cap for this kind: 4 GiB for videos, 64 MiB for frames.
-    pub fn default_max_bytes(self) -> u64 {
-        match self {
-            MediaKind::Mp4 => 4 << 30,
-            MediaKind::Png => 64 << 20,
-        }
-    }
-
-    /// The file name extension, without the dot.
-    pub fn extension(self) -> &'static str {
-        match self {
-            MediaKind::Mp4 => "mp4",
-            MediaKind::Png => "png",
-        }
-    }
-}
+pub use media::MediaKind;
 
 /// One file to fetch.
 #[derive(Debug, Clone)]
@@ -653,17 +629,10 @@ fn check_format_reader<R: Read + Seek>(
     path: &Path,
     kind: MediaKind,
 ) -> Result<(), DownloadError> {
-    match kind {
-        MediaKind::Mp4 => match mp4::verify(r, len) {
-            Ok(_) => Ok(()),
-            Err(mp4::Mp4Error::Io(e)) => Err(io_err("read", path)(e)),
-            Err(mp4::Mp4Error::Malformed(m)) => Err(invalid(format!("not a valid MP4: {m}"))),
-        },
-        MediaKind::Png => match check_png(r, len) {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(m)) => Err(invalid(format!("not a valid PNG: {m}"))),
-            Err(e) => Err(io_err("read", path)(e)),
-        },
+    match media::check(r, len, kind) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(m)) => Err(invalid(format!("not a valid {}: {m}", kind.name()))),
+        Err(e) => Err(io_err("read", path)(e)),
     }
 }
 
@@ -672,69 +641,6 @@ fn check_format(path: &Path, kind: MediaKind) -> Result<(), DownloadError> {
     let mut file = std::fs::File::open(path).map_err(io_err("open", path))?;
     let len = file.metadata().map_err(io_err("inspect", path))?.len();
     check_format_reader(&mut file, len, path, kind)
-}
-
-const PNG_SIGNATURE: [u8; 8] = [0x89, b'P', b'N', b'G', b'\r', b'\n', 0x1a, b'\n'];
-
-/// Walks the chunks of a PNG of `len` bytes: signature, `IHDR` first, every chunk within the
-/// file, up to `IEND` (bytes after `IEND` are allowed). The outer error is a read error.
-pub(crate) fn check_png<R: Read + Seek>(r: &mut R, len: u64) -> io::Result<Result<(), String>> {
-    let mut sig = [0u8; 8];
-    if len < 8 || !read_exact_or_eof(r, &mut sig)? || sig != PNG_SIGNATURE {
-        return Ok(Err("missing PNG signature".into()));
-    }
-    let mut pos = 8u64;
-    let mut first = true;
-    loop {
-        if len - pos < 12 {
-            return Ok(Err(format!("file ends at {len} bytes before the IEND chunk")));
-        }
-        r.seek(SeekFrom::Start(pos))?;
-        let mut head = [0u8; 8];
-        if !read_exact_or_eof(r, &mut head)? {
-            return Ok(Err("file ends inside a chunk header".into()));
-        }
-        let clen = u64::from(u32::from_be_bytes([head[0], head[1], head[2], head[3]]));
-        let ctype = [head[4], head[5], head[6], head[7]];
-        if clen > 0x7fff_ffff || !ctype.iter().all(u8::is_ascii_alphabetic) {
-            return Ok(Err(format!("malformed chunk header at offset {pos}")));
-        }
-        if pos + 12 + clen > len {
-            return Ok(Err(format!(
-                "chunk '{}' at offset {pos} runs past the end of the file (truncated)",
-                String::from_utf8_lossy(&ctype)
-            )));
-        }
-        if first {
-            if &ctype != b"IHDR" || clen != 13 {
-                return Ok(Err("first chunk is not a 13-byte IHDR".into()));
-            }
-            let mut ihdr = [0u8; 13];
-            if !read_exact_or_eof(r, &mut ihdr)? {
-                return Ok(Err("file ends inside IHDR".into()));
-            }
-            let w = u32::from_be_bytes([ihdr[0], ihdr[1], ihdr[2], ihdr[3]]);
-            let h = u32::from_be_bytes([ihdr[4], ihdr[5], ihdr[6], ihdr[7]]);
-            if w == 0 || h == 0 {
-                return Ok(Err(format!("IHDR declares a {w}x{h} image")));
-            }
-            first = false;
-        } else if &ctype == b"IHDR" {
-            return Ok(Err("a second IHDR chunk".into()));
-        }
-        if &ctype == b"IEND" {
-            return Ok(Ok(()));
-        }
-        pos += 12 + clen;
-    }
-}
-
-fn read_exact_or_eof<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<bool> {
-    match r.read_exact(buf) {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(false),
-        Err(e) => Err(e),
-    }
 }
 
 /// Re-verifies a finished file: checks its structure as `kind` and hashes it, reading with a
@@ -754,7 +660,6 @@ pub fn verify_file(path: &Path, kind: MediaKind) -> Result<Downloaded, DownloadE
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Cursor;
 
     #[test]
     fn content_range_parsing() {
@@ -798,43 +703,5 @@ mod tests {
             part_path(Path::new("out/videos/a.mp4")),
             PathBuf::from("out/videos/a.mp4.part")
         );
-    }
-
-    fn chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
-        let mut v = (data.len() as u32).to_be_bytes().to_vec();
-        v.extend_from_slice(kind);
-        v.extend_from_slice(data);
-        v.extend_from_slice(&[0, 0, 0, 0]);
-        v
-    }
-
-    fn png() -> Vec<u8> {
-        let mut v = PNG_SIGNATURE.to_vec();
-        let mut ihdr = 4u32.to_be_bytes().to_vec();
-        ihdr.extend_from_slice(&3u32.to_be_bytes());
-        ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
-        v.extend(chunk(b"IHDR", &ihdr));
-        v.extend(chunk(b"IDAT", &[1, 2, 3]));
-        v.extend(chunk(b"IEND", &[]));
-        v
-    }
-
-    fn png_ok(bytes: &[u8]) -> bool {
-        matches!(check_png(&mut Cursor::new(bytes), bytes.len() as u64), Ok(Ok(())))
-    }
-
-    #[test]
-    fn png_walker() {
-        let good = png();
-        assert!(png_ok(&good));
-        let mut trailing = good.clone();
-        trailing.extend_from_slice(b"trailing junk");
-        assert!(png_ok(&trailing));
-        assert!(!png_ok(&good[..good.len() - 1]));
-        assert!(!png_ok(&good[..20]));
-        assert!(!png_ok(b"<html>not a png</html>"));
-        let mut no_ihdr = PNG_SIGNATURE.to_vec();
-        no_ihdr.extend(chunk(b"IEND", &[]));
-        assert!(!png_ok(&no_ihdr));
     }
 }

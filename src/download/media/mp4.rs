@@ -3,6 +3,8 @@
 
 use std::io::{self, Read, Seek, SeekFrom};
 
+use super::read_full;
+
 /// Most top-level boxes a file may hold before it is judged garbage.
 const MAX_TOP_LEVEL_BOXES: usize = 100_000;
 
@@ -39,20 +41,6 @@ pub enum Mp4Error {
 
 fn malformed(msg: impl Into<String>) -> Mp4Error {
     Mp4Error::Malformed(msg.into())
-}
-
-/// Reads exactly `buf.len()` bytes; `Ok(false)` when the input ends first.
-fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<bool> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match r.read(&mut buf[filled..]) {
-            Ok(0) => return Ok(false),
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(true)
 }
 
 /// Walks the top-level boxes of an input of `len` bytes, starting at its current position 0.
