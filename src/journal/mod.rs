@@ -6,18 +6,27 @@
 //! others are written in batches and reach the disk with the next fsync. Loading tolerates a
 //! torn last line (a crash mid-write). When the file has grown well past what its state
 //! needs, [`compact`] rewrites it from the state.
+//!
+//! Its parts: `load` (reading it back, [`load`]) and `compact` ([`compact`]); this module is
+//! the writer and the out dir's lock.
+
+mod compact;
+mod load;
+
+pub use compact::{compact, needs_compaction};
+use load::trim_line;
+pub use load::{Loaded, load};
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, mpsc};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::Duration;
 
 use tokio::sync::oneshot;
 
 use crate::events::Event;
-use crate::state::RunState;
 
 /// The journal's file name inside the out dir.
 pub const STATE_FILE: &str = "state.jsonl";
@@ -56,160 +65,6 @@ pub enum JournalError {
     /// The writer thread is gone (after an earlier error).
     #[error("state file writer stopped after an earlier error")]
     Closed,
-}
-
-/// What [`load`] found.
-#[derive(Debug, Default)]
-pub struct Loaded {
-    /// The folded state.
-    pub state: RunState,
-    /// Lines read.
-    pub lines: usize,
-    /// Whether a torn last line was dropped.
-    pub torn_tail: bool,
-}
-
-/// Bytes of whole lines handed to a parser thread at once.
-const CHUNK_BYTES: usize = 1 << 20;
-
-/// One non-empty line, parsed.
-struct ParsedLine {
-    number: usize,
-    complete: bool,
-    event: Result<Event, String>,
-}
-
-/// What the reader and parser threads tell the folding thread.
-enum Parsed {
-    Chunk(usize, Vec<ParsedLine>),
-    End { chunks: usize, lines: usize },
-    Failed(io::Error),
-}
-
-fn parse_chunk(first_line: usize, bytes: &[u8]) -> Vec<ParsedLine> {
-    let mut out = Vec::new();
-    for (number, raw) in (first_line..).zip(bytes.split_inclusive(|&b| b == b'\n')) {
-        let text = trim_line(raw);
-        if !text.is_empty() {
-            out.push(ParsedLine {
-                number,
-                complete: raw.last() == Some(&b'\n'),
-                event: serde_json::from_slice::<Event>(text).map_err(|e| e.to_string()),
-            });
-        }
-    }
-    out
-}
-
-/// Reads whole lines in chunks, numbering them, and deals the chunks out to the parsers.
-fn read_chunks(mut reader: BufReader<File>, parsers: &[mpsc::SyncSender<(usize, usize, Vec<u8>)>]) -> Parsed {
-    let mut seq = 0;
-    let mut lines = 0;
-    loop {
-        let mut chunk = Vec::with_capacity(CHUNK_BYTES + 4096);
-        let first = lines + 1;
-        while chunk.len() < CHUNK_BYTES {
-            match reader.read_until(b'\n', &mut chunk) {
-                Ok(0) => break,
-                Ok(_) => lines += 1,
-                Err(e) => return Parsed::Failed(e),
-            }
-        }
-        if chunk.is_empty() {
-            return Parsed::End { chunks: seq, lines };
-        }
-        if parsers[seq % parsers.len()].send((seq, first, chunk)).is_err() {
-            return Parsed::End { chunks: seq, lines };
-        }
-        seq += 1;
-    }
-}
-
-/// Reads a journal. A missing file is an empty state; a torn last line is dropped.
-///
-/// Lines are parsed on every core while this thread folds them into the state in order.
-pub fn load(path: &Path) -> Result<Loaded, JournalError> {
-    let io_err = |source| JournalError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Loaded::default()),
-        Err(e) => return Err(io_err(e)),
-    };
-    let reader = BufReader::with_capacity(1 << 20, file);
-    let workers = thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 4);
-    thread::scope(|scope| {
-        let (done_tx, done_rx) = mpsc::sync_channel::<Parsed>(workers * 2);
-        let mut parsers = Vec::with_capacity(workers);
-        for _ in 0..workers {
-            let (tx, rx) = mpsc::sync_channel::<(usize, usize, Vec<u8>)>(1);
-            let done = done_tx.clone();
-            scope.spawn(move || {
-                for (seq, first, bytes) in rx {
-                    if done.send(Parsed::Chunk(seq, parse_chunk(first, &bytes))).is_err() {
-                        return;
-                    }
-                }
-            });
-            parsers.push(tx);
-        }
-        scope.spawn(move || {
-            let end = read_chunks(reader, &parsers);
-            drop(parsers);
-            let _ = done_tx.send(end);
-        });
-
-        let mut loaded = Loaded::default();
-        let mut waiting: std::collections::BTreeMap<usize, Vec<ParsedLine>> = Default::default();
-        let mut next = 0;
-        let mut total: Option<usize> = None;
-        let mut pending_error: Option<(usize, String)> = None;
-        while total.is_none_or(|t| next < t) {
-            match done_rx.recv() {
-                Ok(Parsed::Chunk(seq, lines)) => {
-                    waiting.insert(seq, lines);
-                }
-                Ok(Parsed::End { chunks, lines }) => {
-                    total = Some(chunks);
-                    loaded.lines = lines;
-                }
-                Ok(Parsed::Failed(e)) => return Err(io_err(e)),
-                Err(_) => break,
-            }
-            while let Some(lines) = waiting.remove(&next) {
-                next += 1;
-                for line in lines {
-                    if let Some((at, reason)) = pending_error.take() {
-                        // A bad line followed by more lines is damage, not a torn tail.
-                        return Err(JournalError::Corrupt {
-                            path: path.to_path_buf(),
-                            line: at,
-                            reason,
-                        });
-                    }
-                    match line.event {
-                        Ok(event) if line.complete => loaded.state.apply(&event),
-                        Ok(_) => loaded.torn_tail = true,
-                        Err(reason) => pending_error = Some((line.number, reason)),
-                    }
-                }
-            }
-        }
-        if pending_error.is_some() {
-            loaded.torn_tail = true;
-        }
-        Ok(loaded)
-    })
-}
-
-fn trim_line(line: &[u8]) -> &[u8] {
-    let mut end = line.len();
-    while end > 0 && matches!(line[end - 1], b'\n' | b'\r' | b' ') {
-        end -= 1;
-    }
-    &line[..end]
 }
 
 /// How long a record that need not be synced may wait in memory before it is written.
@@ -491,47 +346,6 @@ fn drop_torn_tail(path: &Path) -> io::Result<()> {
         file.sync_data()?;
     }
     Ok(())
-}
-
-/// Whether the journal holds many more lines than its state needs.
-pub fn needs_compaction(loaded: &Loaded) -> bool {
-    let live = compacted_events(&loaded.state).len();
-    loaded.lines > 1000 && loaded.lines > live * 4
-}
-
-/// Rewrites the journal at `path` as snapshot records that fold to `state`:
-/// written to a temporary file, synced, then renamed over the old one.
-pub fn compact(path: &Path, state: &RunState) -> Result<(), JournalError> {
-    let io_err = |source| JournalError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let tmp = path.with_extension("jsonl.compact");
-    {
-        let mut out = BufWriter::new(File::create(&tmp).map_err(io_err)?);
-        for event in compacted_events(state) {
-            serde_json::to_writer(&mut out, &event).map_err(|e| io_err(io::Error::other(e)))?;
-            out.write_all(b"\n").map_err(io_err)?;
-        }
-        out.flush().map_err(io_err)?;
-        out.get_ref().sync_all().map_err(io_err)?;
-    }
-    std::fs::rename(&tmp, path).map_err(io_err)?;
-    sync_dir(path.parent().unwrap_or(Path::new(".")));
-    Ok(())
-}
-
-/// The records that rebuild `state` exactly: one snapshot of the run and one of each job,
-/// in the order the jobs were first planned.
-fn compacted_events(state: &RunState) -> Vec<Event> {
-    std::iter::once(Event::Snapshot {
-        version: crate::events::SNAPSHOT_VERSION,
-        run: Box::new(state.snapshot()),
-    })
-    .chain(state.jobs_in_order().map(|j| Event::JobSnapshot {
-        state: Box::new(j.clone()),
-    }))
-    .collect()
 }
 
 /// fsyncs a directory so a rename in it is durable (best effort).
