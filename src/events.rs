@@ -516,14 +516,15 @@ pub enum RunOutcome {
 }
 
 impl RunOutcome {
-    /// The process exit code SPEC gives for the outcome.
+    /// The process exit code SPEC gives for the outcome (the codes are named in [`crate::exit`]).
     pub fn exit_code(self) -> i32 {
+        use crate::exit::{FAILURE, FATAL_API, INTERRUPTED, LOCAL_FAILURE, SUCCESS};
         match self {
-            RunOutcome::Success => 0,
-            RunOutcome::SomeFailed | RunOutcome::Stopped => 1,
-            RunOutcome::Fatal => 3,
-            RunOutcome::Interrupted => 130,
-            RunOutcome::LocalFailure => 4,
+            RunOutcome::Success => SUCCESS,
+            RunOutcome::SomeFailed | RunOutcome::Stopped => FAILURE,
+            RunOutcome::Fatal => FATAL_API,
+            RunOutcome::Interrupted => INTERRUPTED,
+            RunOutcome::LocalFailure => LOCAL_FAILURE,
         }
     }
 }

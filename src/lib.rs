@@ -9,17 +9,20 @@
 //! - [`journal`]: `state.jsonl`, the crash-safe resume journal, and the out-dir lock.
 //! - [`download`]: streamed, resumable, verified downloads; `download::media`: what a file must be.
 //! - [`report`]: `report.json` from the state.
-//! - [`display`]: what a person watching sees.
-//! - [`hex`]: hex text of digests.
+//! - `display`: what a person watching sees (the bar, lines, logs).
+//! - `hex`: hex text of digests.
 //! - [`cli`]: the command line and its commands.
-//! - [`exit`]: the exit code of every command's outcome, in one place.
+//! - `exit`: the exit code of every command's outcome, in one place.
+//!
+//! The simulator of the API is the crate `vidbatch-sim` (`crates/vidbatch-sim`), used behind
+//! the default `sim` feature.
 pub mod api;
 pub mod cli;
-pub mod display;
+mod display;
 pub mod download;
 pub mod events;
-pub mod exit;
-pub mod hex;
+mod exit;
+mod hex;
 pub mod journal;
 pub mod manifest;
 pub mod report;

@@ -95,27 +95,6 @@ fn schema_file_is_up_to_date() {
     );
 }
 
-#[test]
-fn schema_job_properties_are_the_job_keys() {
-    let v: serde_json::Value = serde_json::from_str(&manifest::manifest_schema()).expect("json");
-    let props = v["$defs"]["JobSpec"]["properties"]
-        .as_object()
-        .expect("JobSpec properties");
-    let mut a: Vec<&str> = props.keys().map(String::as_str).collect();
-    let mut b: Vec<&str> = manifest::fields::job_keys().collect();
-    a.sort();
-    b.sort();
-    assert_eq!(a, b);
-    let run = v["$defs"]["RunSection"]["properties"]
-        .as_object()
-        .expect("RunSection");
-    let mut r: Vec<&str> = run.keys().map(String::as_str).collect();
-    r.sort();
-    let mut k = manifest::run::RUN_KEYS.to_vec();
-    k.sort();
-    assert_eq!(r, k);
-}
-
 const BASE: &str = "version: 1\ndefaults:\n  model: seedance-1.5-pro\n  duration: 5\n";
 
 #[test]

@@ -13,7 +13,7 @@
 //! [`DownloadRequest::throughput_window`]: a body that trickles a byte every few seconds ends
 //! after one window). Either ends the attempt as transient, keeping the `.part` file.
 
-pub mod media;
+pub(crate) mod media;
 
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};

@@ -10,18 +10,12 @@ use crate::api::{
 };
 use crate::hex::hex;
 
-/// The canonical JSON of a request: keys sorted at every level, no spaces, unset fields left
-/// out (the same text as serializing the request to a `serde_json::Value` and printing it).
+/// Appends the canonical JSON of a request to `buf`: keys sorted at every level, no spaces,
+/// unset fields left out (the same text as serializing the request to a `serde_json::Value`
+/// and printing it).
 ///
 /// Written by hand for speed; the exhaustive destructuring below makes a new field of
 /// [`CreateRequest`] a compile error here, and a test compares with the generic path.
-pub fn canonical_json(req: &CreateRequest) -> String {
-    let mut buf = String::with_capacity(256);
-    write_canonical(req, &mut buf);
-    buf
-}
-
-/// Appends the canonical JSON of a request to `buf` (see [`canonical_json`]).
 pub fn write_canonical(req: &CreateRequest, buf: &mut String) {
     let CreateRequest {
         model,
@@ -220,6 +214,12 @@ pub fn fingerprint(req: &CreateRequest) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn canonical_json(req: &CreateRequest) -> String {
+        let mut buf = String::new();
+        write_canonical(req, &mut buf);
+        buf
+    }
 
     #[test]
     fn canonical_json_sorts_keys() {

@@ -37,25 +37,25 @@
 //!   `job://` references and chains; [`expand`]: templates and matrices; [`estimate`]: tokens.
 //! - [`run`]: the `run:` section; [`plan`]: `validate` and `plan`; [`schema`]: the JSON schema.
 
-pub mod canonical;
+pub(crate) mod canonical;
 mod cells;
-pub mod diag;
-pub mod estimate;
-pub mod expand;
-pub mod fields;
-pub mod grid;
-pub mod job;
+pub(crate) mod diag;
+pub(crate) mod estimate;
+pub(crate) mod expand;
+pub(crate) mod fields;
+pub(crate) mod grid;
+pub(crate) mod job;
 mod load;
-pub mod numfmt;
-pub mod ods;
-pub mod plan;
-pub mod refs;
-pub mod rules;
-pub mod run;
-pub mod schema;
+pub(crate) mod numfmt;
+pub(crate) mod ods;
+pub(crate) mod plan;
+pub(crate) mod refs;
+pub(crate) mod rules;
+pub(crate) mod run;
+pub(crate) mod schema;
 pub mod sheet;
 mod types;
-pub mod yaml;
+pub(crate) mod yaml;
 
 use std::path::PathBuf;
 

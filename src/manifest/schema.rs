@@ -194,3 +194,34 @@ pub fn manifest_schema() -> String {
     s.push('\n');
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(v: &serde_json::Value) -> Vec<String> {
+        let mut k: Vec<String> = v.as_object().expect("properties").keys().cloned().collect();
+        k.sort();
+        k
+    }
+
+    fn sorted<'a>(k: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+        let mut k: Vec<String> = k.into_iter().map(str::to_string).collect();
+        k.sort();
+        k
+    }
+
+    #[test]
+    fn the_schema_the_job_keys_and_the_request_name_the_same_fields() {
+        let v: serde_json::Value = serde_json::from_str(&manifest_schema()).expect("json");
+        let job = &v["$defs"]["JobSpec"]["properties"];
+        assert_eq!(keys(job), sorted(super::super::fields::job_keys()));
+        let run = &v["$defs"]["RunSection"]["properties"];
+        assert_eq!(keys(run), sorted(super::super::run::RUN_KEYS.iter().copied()));
+        // The API's request fields are the request type's fields, and each is a job key.
+        let request = serde_json::to_value(schemars::schema_for!(crate::api::CreateRequest)).expect("schema");
+        let api = sorted(super::super::fields::API_FIELDS.iter().copied());
+        assert_eq!(keys(&request["properties"]), api);
+        assert!(api.iter().all(|f| job.get(f).is_some()), "{api:?}");
+    }
+}

@@ -13,12 +13,12 @@
 //! Every file is written atomically (temporary file, fsync, rename) at the end of every run,
 //! also after a failure or an interrupt.
 
-pub mod html;
-pub mod json;
+pub(crate) mod html;
+pub(crate) mod json;
 pub mod junit;
-pub mod markdown;
-pub mod merge;
-pub mod status;
+pub(crate) mod markdown;
+pub(crate) mod merge;
+pub(crate) mod status;
 
 use std::collections::BTreeMap;
 use std::io::{BufWriter, Write};

@@ -1,8 +1,8 @@
 //! What a downloaded file must be, and the structural checks that tell: the main structure here
 //! is [`MediaKind`]; [`mp4`] and [`png`] walk their formats reading only headers.
 
-pub mod mp4;
-pub mod png;
+pub(crate) mod mp4;
+pub(crate) mod png;
 
 use std::io::{self, Read, Seek};
 
