@@ -20,13 +20,13 @@ pub struct ManifestSchema {
     pub version: Option<u32>,
     /// Job fields applied to every job and row that does not set them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub defaults: Option<JobSpec>,
+    pub defaults: Option<JobFields>,
     /// A CSV/XLSX/ODS file (path relative to this manifest), one job per row; or several.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rows: Option<RowsSpec>,
     /// The jobs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub jobs: Option<Vec<JobSpec>>,
+    pub jobs: Option<Vec<JobFields>>,
     /// Run settings (flags and environment variables override them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run: Option<RunSection>,
@@ -95,7 +95,7 @@ pub enum Scalar {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(extend("patternProperties" = {"^<<$": {"description": "YAML merge key."}}))]
-pub struct JobSpec {
+pub struct JobFields {
     /// Video model id, e.g. `seedance-1.5-pro`, `seedance-2.0`, `seedance-2.0-fast`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
@@ -214,7 +214,7 @@ mod tests {
     #[test]
     fn the_schema_the_job_keys_and_the_request_name_the_same_fields() {
         let v: serde_json::Value = serde_json::from_str(&manifest_schema()).expect("json");
-        let job = &v["$defs"]["JobSpec"]["properties"];
+        let job = &v["$defs"]["JobFields"]["properties"];
         assert_eq!(keys(job), sorted(super::super::fields::job_keys()));
         let run = &v["$defs"]["RunSection"]["properties"];
         assert_eq!(keys(run), sorted(super::super::run::RUN_KEYS.iter().copied()));

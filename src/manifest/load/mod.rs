@@ -26,7 +26,7 @@ mod rows;
 
 /// Loads, expands and validates every manifest; all problems are reported at once.
 pub fn load_plan(args: &ManifestArgs) -> Result<Plan, Diagnostics> {
-    let mut ctx = Ctx::default();
+    let mut ctx = Loader::default();
     let cli = ctx.cli_defaults(args);
     let delimiter = ctx.delimiter(args);
     for path in &args.manifests {
@@ -34,15 +34,15 @@ pub fn load_plan(args: &ManifestArgs) -> Result<Plan, Diagnostics> {
         if !ctx.first_time(path, &file, SourceLocation::File { file: file.clone() }) {
             continue;
         }
-        match kind_of(path) {
-            Some(Kind::Yaml) => ctx.load_yaml(path, &file, &cli, delimiter, args.sheet.as_deref()),
-            Some(Kind::Csv) => {
+        match file_kind(path) {
+            Some(FileKind::Yaml) => ctx.load_yaml(path, &file, &cli, delimiter, args.sheet.as_deref()),
+            Some(FileKind::Csv) => {
                 if let Some(t) = ctx.read_csv(path, &file, delimiter) {
                     let base: Vec<(&str, &Node)> = cli.iter().map(|(k, n)| (k.as_str(), n)).collect();
                     ctx.rows(t, &base);
                 }
             }
-            Some(Kind::Sheet) => {
+            Some(FileKind::Sheet) => {
                 ctx.hash_file(path);
                 if let Some(t) = sheet::read_sheet(path, &file, args.sheet.as_deref(), &mut ctx.diags) {
                     let base: Vec<(&str, &Node)> = cli.iter().map(|(k, n)| (k.as_str(), n)).collect();
@@ -89,18 +89,18 @@ pub fn load_plan(args: &ManifestArgs) -> Result<Plan, Diagnostics> {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+enum FileKind {
     Yaml,
     Csv,
     Sheet,
 }
 
-fn kind_of(path: &Path) -> Option<Kind> {
+fn file_kind(path: &Path) -> Option<FileKind> {
     let ext = path.extension()?.to_str()?.to_ascii_lowercase();
     match ext.as_str() {
-        "yaml" | "yml" => Some(Kind::Yaml),
-        "csv" | "tsv" | "txt" => Some(Kind::Csv),
-        "xlsx" | "xlsm" | "xlsb" | "xls" | "ods" => Some(Kind::Sheet),
+        "yaml" | "yml" => Some(FileKind::Yaml),
+        "csv" | "tsv" | "txt" => Some(FileKind::Csv),
+        "xlsx" | "xlsm" | "xlsb" | "xls" | "ods" => Some(FileKind::Sheet),
         _ => None,
     }
 }
@@ -119,7 +119,7 @@ fn merge<'a>(base: &[(&'a str, &'a Node)], over: &[(&'a str, &'a Node)]) -> Vec<
 }
 
 #[derive(Default)]
-struct Ctx {
+struct Loader {
     diags: Vec<Diagnostic>,
     jobs: Vec<Job>,
     sources: Vec<SourceFile>,
@@ -134,7 +134,7 @@ struct Ctx {
     given: HashMap<PathBuf, Arc<str>>,
 }
 
-impl Ctx {
+impl Loader {
     fn cli_defaults(&mut self, args: &ManifestArgs) -> Vec<(String, Node)> {
         let mut out: Vec<(String, Node)> = Vec::new();
         let mut put = |k: String, n: Node| match out.iter_mut().find(|(k2, _)| *k2 == k) {

@@ -1,5 +1,5 @@
 //! Sheets and CSV files as rows of jobs: reading the table, matching its header to fields, and
-//! building each row's job; the main function here is [`Ctx::rows`].
+//! building each row's job; the main function here is [`Loader::rows`].
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -13,7 +13,7 @@ use crate::manifest::job::{self, Built, Vars};
 use crate::manifest::yaml::{self, Node, Value};
 use crate::manifest::{ManifestArgs, expand, sheet};
 
-use super::{Ctx, Kind, kind_of};
+use super::{FileKind, Loader, file_kind};
 
 /// Header text → job key: trimmed, lower-cased, spaces and dashes as underscores.
 fn normalize_header(h: &str) -> String {
@@ -171,7 +171,7 @@ fn build_rows<'t>(
     out
 }
 
-impl Ctx {
+impl Loader {
     pub(super) fn delimiter(&mut self, args: &ManifestArgs) -> Option<u8> {
         let d = args.delimiter.as_deref()?;
         let b = match d {
@@ -288,9 +288,9 @@ impl Ctx {
             ));
             return;
         }
-        let table = match kind_of(&full) {
-            Some(Kind::Csv) => self.read_csv(&full, &file, d),
-            Some(Kind::Sheet) => {
+        let table = match file_kind(&full) {
+            Some(FileKind::Csv) => self.read_csv(&full, &file, d),
+            Some(FileKind::Sheet) => {
                 self.hash_file(&full);
                 sheet::read_sheet(&full, &file, sheet.as_deref(), &mut self.diags)
             }
