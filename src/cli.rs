@@ -598,10 +598,10 @@ fn move_earlier_run(out: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Waits for Ctrl-C or SIGTERM; a second one exits at once (the state is already safe).
+/// Waits for Ctrl-C or SIGTERM; a second one exits at once (the state is already safe). The
+/// display says so, from the run's own stop.
 async fn interrupted() {
     wait_signal().await;
-    eprintln!("interrupted: saving state and writing the report (interrupt again to leave at once)");
     tokio::spawn(async {
         wait_signal().await;
         std::process::exit(RunOutcome::Interrupted.exit_code());
@@ -919,12 +919,13 @@ impl DryRun {
     }
 }
 
-/// A warning for whoever watches the run: a plain line, or a JSON log record with json logs.
+/// A warning for whoever watches the run: a plain line (wrapped to a terminal's width), or a
+/// JSON log record with json logs.
 fn note(json_logs: bool, message: &str) {
     if json_logs {
         tracing::warn!("{message}");
     } else {
-        eprintln!("{message}");
+        eprintln!("{}", display::for_stderr(message));
     }
 }
 

@@ -5,7 +5,7 @@
 //! and a human message. With `--log-format json` the subscriber in `main.rs` prints each as one
 //! JSON object per line on stderr, and no other display runs.
 
-use crate::events::Event;
+use crate::events::{Event, Throttle};
 use crate::runner::Observer;
 use crate::state::{RunState, Tally};
 
@@ -52,6 +52,7 @@ pub fn tag(event: &Event) -> &'static str {
         Event::TaskCompleted { .. } => "task_completed",
         Event::Retrying { .. } => "retrying",
         Event::RateLimited { .. } => "rate_limited",
+        Event::Throttled { .. } => "throttled",
         Event::Notice { .. } => "notice",
         Event::UrlRefreshed { .. } => "url_refreshed",
         Event::JobDone { .. } => "job_done",
@@ -91,6 +92,15 @@ impl Observer for EventLog {
             Event::TaskProgress { status, .. } => Some(status.as_str()),
             _ => None,
         };
+        // What holds requests back (`rpm`, `rate_limited`), or `none` when they flow again.
+        let throttle = match event {
+            Event::Throttled { by } => Some(match by {
+                Some(Throttle::Rpm) => "rpm",
+                Some(Throttle::RateLimited) => "rate_limited",
+                None => "none",
+            }),
+            _ => None,
+        };
         let (kind, wait_ms, path, outcome) = match event {
             Event::JobFailed { failure, .. } => (Some(failure.kind.name()), None, None, None),
             Event::RateLimited { wait_ms, .. } | Event::Retrying { wait_ms, .. } => {
@@ -112,6 +122,7 @@ impl Observer for EventLog {
                     job,
                     task_id = task,
                     status,
+                    throttle,
                     failure = kind,
                     wait_ms,
                     path,

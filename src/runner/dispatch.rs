@@ -36,7 +36,7 @@ use super::{Observer, RunSettings, StopKind};
 use crate::api::{
     ApiError, Client, ContentItem, CreateRequest, IdempotencyKey, Task, TaskList, TaskStatus, Timestamp,
 };
-use crate::events::{Counters, Event, Failure, FailureKind};
+use crate::events::{Counters, Event, Failure, FailureKind, Throttle};
 use crate::hex::hex;
 use crate::journal::{Durable, Journal};
 use crate::state::{JobState, Phase, RunState, Tally};
@@ -77,6 +77,9 @@ const RATE_LIMIT_GIVE_UP: Duration = Duration::from_secs(600);
 /// API requests on the wire at once: enough for thousands a minute at real latencies, and a
 /// bound on sockets and buffers when a burst of tokens is there to spend.
 const MAX_OUTSTANDING: usize = 128;
+/// How long requests must wait on the `--rpm` bucket before the run shows as throttled (a token
+/// a moment away is the bucket doing its job, not a throttle worth showing).
+const THROTTLE_AFTER: Duration = Duration::from_secs(1);
 /// Pending jobs looked at for one whose look-alikes have no create in flight.
 const CREATE_LOOKAHEAD: usize = 64;
 /// The most a URL handed to a job of a chain must still live (less for URLs that live less:
@@ -229,6 +232,10 @@ pub(super) struct Dispatcher {
     lag_seen: bool,
     /// When the server last answered anything but a 429.
     last_unlimited: Instant,
+    /// Since when a request has waited on the pacer without a break, and what the display was
+    /// last told holds requests back.
+    held_since: Option<Instant>,
+    throttled: Option<Throttle>,
     pub stop: Option<StopKind>,
     halted: bool,
     pub interrupted: bool,
@@ -306,6 +313,8 @@ impl Dispatcher {
             lag_max: Duration::ZERO,
             lag_seen: false,
             last_unlimited: now,
+            held_since: None,
+            throttled: None,
             stop: None,
             halted: false,
             interrupted: false,
@@ -454,7 +463,7 @@ impl Dispatcher {
     /// on disk as intents, and the next run settles them.
     fn interrupt(&mut self) {
         self.interrupted = true;
-        self.stop(StopKind::Interrupt, "interrupted".into());
+        self.stop(StopKind::Interrupt, crate::events::INTERRUPTED.into());
         self.workers.abort_all();
         self.creating.clear();
         self.fetching = 0;
@@ -519,16 +528,41 @@ impl Dispatcher {
         if self.wants_sweep() && !self.listing && self.outstanding < MAX_OUTSTANDING {
             wake = wake.min(self.next_sweep);
         }
+        let mut held = false;
         while let Some(next) = self.next_request(now) {
             match self.pacer.try_take() {
                 Ok(()) => self.send(next, now),
                 Err(at) => {
                     wake = wake.min(at);
+                    held = true;
                     break;
                 }
             }
         }
+        self.note_throttle(held, now);
         wake
+    }
+
+    /// Tells the display when the pacer begins or stops holding requests back: at once for a
+    /// 429's pause, after [`THROTTLE_AFTER`] of waiting without a break for the `--rpm` bucket.
+    fn note_throttle(&mut self, held: bool, now: Instant) {
+        let since = if held {
+            *self.held_since.get_or_insert(now)
+        } else {
+            self.held_since = None;
+            now
+        };
+        let by = match held {
+            false => None,
+            true if self.pacer.is_paused() => Some(Throttle::RateLimited),
+            true if now.duration_since(since) >= THROTTLE_AFTER => Some(Throttle::Rpm),
+            // Not yet worth showing; a throttle already shown stays until requests flow.
+            true => self.throttled.map(|_| Throttle::Rpm),
+        };
+        if by != self.throttled {
+            self.throttled = by;
+            self.emit(Event::Throttled { by });
+        }
     }
 
     /// Tasks on the server or on their way there.
