@@ -289,6 +289,7 @@ pub enum Progress {
 pub async fn run(cli: Cli) -> i32 {
     let verbosity = display::Verbosity::from_flags(cli.quiet, cli.verbose);
     let json_logs = cli.log_format == LogFormat::Json;
+    display::log::set_json(json_logs);
     let result = match cli.command {
         Command::Run(args) => cmd_run(*args, verbosity, json_logs).await,
         Command::Validate(args) => Ok(manifest::cmd_validate(
@@ -324,17 +325,34 @@ pub async fn run(cli: Cli) -> i32 {
             // The reader of stdout went away (`| head`): what it wanted, it has.
             Ending::Quiet => exit::SUCCESS,
             Ending::Code(code) => {
-                eprintln!("error: {e:#}");
+                display::log::error(&format!("{e:#}"), code);
                 code
             }
         },
     }
 }
 
-/// A usage error: printed, exit 2.
+/// A usage error: printed (a JSON record with json logs), exit 2.
 fn usage(message: impl std::fmt::Display) -> anyhow::Result<i32> {
-    eprintln!("error: {message}");
+    display::log::error(&message.to_string(), EXIT_USAGE);
     Ok(EXIT_USAGE)
+}
+
+/// Whether the raw command line (or, without `--log-format` on it, `VIDBATCH_LOG_FORMAT`) asks
+/// for JSON logs: for a command line clap refuses, whose error must then be JSON too.
+pub fn json_requested(args: &[String], env: Option<&str>) -> bool {
+    let mut given = None;
+    for (i, arg) in args.iter().enumerate().skip(1) {
+        if arg == "--" {
+            break;
+        }
+        if let Some(value) = arg.strip_prefix("--log-format=") {
+            given = Some(value);
+        } else if arg == "--log-format" {
+            given = args.get(i + 1).map(String::as_str);
+        }
+    }
+    given.or(env).is_some_and(|v| v.eq_ignore_ascii_case("json"))
 }
 
 /// The simulator `--sim` starts: fast, roomy, fault-free.
@@ -591,9 +609,12 @@ fn move_earlier_run(out: &Path) -> anyhow::Result<()> {
         }
     }
     journal::sync_dir(out);
-    eprintln!(
-        "--fresh: the earlier run (state, videos, reports) is kept in {}",
-        dest.display()
+    note(
+        display::log::json(),
+        &format!(
+            "--fresh: the earlier run (state, videos, reports) is kept in {}",
+            dest.display()
+        ),
     );
     Ok(())
 }
@@ -634,12 +655,16 @@ async fn cmd_run(args: RunArgs, verbosity: display::Verbosity, json_logs: bool) 
     let plan = match manifest::load_plan(&args.manifest) {
         Ok(plan) => plan,
         Err(diags) => {
-            eprint!("{diags}");
+            manifest::plan::report_problems(&diags, &mut std::io::stderr().lock());
             return Ok(EXIT_USAGE);
         }
     };
     for w in &plan.warnings {
-        note(json_logs, &w.to_string());
+        if json_logs {
+            display::log::diagnostic(w);
+        } else {
+            note(false, &w.to_string());
+        }
     }
     let shard = match args.shard.as_deref().map(parse_shard).transpose() {
         Ok(s) => s,
@@ -740,18 +765,23 @@ async fn cmd_run(args: RunArgs, verbosity: display::Verbosity, json_logs: bool) 
         Err(crate::runner::RunError::Plan(e)) => return usage(e),
         Err(e) => {
             // Nothing was sent: the out dir or its state could not be set up.
-            eprintln!("error: {e}");
-            return Ok(RunOutcome::LocalFailure.exit_code());
+            let code = RunOutcome::LocalFailure.exit_code();
+            display::log::error(&e.to_string(), code);
+            return Ok(code);
         }
     };
     if let Some(failure) = &summary.local_failure {
-        eprintln!("error: {}: {failure}", out.display());
+        display::log::error(
+            &format!("{}: {failure}", out.display()),
+            summary.outcome.exit_code(),
+        );
     }
     let written = report::write_all(&out, &summary.state, &args.ci.outputs())
         .with_context(|| format!("writing the report of {}", out.display()));
     if let Err(e) = written {
-        eprintln!("error: {e:#}");
-        return Ok(RunOutcome::LocalFailure.exit_code());
+        let code = RunOutcome::LocalFailure.exit_code();
+        display::log::error(&format!("{e:#}"), code);
+        return Ok(code);
     }
     note(json_logs, &closing_line(&out, &summary));
     if !summary.orphaned.is_empty() {
@@ -929,6 +959,18 @@ fn note(json_logs: bool, message: &str) {
     }
 }
 
+/// A command's `--json` document: pretty, or one line when every line of the process is JSON
+/// (`--log-format json`), so a log that takes stdout and stderr stays JSON lines.
+fn write_json(w: &mut impl Write, value: &impl serde::Serialize) -> anyhow::Result<()> {
+    if display::log::json() {
+        serde_json::to_writer(&mut *w, value)?;
+    } else {
+        serde_json::to_writer_pretty(&mut *w, value)?;
+    }
+    writeln!(w)?;
+    Ok(())
+}
+
 fn load_state(out: &Path) -> anyhow::Result<RunState> {
     let path = out.join(journal::STATE_FILE);
     if !path.exists() {
@@ -948,8 +990,7 @@ fn cmd_status(out: &Path, json: bool) -> anyhow::Result<i32> {
     );
     let mut stdout = std::io::stdout().lock();
     if json {
-        serde_json::to_writer_pretty(&mut stdout, &status)?;
-        writeln!(stdout)?;
+        write_json(&mut stdout, &status)?;
     } else {
         status.write_text(&mut stdout)?;
     }
@@ -1001,7 +1042,11 @@ async fn cmd_cancel(out: &Path, api: &ApiArgs) -> anyhow::Result<i32> {
         )?;
     }
     for (job, task, error) in &summary.errors {
-        eprintln!("{job} ({task}): cancel failed: {error}");
+        if display::log::json() {
+            tracing::warn!(target: display::log::DIAGNOSTICS, job = %job, task_id = %task, "cancel failed: {error}");
+        } else {
+            eprintln!("{job} ({task}): cancel failed: {error}");
+        }
     }
     if summary.cancelled.is_empty() && summary.finished.is_empty() && summary.errors.is_empty() {
         writeln!(
@@ -1081,8 +1126,7 @@ async fn cmd_models(api: &ApiArgs, json: bool) -> anyhow::Result<i32> {
     let models = client.list_models().await.context("listing the models")?;
     let mut stdout = std::io::stdout().lock();
     if json {
-        serde_json::to_writer_pretty(&mut stdout, &models)?;
-        writeln!(stdout)?;
+        write_json(&mut stdout, &models)?;
     } else {
         for m in &models.data {
             writeln!(stdout, "{}", m.id)?;
