@@ -144,11 +144,7 @@ pub fn bar_line(v: &BarView, columns: usize) -> String {
 
 /// The bar's inside, `width` columns: `=` for finished jobs, `>` at the front, spaces after.
 fn bar(finished: usize, total: usize, width: usize) -> String {
-    let filled = if total == 0 {
-        0
-    } else {
-        (finished.min(total) * width) / total
-    };
+    let filled = (finished.min(total) * width).checked_div(total).unwrap_or(0);
     let mut s = "=".repeat(filled);
     if filled < width {
         s.push(if filled > 0 { '>' } else { ' ' });
