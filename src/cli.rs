@@ -1134,3 +1134,34 @@ async fn cmd_models(api: &ApiArgs, json: bool) -> anyhow::Result<i32> {
     }
     Ok(exit::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_logs_are_asked_for_by_the_flag_in_either_spelling_or_else_the_variable() {
+        let args = |a: &[&str]| -> Vec<String> { a.iter().map(|s| s.to_string()).collect() };
+        assert!(json_requested(
+            &args(&["vidbatch", "--log-format", "json", "run", "--x"]),
+            None
+        ));
+        assert!(json_requested(
+            &args(&["vidbatch", "run", "--x", "--log-format=JSON"]),
+            None
+        ));
+        assert!(!json_requested(&args(&["vidbatch", "run", "--x"]), None));
+        assert!(json_requested(&args(&["vidbatch", "run", "--x"]), Some("json")));
+        // The flag wins over the variable; after `--` nothing is a flag.
+        assert!(!json_requested(
+            &args(&["vidbatch", "--log-format", "text", "run"]),
+            Some("json")
+        ));
+        assert!(!json_requested(
+            &args(&["vidbatch", "run", "--", "--log-format=json"]),
+            None
+        ));
+        // A dangling flag asks for nothing.
+        assert!(!json_requested(&args(&["vidbatch", "run", "--log-format"]), None));
+    }
+}

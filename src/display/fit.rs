@@ -255,12 +255,12 @@ mod tests {
         ] {
             assert!(at80.contains(part), "{at80:?} lacks {part}");
         }
-        let at40 = bar_line(&view(), 40);
+        let at45 = bar_line(&view(), 45);
         assert!(
-            at40.contains("1 failed") && at40.contains("throttled"),
-            "{at40:?}"
+            at45.contains("1 failed") && at45.contains("throttled"),
+            "{at45:?}"
         );
-        assert!(!at40.contains('['), "{at40:?}");
+        assert!(!at45.contains('['), "{at45:?}");
         let at200 = bar_line(&view(), 200);
         assert!(at200.contains("last a-very-long-job-name"), "{at200:?}");
         assert!(at200.contains("ETA 2m10s") && at200.contains("4 in flight (1 queued)"));

@@ -2069,6 +2069,40 @@ mod tests {
         .unwrap()
     }
 
+    /// Records what the display is told of the throttle.
+    struct Throttles(std::sync::Arc<std::sync::Mutex<Vec<Option<Throttle>>>>);
+
+    impl Observer for Throttles {
+        fn on_event(&mut self, event: &Event, _: &RunState, _: &Tally) {
+            if let Event::Throttled { by } = event {
+                self.0.lock().unwrap().push(*by);
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_display_hears_when_requests_are_held_back_and_when_they_flow_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut d = dispatcher(dir.path(), 3);
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        d.observers.push(Box::new(Throttles(seen.clone())));
+        let t0 = Instant::now();
+        // A token a moment away is no throttle; a second of waiting is.
+        d.note_throttle(true, t0);
+        d.note_throttle(true, t0 + Duration::from_millis(500));
+        assert!(seen.lock().unwrap().is_empty());
+        d.note_throttle(true, t0 + Duration::from_millis(1500));
+        d.note_throttle(true, t0 + Duration::from_secs(2));
+        assert_eq!(*seen.lock().unwrap(), vec![Some(Throttle::Rpm)]);
+        d.note_throttle(false, t0 + Duration::from_secs(3));
+        assert_eq!(*seen.lock().unwrap(), vec![Some(Throttle::Rpm), None]);
+        // A 429's pause shows at once.
+        d.answered(&rate_limited("rate_limit_exceeded"));
+        d.note_throttle(true, Instant::now());
+        assert_eq!(seen.lock().unwrap().last(), Some(&Some(Throttle::RateLimited)));
+        assert!(!Event::Throttled { by: None }.is_journaled());
+    }
+
     fn rate_limited(code: &str) -> Result<(), ApiError> {
         Err(ApiError::RateLimited {
             retry_after: None,
