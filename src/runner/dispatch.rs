@@ -236,6 +236,8 @@ pub(super) struct Dispatcher {
     /// last told holds requests back.
     held_since: Option<Instant>,
     throttled: Option<Throttle>,
+    /// Since when requests have flowed without waiting on the pacer.
+    flowing_since: Option<Instant>,
     pub stop: Option<StopKind>,
     halted: bool,
     pub interrupted: bool,
@@ -315,6 +317,7 @@ impl Dispatcher {
             last_unlimited: now,
             held_since: None,
             throttled: None,
+            flowing_since: None,
             stop: None,
             halted: false,
             interrupted: false,
@@ -443,6 +446,7 @@ impl Dispatcher {
             }
             self.start_fetches();
             if self.finished() {
+                self.tell_throttle(None);
                 return;
             }
             let wake = self.spend_tokens(now);
@@ -544,21 +548,30 @@ impl Dispatcher {
     }
 
     /// Tells the display when the pacer begins or stops holding requests back: at once for a
-    /// 429's pause, after [`THROTTLE_AFTER`] of waiting without a break for the `--rpm` bucket.
+    /// 429's pause; after [`THROTTLE_AFTER`] of waiting without a break for the `--rpm` bucket;
+    /// and that it stopped once requests have flowed that long (so the state does not flicker
+    /// when the queue empties for a moment).
     fn note_throttle(&mut self, held: bool, now: Instant) {
-        let since = if held {
-            *self.held_since.get_or_insert(now)
-        } else {
+        let since = *self.held_since.get_or_insert(now);
+        if !held {
             self.held_since = None;
-            now
-        };
+        }
+        let flowing = *self.flowing_since.get_or_insert(now);
+        if held {
+            self.flowing_since = None;
+        }
         let by = match held {
-            false => None,
             true if self.pacer.is_paused() => Some(Throttle::RateLimited),
             true if now.duration_since(since) >= THROTTLE_AFTER => Some(Throttle::Rpm),
-            // Not yet worth showing; a throttle already shown stays until requests flow.
+            // Not yet worth showing; a throttle shown stays while requests wait.
             true => self.throttled.map(|_| Throttle::Rpm),
+            false if now.duration_since(flowing) >= THROTTLE_AFTER => None,
+            false => self.throttled,
         };
+        self.tell_throttle(by);
+    }
+
+    fn tell_throttle(&mut self, by: Option<Throttle>) {
         if by != self.throttled {
             self.throttled = by;
             self.emit(Event::Throttled { by });
@@ -2094,7 +2107,12 @@ mod tests {
         d.note_throttle(true, t0 + Duration::from_millis(1500));
         d.note_throttle(true, t0 + Duration::from_secs(2));
         assert_eq!(*seen.lock().unwrap(), vec![Some(Throttle::Rpm)]);
+        // Requests flowing for a moment leave it shown; flowing for a second clear it.
         d.note_throttle(false, t0 + Duration::from_secs(3));
+        d.note_throttle(true, t0 + Duration::from_millis(3200));
+        d.note_throttle(false, t0 + Duration::from_millis(3400));
+        assert_eq!(*seen.lock().unwrap(), vec![Some(Throttle::Rpm)]);
+        d.note_throttle(false, t0 + Duration::from_millis(4500));
         assert_eq!(*seen.lock().unwrap(), vec![Some(Throttle::Rpm), None]);
         // A 429's pause shows at once.
         d.answered(&rate_limited("rate_limit_exceeded"));
