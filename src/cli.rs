@@ -959,6 +959,18 @@ fn note(json_logs: bool, message: &str) {
     }
 }
 
+/// A line of what a command did (`cancelled JOB (TASK)`, `wrote PATH`) on stdout; with json
+/// logs, an `info` record on stderr instead (with the job and task it names), so that a log
+/// taking stdout too stays JSON lines.
+fn say(stdout: &mut impl Write, message: &str, job_task: Option<(&String, &String)>) -> std::io::Result<()> {
+    if !display::log::json() {
+        return writeln!(stdout, "{message}");
+    }
+    let (job, task_id) = job_task.map_or((None, None), |(j, t)| (Some(j.as_str()), Some(t.as_str())));
+    tracing::info!(target: display::log::DIAGNOSTICS, job, task_id, "{message}");
+    Ok(())
+}
+
 /// A command's `--json` document: pretty, or one line when every line of the process is JSON
 /// (`--log-format json`), so a log that takes stdout and stderr stays JSON lines.
 fn write_json(w: &mut impl Write, value: &impl serde::Serialize) -> anyhow::Result<()> {
@@ -1022,7 +1034,11 @@ async fn cmd_cancel(out: &Path, api: &ApiArgs) -> anyhow::Result<i32> {
     };
     let mut stdout = std::io::stdout().lock();
     for (job, task) in &summary.cancelled {
-        writeln!(stdout, "cancelled {job} ({task})")?;
+        say(
+            &mut stdout,
+            &format!("cancelled {job} ({task})"),
+            Some((job, task)),
+        )?;
     }
     for (job, task, status) in &summary.finished {
         let next = if status == "completed" {
@@ -1030,15 +1046,24 @@ async fn cmd_cancel(out: &Path, api: &ApiArgs) -> anyhow::Result<i32> {
         } else {
             "its own error is kept"
         };
-        writeln!(stdout, "{job} ({task}) had finished ({status}): {next}")?;
+        say(
+            &mut stdout,
+            &format!("{job} ({task}) had finished ({status}): {next}"),
+            Some((job, task)),
+        )?;
     }
     for (job, task) in &summary.gone {
-        writeln!(stdout, "{job} ({task}) is no longer on the server (expired)")?;
+        say(
+            &mut stdout,
+            &format!("{job} ({task}) is no longer on the server (expired)"),
+            Some((job, task)),
+        )?;
     }
     for job in &summary.unsettled {
-        writeln!(
-            stdout,
-            "{job}: its create's answer was lost; run again to find its task, then cancel"
+        say(
+            &mut stdout,
+            &format!("{job}: its create's answer was lost; run again to find its task, then cancel"),
+            None,
         )?;
     }
     for (job, task, error) in &summary.errors {
@@ -1049,9 +1074,10 @@ async fn cmd_cancel(out: &Path, api: &ApiArgs) -> anyhow::Result<i32> {
         }
     }
     if summary.cancelled.is_empty() && summary.finished.is_empty() && summary.errors.is_empty() {
-        writeln!(
-            stdout,
-            "nothing to cancel: no task of this run is queued or processing"
+        say(
+            &mut stdout,
+            "nothing to cancel: no task of this run is queued or processing",
+            None,
         )?;
     }
     Ok(if summary.errors.is_empty() {
@@ -1076,18 +1102,16 @@ fn cmd_report(out: &Path, merge: &[PathBuf], ci: &CiArgs) -> anyhow::Result<i32>
         };
         report::write_report_files(out, &merged, &ci.outputs())?;
         let s = &merged.summary;
-        writeln!(
-            stdout,
-            "merged {} shard dirs: {} jobs, {} done",
-            merge.len(),
-            s.jobs,
-            s.by_state.get("done").copied().unwrap_or(0)
+        let done = s.by_state.get("done").copied().unwrap_or(0);
+        say(
+            &mut stdout,
+            &format!("merged {} shard dirs: {} jobs, {done} done", merge.len(), s.jobs),
+            None,
         )?;
     }
-    writeln!(stdout, "wrote {}", out.join("report.json").display())?;
-    writeln!(stdout, "wrote {}", out.join(report::html::FILE).display())?;
-    for path in ci.junit.iter().chain(&ci.summary_md) {
-        writeln!(stdout, "wrote {}", path.display())?;
+    let written = [out.join("report.json"), out.join(report::html::FILE)];
+    for path in written.iter().chain(&ci.junit).chain(&ci.summary_md) {
+        say(&mut stdout, &format!("wrote {}", path.display()), None)?;
     }
     Ok(exit::SUCCESS)
 }

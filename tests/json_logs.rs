@@ -179,6 +179,36 @@ async fn nightly_sh_logs_only_json_lines_and_readmes_jq_filter_finds_the_failure
         "status says so too: {status}"
     );
     assert_eq!(code, Some(1), "the script exits with vidbatch's code");
+    // What `report` and `cancel` did is a record on stderr too; stdout stays empty.
+    let night_dir = root.join(std::fs::read_link(root.join("latest")).unwrap());
+    let night_dir = night_dir.to_str().unwrap();
+    for args in [
+        &["report", "--out", night_dir][..],
+        &["cancel", "--out", night_dir],
+    ] {
+        let mut all = vec!["--log-format", "json"];
+        all.extend_from_slice(args);
+        let mut cmd = vidbatch(&all);
+        cmd.env("ALLTOKEN_API_KEY", "nightly-key")
+            .env("ALLTOKEN_BASE_URL", sim.base_url());
+        let o = output(cmd).await;
+        assert_eq!(o.status.code(), Some(0), "{args:?}");
+        assert!(
+            o.stdout.is_empty(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+        let said = json_lines(&o.stderr, &format!("{args:?}"));
+        let expected = if args[0] == "report" {
+            format!("wrote {night_dir}/report.json")
+        } else {
+            "nothing to cancel: no task of this run is queued or processing".to_string()
+        };
+        assert!(
+            said.iter().any(|r| r["message"] == expected.as_str()),
+            "{args:?}: {said:?}"
+        );
+    }
     if std::process::Command::new("jq").arg("--version").output().is_ok() {
         let mut jq = std::process::Command::new("jq")
             .args(["-c", &filter])
