@@ -41,8 +41,9 @@ pub struct Cli {
     /// The command.
     #[command(subcommand)]
     pub command: Command,
-    /// Log format on stderr; `json` prints one JSON object per line (events carry `event`,
-    /// `job`, `task_id`) and replaces the progress display.
+    /// Log format on stderr; `json` prints one JSON object per line, for every command (run
+    /// events carry `event`, `job`, `task_id`; errors carry `exit_code`), and replaces the
+    /// progress display.
     #[arg(
         long,
         global = true,

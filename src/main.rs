@@ -51,7 +51,11 @@ fn init_logging(format: LogFormat, quiet: bool, verbose: u8) {
     log::set_json(format == LogFormat::Json);
     match format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Text => builder.with_ansi(false).init(),
+        // Warnings while the bar is on screen are printed above it.
+        LogFormat::Text => builder
+            .with_writer(|| vidbatch::display::bar::AroundBar)
+            .with_ansi(false)
+            .init(),
     }
 }
 

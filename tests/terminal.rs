@@ -270,7 +270,13 @@ fn at_80_columns_the_bar_fits_survives_a_resize_and_tells_the_story_of_an_interr
         "{report}"
     );
 
-    // The rerun, back at 80: it says it resumes, finishes, and names the report.
+    // The rerun, back at 80, of a manifest whose first job (sent before the interrupt) was
+    // edited since: it warns (the text log) above the bar, says it resumes, finishes, and
+    // names the report.
+    let text = std::fs::read_to_string(dir.path().join("manifest.yaml")).unwrap();
+    let edited = text.replacen("terminal test shot 0\"", "terminal test shot 0, edited\"", 1);
+    assert_ne!(text, edited);
+    std::fs::write(dir.path().join("manifest.yaml"), edited).unwrap();
     tmux.run(&["resize-window", "-t", "run", "-x", "80"]);
     tmux.run(&["wait-for", "-S", "resume"]);
     let screens = tmux.watch(|s| s.iter().any(|l| l.starts_with("exit2=")));
@@ -284,6 +290,18 @@ fn at_80_columns_the_bar_fits_survives_a_resize_and_tells_the_story_of_an_interr
         "{resumed}"
     );
     let end = screens.last().unwrap();
+    let warned: Vec<&String> = screens
+        .iter()
+        .flatten()
+        .filter(|l| l.contains("the job's request changed since it was submitted"))
+        .collect();
+    assert!(!warned.is_empty(), "no warning:\n{}", end.join("\n"));
+    for w in warned {
+        assert!(
+            !w.contains(&format!("/{JOBS} done")),
+            "the warning is on the bar's row: {w}"
+        );
+    }
     assert_eq!(end.last().unwrap(), "exit2=0", "{}", end.join("\n"));
     assert!(bars(end).is_empty(), "a bar left:\n{}", end.join("\n"));
     let finished = format!("run finished (success): {JOBS} done");

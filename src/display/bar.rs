@@ -7,8 +7,9 @@
 //! ([`super::fit::bar_line`]), so it never wraps, and a terminal made narrower leaves no stale
 //! copy behind ([`Screen`]). Lines (rate limits, failures, notices, and with `-v` every job's
 //! steps) are printed above the bar, wrapped at spaces to the width, through
-//! [`ProgressBar::println`]. Counts come from the [`Tally`] the runner passes with each event;
-//! the only timer is indicatif's steady tick, which redraws the line.
+//! [`ProgressBar::println`]; so are the text log's warnings ([`AroundBar`]). Counts come from
+//! the [`Tally`] the runner passes with each event; the only timer is indicatif's steady tick,
+//! which redraws the line.
 
 use std::fmt;
 use std::io;
@@ -27,6 +28,32 @@ use super::Verbosity;
 use super::eta::{self, Eta};
 use super::fit::{self, BarView};
 use super::lines;
+
+/// The bar on screen, if any, for the text log to print around ([`AroundBar`]).
+static SHOWN: Mutex<Option<ProgressBar>> = Mutex::new(None);
+
+fn set_shown(bar: Option<ProgressBar>) {
+    *SHOWN.lock().unwrap_or_else(|e| e.into_inner()) = bar;
+}
+
+/// Stderr for the text log (`tracing`'s warnings): a record written while the bar is on screen
+/// is printed above it (the bar is cleared, the record written, the bar drawn again), so it
+/// neither lands on the bar's row nor leaves a stale bar behind.
+pub struct AroundBar;
+
+impl io::Write for AroundBar {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let bar = SHOWN.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        match bar {
+            Some(bar) => bar.suspend(|| io::stderr().write(buf)),
+            None => io::stderr().write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        io::stderr().flush()
+    }
+}
 
 /// The spinner's frames, one per tenth of a second.
 const SPINNER: [&str; 10] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
@@ -57,12 +84,16 @@ impl BarDisplay {
             drawn: AtomicU16::new(0),
             filler: Mutex::new(0),
         };
-        let target = if force || screen.term.is_term() {
+        let shows = force || screen.term.is_term();
+        let target = if shows {
             ProgressDrawTarget::term_like_with_hz(Box::new(screen), 10)
         } else {
             ProgressDrawTarget::hidden()
         };
         let bar = ProgressBar::with_draw_target(Some(0), target);
+        if shows {
+            set_shown(Some(bar.clone()));
+        }
         let shown = Arc::new(Mutex::new(Shown {
             view: BarView::default(),
             eta: Eta::new(Instant::now(), 0),
@@ -145,6 +176,7 @@ impl Observer for BarDisplay {
             }
         }
         if let Event::RunFinished { outcome, .. } = event {
+            set_shown(None);
             self.bar.finish_and_clear();
             for part in fit::wrap(&lines::summary(state, *outcome), self.width()) {
                 eprintln!("{part}");
@@ -176,6 +208,7 @@ impl Observer for BarDisplay {
 impl Drop for BarDisplay {
     fn drop(&mut self) {
         // A run that ended without RunFinished (an error) must not leave a half-drawn bar.
+        set_shown(None);
         if !self.bar.is_finished() {
             self.bar.finish_and_clear();
         }
