@@ -954,7 +954,8 @@ impl DryRun {
 /// JSON log record with json logs.
 fn note(json_logs: bool, message: &str) {
     if json_logs {
-        tracing::warn!("{message}");
+        // Shown whatever -q says, as the plain line is.
+        tracing::warn!(target: display::log::DIAGNOSTICS, "{message}");
     } else {
         eprintln!("{}", display::for_stderr(message));
     }

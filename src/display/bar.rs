@@ -69,7 +69,6 @@ struct Shown {
 pub struct BarDisplay {
     bar: ProgressBar,
     shown: Arc<Mutex<Shown>>,
-    columns: Arc<AtomicU16>,
     verbosity: Verbosity,
 }
 
@@ -98,7 +97,7 @@ impl BarDisplay {
             view: BarView::default(),
             eta: Eta::new(Instant::now(), 0),
         }));
-        let (from, width) = (shown.clone(), columns.clone());
+        let (from, width) = (shown.clone(), columns);
         let draw = move |state: &ProgressState, w: &mut dyn fmt::Write| {
             let mut view = {
                 let shown = lock(&from);
@@ -118,7 +117,6 @@ impl BarDisplay {
         BarDisplay {
             bar,
             shown,
-            columns,
             verbosity,
         }
     }
@@ -138,9 +136,7 @@ impl BarDisplay {
 
     /// The terminal's width now.
     fn width(&self) -> usize {
-        let (_, columns) = Term::stderr().size();
-        self.columns.store(columns, Ordering::Relaxed);
-        usize::from(columns)
+        usize::from(Term::stderr().size().1)
     }
 }
 

@@ -79,11 +79,15 @@ pub fn stderr_is_terminal() -> bool {
     std::io::stderr().is_terminal()
 }
 
-/// `text` as printed on stderr: on a terminal, wrapped at spaces to its width ([`fit::wrap`]);
-/// elsewhere (a pipe, a log file) unchanged, one line.
+/// `text` as printed on stderr: on a terminal, each of its lines wrapped at spaces to the
+/// terminal's width ([`fit::wrap`]); elsewhere (a pipe, a log file) unchanged.
 pub fn for_stderr(text: &str) -> String {
     match console::Term::stderr().size_checked() {
-        Some((_, columns)) if stderr_is_terminal() => fit::wrap(text, usize::from(columns)).join("\n"),
+        Some((_, columns)) if stderr_is_terminal() => text
+            .split('\n')
+            .flat_map(|line| fit::wrap(line, usize::from(columns)))
+            .collect::<Vec<_>>()
+            .join("\n"),
         _ => text.to_string(),
     }
 }
