@@ -95,7 +95,7 @@ impl BarDisplay {
         }
         let shown = Arc::new(Mutex::new(Shown {
             view: BarView::default(),
-            eta: Eta::new(Instant::now(), 0),
+            eta: Eta::new(0),
         }));
         let (from, width) = (shown.clone(), columns);
         let draw = move |state: &ProgressState, w: &mut dyn fmt::Write| {
@@ -161,7 +161,7 @@ impl Observer for BarDisplay {
             self.bar.set_length(*total_jobs as u64);
             self.bar.set_position(finished as u64);
             // Jobs finished by an earlier run must not count as speed.
-            lock(&self.shown).eta = Eta::new(Instant::now(), finished);
+            lock(&self.shown).eta = Eta::new(finished);
             self.bar.enable_steady_tick(Duration::from_millis(100));
         }
         if self.shows_line(event)

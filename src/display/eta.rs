@@ -1,14 +1,14 @@
 //! The bar's time left, from the run's own completions; the main structure here is [`Eta`].
 //!
-//! There is no estimate before this run finishes its first jobs (jobs finished by an earlier
-//! run say nothing of this one's speed). Then the rate is measured between completions only,
-//! never against the clock in between: tasks finish in batches, and the quiet time between
-//! two batches is no slowdown. Before the second batch the rate is the first batch over the
-//! time since the start; after it, the jobs finished since the first batch over the time
-//! between the first and the latest batch, within a sliding window of recent batches so a
-//! long run follows a change of pace. Between completions the estimate counts down with the
-//! clock, and it never goes up by more than the time of a batch it was waiting for, so it
-//! does not jump 3m, 6m, 3m.
+//! There is no estimate before this run has finished jobs at two moments at least
+//! [`MIN_SPAN`] apart (jobs finished by an earlier run say nothing of this one's speed, and the
+//! time to the first completions is the pipeline filling, not the pace). Then the rate is the
+//! jobs finished since the first batch over the time between the first and the latest batch,
+//! measured between completions only, never against the clock in between: tasks finish in
+//! batches, and the quiet time between two batches is no slowdown. A sliding window of recent
+//! batches lets a long run follow a change of pace. Between completions the estimate counts
+//! down with the clock, and it never goes up by more than the time of a batch it was waiting
+//! for, so it does not jump 3m, 6m, 3m.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -23,7 +23,6 @@ const MIN_SPAN: Duration = Duration::from_secs(2);
 /// The time left of a run, estimated from its completions.
 #[derive(Debug, Clone)]
 pub struct Eta {
-    started: Instant,
     /// Jobs finished (done or failed) when the run started.
     base: usize,
     /// Each batch: when, and jobs finished by then (this run's and earlier ones').
@@ -33,10 +32,9 @@ pub struct Eta {
 }
 
 impl Eta {
-    /// A run starting at `now` with `finished` jobs already finished.
-    pub fn new(now: Instant, finished: usize) -> Eta {
+    /// A run starting with `finished` jobs already finished.
+    pub fn new(finished: usize) -> Eta {
         Eta {
-            started: now,
             base: finished,
             batches: VecDeque::new(),
             estimate: None,
@@ -63,7 +61,7 @@ impl Eta {
         {
             self.batches.pop_front();
         }
-        let Some(rate) = self.rate(now) else {
+        let Some(rate) = self.rate() else {
             return;
         };
         let left = total.saturating_sub(finished);
@@ -80,19 +78,15 @@ impl Eta {
         self.estimate = Some((now, shown));
     }
 
-    /// Jobs per second.
-    fn rate(&self, now: Instant) -> Option<f64> {
+    /// Jobs per second, once batches span [`MIN_SPAN`].
+    fn rate(&self) -> Option<f64> {
         let (first_at, first_n) = *self.batches.front()?;
         let (last_at, last_n) = *self.batches.back()?;
         let span = last_at.duration_since(first_at);
-        if self.batches.len() >= 2 && span >= MIN_SPAN {
-            return Some((last_n - first_n) as f64 / span.as_secs_f64());
-        }
-        let since_start = now.duration_since(self.started).as_secs_f64().max(0.001);
-        Some((last_n.saturating_sub(self.base)) as f64 / since_start)
+        (span >= MIN_SPAN).then(|| (last_n - first_n) as f64 / span.as_secs_f64())
     }
 
-    /// The time left at `now`: none before this run's first completions.
+    /// The time left at `now`: none before this run's completions show a pace.
     pub fn left(&self, now: Instant) -> Option<Duration> {
         self.estimate
             .map(|(at, left)| left.saturating_sub(now.duration_since(at)))
@@ -121,18 +115,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn no_estimate_before_the_first_completions_of_this_run() {
+    fn no_estimate_before_this_runs_completions_show_a_pace() {
         let t0 = Instant::now();
-        let mut eta = Eta::new(t0, 5);
-        assert_eq!(eta.left(t0 + Duration::from_secs(30)), None);
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut eta = Eta::new(5);
+        assert_eq!(eta.left(at(30)), None);
         // Jobs of an earlier run are no completions of this one.
-        eta.observe(t0 + Duration::from_secs(31), 5, 20);
-        assert_eq!(eta.left(t0 + Duration::from_secs(31)), None);
-        eta.observe(t0 + Duration::from_secs(60), 7, 20);
-        // 2 jobs in 60 s: 13 left take 390 s.
-        let left = eta.left(t0 + Duration::from_secs(60)).unwrap();
-        assert_eq!(left.as_secs(), 390);
-        assert_eq!(eta.left(t0 + Duration::from_secs(90)).unwrap().as_secs(), 360);
+        eta.observe(at(31), 5, 20);
+        assert_eq!(eta.left(at(31)), None);
+        // One batch is no pace (the wait for it was the pipeline filling).
+        eta.observe(at(60), 7, 20);
+        assert_eq!(eta.left(at(60)), None);
+        eta.observe(at(61), 8, 20);
+        assert_eq!(eta.left(at(61)), None);
+        // 3 jobs in the 10 s since the first batch: 10 left take 33 s.
+        eta.observe(at(70), 10, 20);
+        assert_eq!(eta.left(at(70)).unwrap().as_secs(), 33);
+        assert_eq!(eta.left(at(80)).unwrap().as_secs(), 23);
     }
 
     /// Batches of 10 every 60 s (10 slots, a minute a video) over 200 jobs: the time left,
@@ -141,7 +140,7 @@ mod tests {
     fn batches_give_a_steady_countdown_not_3m_6m_3m() {
         let t0 = Instant::now();
         let total = 200;
-        let mut eta = Eta::new(t0, 0);
+        let mut eta = Eta::new(0);
         let mut ends = Vec::new();
         let mut previous: Option<Duration> = None;
         for second in 1..=1200u64 {
@@ -152,7 +151,7 @@ mod tests {
                 eta.observe(now, finished, total);
             }
             let Some(left) = eta.left(now) else {
-                assert!(second <= 61, "no estimate at {second} s");
+                assert!(second <= 122, "no estimate at {second} s");
                 continue;
             };
             if let Some(p) = previous {

@@ -32,7 +32,7 @@ pub struct BarView {
     pub queued: usize,
     /// What holds requests back, if anything.
     pub throttled: Option<Throttle>,
-    /// The time left, already formatted (none before the first completions).
+    /// The time left, already formatted (none before this run's completions show a pace).
     pub eta: Option<String>,
     /// The latest job done.
     pub latest: Option<String>,
