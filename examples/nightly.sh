@@ -9,6 +9,10 @@
 # Needs ALLTOKEN_API_KEY in the environment, or VIDBATCH_API_KEY_FILE naming a secret file.
 set -euo pipefail
 
+# Every line any vidbatch command writes (stderr, and stdout too) is one JSON object, so the
+# whole log reads with jq: `jq -c 'select(.event == "job_failed")' < /var/log/vidbatch.jsonl`.
+export VIDBATCH_LOG_FORMAT=json
+
 manifest=${1:?usage: nightly.sh MANIFEST [ROOT]}
 root=${2:-/var/lib/vidbatch}
 keep=${KEEP:-7}
@@ -17,7 +21,8 @@ out="$root/$night"
 
 mkdir -p "$root"
 
-# Check the manifest before anything is spent; exit 2 on a mistake.
+# Check the manifest before anything is spent; exit 2 on a mistake (each one a JSON record
+# with its file, line and field).
 vidbatch validate "$manifest"
 
 # Run (or resume: the same --out picks up where an interrupted attempt stopped; finished videos
@@ -40,5 +45,6 @@ find "$root" -mindepth 1 -maxdepth 1 -type d -name '????-??-??' -print0 \
 # Point "latest" at tonight's out dir for whoever picks the videos up.
 ln -sfn "$night" "$root/latest"
 
-vidbatch status --out "$out" || true
+# Where the night stands, as one JSON line (how it ended, why, and each state's count).
+vidbatch status --out "$out" --json || true
 exit "$status"

@@ -43,8 +43,9 @@ pub struct Cli {
     /// The command.
     #[command(subcommand)]
     pub command: Command,
-    /// Log format on stderr; `json` prints one JSON object per line (events carry `event`,
-    /// `job`, `task_id`) and replaces the progress display.
+    /// Log format on stderr; `json` prints one JSON object per line, for every command (run
+    /// events carry `event`, `job`, `task_id`; errors carry `exit_code`), and replaces the
+    /// progress display.
     #[arg(
         long,
         global = true,
@@ -296,6 +297,7 @@ pub enum Progress {
 pub async fn run(cli: Cli) -> i32 {
     let verbosity = display::Verbosity::from_flags(cli.quiet, cli.verbose);
     let json_logs = cli.log_format == LogFormat::Json;
+    display::log::set_json(json_logs);
     let result = match cli.command {
         Command::Run(args) => cmd_run(*args, verbosity, json_logs).await,
         Command::Validate(args) => Ok(manifest::cmd_validate(
@@ -332,16 +334,16 @@ pub async fn run(cli: Cli) -> i32 {
             // The reader of stdout went away (`| head`): what it wanted, it has.
             Ending::Quiet => exit::SUCCESS,
             Ending::Code(code) => {
-                eprintln!("error: {e:#}");
+                display::log::error(&format!("{e:#}"), code);
                 code
             }
         },
     }
 }
 
-/// A usage error: printed, exit 2.
+/// A usage error: printed (a JSON record with json logs), exit 2.
 fn usage(message: impl std::fmt::Display) -> anyhow::Result<i32> {
-    eprintln!("error: {message}");
+    display::log::error(&message.to_string(), EXIT_USAGE);
     Ok(EXIT_USAGE)
 }
 
@@ -355,6 +357,23 @@ use sim::{EmbeddedSim, start_embedded};
 #[cfg(not(feature = "sim"))]
 async fn start_embedded() -> anyhow::Result<(String, EmbeddedSim)> {
     bail!("--sim: this vidbatch was built without the simulator (the `sim` feature)")
+}
+
+/// Whether the raw command line (or, without `--log-format` on it, `VIDBATCH_LOG_FORMAT`) asks
+/// for JSON logs: for a command line clap refuses, whose error must then be JSON too.
+pub fn json_requested(args: &[String], env: Option<&str>) -> bool {
+    let mut given = None;
+    for (i, arg) in args.iter().enumerate().skip(1) {
+        if arg == "--" {
+            break;
+        }
+        if let Some(value) = arg.strip_prefix("--log-format=") {
+            given = Some(value);
+        } else if arg == "--log-format" {
+            given = args.get(i + 1).map(String::as_str);
+        }
+    }
+    given.or(env).is_some_and(|v| v.eq_ignore_ascii_case("json"))
 }
 
 /// The API client of a command, and the simulator it started, if any.
@@ -533,17 +552,20 @@ fn move_earlier_run(out: &Path) -> anyhow::Result<()> {
         }
     }
     journal::sync_dir(out);
-    eprintln!(
-        "--fresh: the earlier run (state, videos, reports) is kept in {}",
-        dest.display()
+    note(
+        display::log::json(),
+        &format!(
+            "--fresh: the earlier run (state, videos, reports) is kept in {}",
+            dest.display()
+        ),
     );
     Ok(())
 }
 
-/// Waits for Ctrl-C or SIGTERM; a second one exits at once (the state is already safe).
+/// Waits for Ctrl-C or SIGTERM; a second one exits at once (the state is already safe). The
+/// display says so, from the run's own stop.
 async fn interrupted() {
     wait_signal().await;
-    eprintln!("interrupted: saving state and writing the report (interrupt again to leave at once)");
     tokio::spawn(async {
         wait_signal().await;
         std::process::exit(RunOutcome::Interrupted.exit_code());
@@ -576,12 +598,16 @@ async fn cmd_run(args: RunArgs, verbosity: display::Verbosity, json_logs: bool) 
     let plan = match manifest::load_plan(&args.manifest) {
         Ok(plan) => plan,
         Err(diags) => {
-            eprint!("{diags}");
+            manifest::plan::report_problems(&diags, &mut std::io::stderr().lock());
             return Ok(EXIT_USAGE);
         }
     };
     for w in &plan.warnings {
-        note(json_logs, &w.to_string());
+        if json_logs {
+            display::log::diagnostic(w);
+        } else {
+            note(false, &w.to_string());
+        }
     }
     let shard = match args.shard.as_deref().map(parse_shard).transpose() {
         Ok(s) => s,
@@ -681,18 +707,23 @@ async fn cmd_run(args: RunArgs, verbosity: display::Verbosity, json_logs: bool) 
         Err(crate::runner::RunError::Plan(e)) => return usage(e),
         Err(e) => {
             // Nothing was sent: the out dir or its state could not be set up.
-            eprintln!("error: {e}");
-            return Ok(RunOutcome::LocalFailure.exit_code());
+            let code = RunOutcome::LocalFailure.exit_code();
+            display::log::error(&e.to_string(), code);
+            return Ok(code);
         }
     };
     if let Some(failure) = &summary.local_failure {
-        eprintln!("error: {}: {failure}", out.display());
+        display::log::error(
+            &format!("{}: {failure}", out.display()),
+            summary.outcome.exit_code(),
+        );
     }
     let written = report::write_all(&out, &summary.state, &args.ci.outputs())
         .with_context(|| format!("writing the report of {}", out.display()));
     if let Err(e) = written {
-        eprintln!("error: {e:#}");
-        return Ok(RunOutcome::LocalFailure.exit_code());
+        let code = RunOutcome::LocalFailure.exit_code();
+        display::log::error(&format!("{e:#}"), code);
+        return Ok(code);
     }
     note(json_logs, &closing_line(&out, &summary));
     if !summary.orphaned.is_empty() {
@@ -860,13 +891,39 @@ impl DryRun {
     }
 }
 
-/// A warning for whoever watches the run: a plain line, or a JSON log record with json logs.
+/// A warning for whoever watches the run: a plain line (wrapped to a terminal's width), or a
+/// JSON log record with json logs.
 fn note(json_logs: bool, message: &str) {
     if json_logs {
-        tracing::warn!("{message}");
+        // Shown whatever -q says, as the plain line is.
+        tracing::warn!(target: display::log::DIAGNOSTICS, "{message}");
     } else {
-        eprintln!("{message}");
+        eprintln!("{}", display::for_stderr(message));
     }
+}
+
+/// A line of what a command did (`cancelled JOB (TASK)`, `wrote PATH`) on stdout; with json
+/// logs, an `info` record on stderr instead (with the job and task it names), so that a log
+/// taking stdout too stays JSON lines.
+fn say(stdout: &mut impl Write, message: &str, job_task: Option<(&String, &String)>) -> std::io::Result<()> {
+    if !display::log::json() {
+        return writeln!(stdout, "{message}");
+    }
+    let (job, task_id) = job_task.map_or((None, None), |(j, t)| (Some(j.as_str()), Some(t.as_str())));
+    tracing::info!(target: display::log::DIAGNOSTICS, job, task_id, "{message}");
+    Ok(())
+}
+
+/// A command's `--json` document: pretty, or one line when every line of the process is JSON
+/// (`--log-format json`), so a log that takes stdout and stderr stays JSON lines.
+fn write_json(w: &mut impl Write, value: &impl serde::Serialize) -> anyhow::Result<()> {
+    if display::log::json() {
+        serde_json::to_writer(&mut *w, value)?;
+    } else {
+        serde_json::to_writer_pretty(&mut *w, value)?;
+    }
+    writeln!(w)?;
+    Ok(())
 }
 
 fn load_state(out: &Path) -> anyhow::Result<RunState> {
@@ -888,8 +945,7 @@ fn cmd_status(out: &Path, json: bool) -> anyhow::Result<i32> {
     );
     let mut stdout = std::io::stdout().lock();
     if json {
-        serde_json::to_writer_pretty(&mut stdout, &status)?;
-        writeln!(stdout)?;
+        write_json(&mut stdout, &status)?;
     } else {
         status.write_text(&mut stdout)?;
     }
@@ -921,7 +977,11 @@ async fn cmd_cancel(out: &Path, api: &ApiArgs) -> anyhow::Result<i32> {
     };
     let mut stdout = std::io::stdout().lock();
     for (job, task) in &summary.cancelled {
-        writeln!(stdout, "cancelled {job} ({task})")?;
+        say(
+            &mut stdout,
+            &format!("cancelled {job} ({task})"),
+            Some((job, task)),
+        )?;
     }
     for (job, task, status) in &summary.finished {
         let next = if status == "completed" {
@@ -929,24 +989,38 @@ async fn cmd_cancel(out: &Path, api: &ApiArgs) -> anyhow::Result<i32> {
         } else {
             "its own error is kept"
         };
-        writeln!(stdout, "{job} ({task}) had finished ({status}): {next}")?;
+        say(
+            &mut stdout,
+            &format!("{job} ({task}) had finished ({status}): {next}"),
+            Some((job, task)),
+        )?;
     }
     for (job, task) in &summary.gone {
-        writeln!(stdout, "{job} ({task}) is no longer on the server (expired)")?;
+        say(
+            &mut stdout,
+            &format!("{job} ({task}) is no longer on the server (expired)"),
+            Some((job, task)),
+        )?;
     }
     for job in &summary.unsettled {
-        writeln!(
-            stdout,
-            "{job}: its create's answer was lost; run again to find its task, then cancel"
+        say(
+            &mut stdout,
+            &format!("{job}: its create's answer was lost; run again to find its task, then cancel"),
+            None,
         )?;
     }
     for (job, task, error) in &summary.errors {
-        eprintln!("{job} ({task}): cancel failed: {error}");
+        if display::log::json() {
+            tracing::warn!(target: display::log::DIAGNOSTICS, job = %job, task_id = %task, "cancel failed: {error}");
+        } else {
+            eprintln!("{job} ({task}): cancel failed: {error}");
+        }
     }
     if summary.cancelled.is_empty() && summary.finished.is_empty() && summary.errors.is_empty() {
-        writeln!(
-            stdout,
-            "nothing to cancel: no task of this run is queued or processing"
+        say(
+            &mut stdout,
+            "nothing to cancel: no task of this run is queued or processing",
+            None,
         )?;
     }
     Ok(if summary.errors.is_empty() {
@@ -972,18 +1046,16 @@ fn cmd_report(out: &Path, merge: &[PathBuf], ci: &CiArgs) -> anyhow::Result<i32>
         let merged = std::sync::Arc::new(merged);
         report::write_report_files(out, &merged, &ci.outputs())?;
         let s = &merged.summary;
-        writeln!(
-            stdout,
-            "merged {} shard dirs: {} jobs, {} done",
-            merge.len(),
-            s.jobs,
-            s.by_state.get("done").copied().unwrap_or(0)
+        let done = s.by_state.get("done").copied().unwrap_or(0);
+        say(
+            &mut stdout,
+            &format!("merged {} shard dirs: {} jobs, {done} done", merge.len(), s.jobs),
+            None,
         )?;
     }
-    writeln!(stdout, "wrote {}", out.join("report.json").display())?;
-    writeln!(stdout, "wrote {}", out.join(report::html::FILE).display())?;
-    for path in ci.junit.iter().chain(&ci.summary_md) {
-        writeln!(stdout, "wrote {}", path.display())?;
+    let written = [out.join("report.json"), out.join(report::html::FILE)];
+    for path in written.iter().chain(&ci.junit).chain(&ci.summary_md) {
+        say(&mut stdout, &format!("wrote {}", path.display()), None)?;
     }
     Ok(exit::SUCCESS)
 }
@@ -1022,12 +1094,42 @@ async fn cmd_models(api: &ApiArgs, json: bool) -> anyhow::Result<i32> {
     let models = client.list_models().await.context("listing the models")?;
     let mut stdout = std::io::stdout().lock();
     if json {
-        serde_json::to_writer_pretty(&mut stdout, &models)?;
-        writeln!(stdout)?;
+        write_json(&mut stdout, &models)?;
     } else {
         for m in &models.data {
             writeln!(stdout, "{}", m.id)?;
         }
     }
     Ok(exit::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_logs_are_asked_for_by_the_flag_in_either_spelling_or_else_the_variable() {
+        let args = |a: &[&str]| -> Vec<String> { a.iter().map(|s| s.to_string()).collect() };
+        assert!(json_requested(
+            &args(&["vidbatch", "--log-format", "json", "run", "--x"]),
+            None
+        ));
+        assert!(json_requested(
+            &args(&["vidbatch", "run", "--x", "--log-format=JSON"]),
+            None
+        ));
+        assert!(!json_requested(&args(&["vidbatch", "run", "--x"]), None));
+        assert!(json_requested(&args(&["vidbatch", "run", "--x"]), Some("json")));
+        // The flag wins over the variable; after `--` nothing is a flag.
+        assert!(!json_requested(
+            &args(&["vidbatch", "--log-format", "text", "run"]),
+            Some("json")
+        ));
+        assert!(!json_requested(
+            &args(&["vidbatch", "run", "--", "--log-format=json"]),
+            None
+        ));
+        // A dangling flag asks for nothing.
+        assert!(!json_requested(&args(&["vidbatch", "run", "--log-format"]), None));
+    }
 }

@@ -12,6 +12,9 @@ use serde::{Deserialize, Serialize};
 use crate::api::{CreateRequest, TaskStatus, Timestamp, Usage};
 use crate::state::{JobState, RunSnapshot};
 
+/// The reason [`Event::SubmissionsStopped`] gives when Ctrl-C or SIGTERM stopped the run.
+pub const INTERRUPTED: &str = "interrupted";
+
 /// The format of [`Event::Snapshot`] and [`Event::JobSnapshot`] records.
 pub const SNAPSHOT_VERSION: u32 = 1;
 
@@ -181,6 +184,11 @@ pub enum Event {
         wait_ms: u64,
         /// The request rate now aimed at, per minute.
         rpm_now: f64,
+    },
+    /// The request pacer began or stopped holding requests back (display only, not journaled).
+    Throttled {
+        /// What holds them now; none when requests flow again.
+        by: Option<Throttle>,
     },
     /// A download's URL had expired or was refused; the task is read again for a fresh one.
     UrlRefreshed {
@@ -424,7 +432,10 @@ impl Event {
 
     /// Whether the journal keeps the event (display-only events are not kept).
     pub fn is_journaled(&self) -> bool {
-        !matches!(self, Event::RateLimited { .. } | Event::Notice { .. })
+        !matches!(
+            self,
+            Event::RateLimited { .. } | Event::Throttled { .. } | Event::Notice { .. }
+        )
     }
 }
 
@@ -435,6 +446,16 @@ pub struct SourceRecord {
     pub path: String,
     /// sha256 of its bytes.
     pub sha256: String,
+}
+
+/// What holds requests back while a run is throttled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Throttle {
+    /// The `--rpm`/`--burst` token bucket: requests have waited for a token for a while.
+    Rpm,
+    /// A 429's pause: every request waits until it has passed.
+    RateLimited,
 }
 
 /// Why a job failed.
@@ -578,6 +599,10 @@ mod tests {
                 wait_ms: 5,
                 rpm_now: 12.5,
             },
+            Event::Throttled {
+                by: Some(Throttle::RateLimited),
+            },
+            Event::Throttled { by: None },
         ];
         for e in events {
             let line = serde_json::to_string(&e).unwrap();

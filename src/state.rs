@@ -490,7 +490,10 @@ impl RunState {
                 }
                 self.jobs.insert(job.id.clone(), job);
             }
-            Event::Retrying { job: None, .. } | Event::RateLimited { .. } | Event::Notice { .. } => {}
+            Event::Retrying { job: None, .. }
+            | Event::RateLimited { .. }
+            | Event::Throttled { .. }
+            | Event::Notice { .. } => {}
         }
     }
 

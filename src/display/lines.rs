@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use crate::events::Event;
+use crate::events::{Event, INTERRUPTED, Throttle};
 use crate::runner::Observer;
 use crate::state::{RunState, Tally};
 
@@ -122,7 +122,16 @@ pub fn line(event: &Event, state: &RunState, tally: &Tally, verbosity: Verbosity
             }
         )),
         Event::FileInvalid { job, reason } => Some(format!("{job}: {reason}; fetching it again")),
+        Event::SubmissionsStopped { reason } if reason == INTERRUPTED => Some(
+            "interrupted: saving the state and writing the report (interrupt again to leave at once)"
+                .to_string(),
+        ),
         Event::SubmissionsStopped { reason } => Some(format!("no new submissions: {reason}")),
+        Event::Throttled { by } if verbose => Some(match by {
+            Some(Throttle::Rpm) => "throttled: requests wait for the --rpm limiter".to_string(),
+            Some(Throttle::RateLimited) => "throttled: requests wait out a 429".to_string(),
+            None => "no longer throttled".to_string(),
+        }),
         Event::Notice { message } if normal => Some(message.clone()),
         Event::RunFinished { outcome, .. } => Some(summary(state, *outcome)),
         _ => None,

@@ -1,11 +1,20 @@
-//! Events as `tracing` records, for `--log-format json`; the main structure here is [`EventLog`].
+//! Events and diagnostics as `tracing` records, for `--log-format json`; the main structure here is [`EventLog`].
 //!
-//! Every record has the target `vidbatch::events` and the fields `event` (the event's tag, as in
-//! `state.jsonl`), `job` and `task_id` (when the event has them), a few event-specific fields,
-//! and a human message. With `--log-format json` the subscriber in `main.rs` prints each as one
-//! JSON object per line on stderr, and no other display runs.
+//! Every run event has the target `vidbatch::events` and the fields `event` (the event's tag, as
+//! in `state.jsonl`), `job` and `task_id` (when the event has them), a few event-specific
+//! fields, and a human message. With `--log-format json` the subscriber in `main.rs` prints each
+//! as one JSON object per line on stderr, and no other display runs.
+//!
+//! Every command's own diagnostics go through [`error`], [`diagnostic`] and [`info`]: plain
+//! lines (`error: ...`) on stderr, or with `--log-format json` ([`set_json`]) records of the
+//! target `vidbatch::diagnostics`: errors carry `exit_code`, manifest problems `file`, `line`,
+//! `col` (YAML) or `row`/`rows` and `column` (CSV and sheets), and `field`, `found`,
+//! `expected`, `help` when they have them.
 
-use crate::events::Event;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::events::{Event, Throttle};
+use crate::manifest::{Diagnostic, SourceLocation};
 use crate::runner::Observer;
 use crate::state::{RunState, Tally};
 
@@ -14,6 +23,105 @@ use super::lines;
 
 /// The target of every event record (always enabled at `info` by `main.rs`).
 pub const TARGET: &str = "vidbatch::events";
+
+/// The target of commands' diagnostics (always enabled at `info` by `main.rs`).
+pub const DIAGNOSTICS: &str = "vidbatch::diagnostics";
+
+/// Whether this process logs JSON (`--log-format json`); set once, by `main.rs`.
+static JSON: AtomicBool = AtomicBool::new(false);
+
+/// Records that this process logs JSON: diagnostics become JSON records.
+pub fn set_json(json: bool) {
+    JSON.store(json, Ordering::Relaxed);
+}
+
+/// Whether this process logs JSON.
+pub fn json() -> bool {
+    JSON.load(Ordering::Relaxed)
+}
+
+/// A command's error, ending the process with `exit_code`: `error: MESSAGE` on stderr, or a JSON
+/// record with the message and the exit code.
+pub fn error(message: &str, exit_code: i32) {
+    if json() {
+        tracing::error!(target: DIAGNOSTICS, exit_code, "{message}");
+    } else {
+        eprintln!("error: {message}");
+    }
+}
+
+/// `validate`'s verdict on good manifests (`ok: 6 jobs from 1 file`): a line on `stdout`, or a
+/// JSON record on stderr with `jobs` and `files` (and nothing on stdout).
+pub fn validated(message: &str, jobs: usize, files: usize, stdout: &mut dyn std::io::Write) {
+    if json() {
+        tracing::info!(target: DIAGNOSTICS, jobs, files, "{message}");
+    } else {
+        let _ = writeln!(stdout, "{message}");
+    }
+}
+
+/// A problem found in a manifest, as a JSON record: an error or a warning, with where it is.
+pub fn diagnostic(d: &Diagnostic) {
+    let (mut file, mut line, mut col, mut row, mut rows, mut column, mut arg) =
+        (None, None, None, None, None, None, None);
+    match &d.location {
+        SourceLocation::Yaml {
+            file: f,
+            line: l,
+            col: c,
+        } => {
+            (file, line, col) = (Some(&**f), Some(*l), Some(*c));
+        }
+        SourceLocation::Row {
+            file: f,
+            row: r,
+            column: c,
+        } => {
+            (file, row, column) = (Some(&**f), Some(*r), c.as_deref());
+        }
+        SourceLocation::Rows {
+            file: f,
+            rows: r,
+            column: c,
+        } => {
+            let list: Vec<String> = r.iter().map(u32::to_string).collect();
+            (file, rows, column) = (Some(&**f), Some(list.join(",")), c.as_deref());
+        }
+        SourceLocation::File { file: f } => file = Some(&**f),
+        SourceLocation::Arg { arg: a } => arg = Some(&**a),
+    }
+    // The message without the snippet (source lines under it), which has its own field.
+    let text = Diagnostic {
+        snippet: None,
+        ..d.clone()
+    }
+    .to_string();
+    macro_rules! record {
+        ($level:ident) => {
+            tracing::$level!(
+                target: DIAGNOSTICS,
+                file,
+                line,
+                col,
+                row,
+                rows = rows.as_deref(),
+                column,
+                arg,
+                field = d.field.as_deref(),
+                found = d.found.as_deref(),
+                expected = d.expected.as_deref(),
+                help = d.help.as_deref(),
+                snippet = d.snippet.as_deref(),
+                "{text}"
+            )
+        };
+    }
+    if d.is_error() {
+        record!(error);
+    } else {
+        record!(warn);
+    }
+}
 
 /// Logs events through `tracing`.
 pub struct EventLog {
@@ -52,6 +160,7 @@ pub fn tag(event: &Event) -> &'static str {
         Event::TaskCompleted { .. } => "task_completed",
         Event::Retrying { .. } => "retrying",
         Event::RateLimited { .. } => "rate_limited",
+        Event::Throttled { .. } => "throttled",
         Event::Notice { .. } => "notice",
         Event::UrlRefreshed { .. } => "url_refreshed",
         Event::JobDone { .. } => "job_done",
@@ -91,6 +200,15 @@ impl Observer for EventLog {
             Event::TaskProgress { status, .. } => Some(status.as_str()),
             _ => None,
         };
+        // What holds requests back (`rpm`, `rate_limited`), or `none` when they flow again.
+        let throttle = match event {
+            Event::Throttled { by } => Some(match by {
+                Some(Throttle::Rpm) => "rpm",
+                Some(Throttle::RateLimited) => "rate_limited",
+                None => "none",
+            }),
+            _ => None,
+        };
         let (kind, wait_ms, path, outcome) = match event {
             Event::JobFailed { failure, .. } => (Some(failure.kind.name()), None, None, None),
             Event::RateLimited { wait_ms, .. } | Event::Retrying { wait_ms, .. } => {
@@ -112,6 +230,7 @@ impl Observer for EventLog {
                     job,
                     task_id = task,
                     status,
+                    throttle,
                     failure = kind,
                     wait_ms,
                     path,

@@ -11,6 +11,8 @@
 //! [`Observer`]: the runner owns the state and hands it over with every event.
 
 pub mod bar;
+pub mod eta;
+pub mod fit;
 pub mod lines;
 pub mod log;
 
@@ -75,6 +77,19 @@ pub fn choose(
 /// Whether stderr is a terminal.
 pub fn stderr_is_terminal() -> bool {
     std::io::stderr().is_terminal()
+}
+
+/// `text` as printed on stderr: on a terminal, each of its lines wrapped at spaces to the
+/// terminal's width ([`fit::wrap`]); elsewhere (a pipe, a log file) unchanged.
+pub fn for_stderr(text: &str) -> String {
+    match console::Term::stderr().size_checked() {
+        Some((_, columns)) if stderr_is_terminal() => text
+            .split('\n')
+            .flat_map(|line| fit::wrap(line, usize::from(columns)))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        _ => text.to_string(),
+    }
 }
 
 /// The observer that shows the run.

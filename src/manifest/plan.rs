@@ -196,19 +196,39 @@ fn render_chains(plan: &Plan, out: &mut dyn Write) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Prints the warnings, or every problem and the count; 2 when the manifests cannot run. With
+/// `--log-format json`, each is a JSON record instead, the count too.
 fn report(res: &Result<Plan, super::Diagnostics>, err: &mut dyn Write) -> i32 {
     match res {
         Ok(p) => {
             for w in &p.warnings {
-                let _ = writeln!(err, "{w}");
+                if crate::display::log::json() {
+                    crate::display::log::diagnostic(w);
+                } else {
+                    let _ = writeln!(err, "{w}");
+                }
             }
             0
         }
         Err(d) => {
-            let _ = writeln!(err, "{d}");
+            report_problems(d, err);
             2
         }
     }
+}
+
+/// Prints every problem of manifests that cannot run and their count (on `err`, or as JSON
+/// records with `--log-format json`, the count as an error with the exit code 2).
+pub fn report_problems(d: &super::Diagnostics, err: &mut dyn Write) {
+    if !crate::display::log::json() {
+        let _ = writeln!(err, "{d}");
+        return;
+    }
+    for each in d.errors.iter().chain(&d.warnings) {
+        crate::display::log::diagnostic(each);
+    }
+    let (e, w) = (d.errors.len(), d.warnings.len());
+    crate::display::log::error(&format!("the manifests cannot run: {e} errors, {w} warnings"), 2);
 }
 
 /// `vidbatch validate`: 0 when the manifests are valid (warnings printed to `err`), 2 with
@@ -218,13 +238,13 @@ pub fn cmd_validate(args: &ManifestArgs, out: &mut dyn Write, err: &mut dyn Writ
     let code = report(&res, err);
     if let Ok(p) = &res {
         let n = p.jobs.len();
-        let _ = writeln!(
-            out,
+        let message = format!(
             "ok: {n} job{} from {} file{}",
             if n == 1 { "" } else { "s" },
             p.sources.len(),
             if p.sources.len() == 1 { "" } else { "s" }
         );
+        crate::display::log::validated(&message, n, p.sources.len(), out);
     }
     code
 }
@@ -235,12 +255,18 @@ pub fn cmd_plan(args: &ManifestArgs, json: bool, out: &mut dyn Write, err: &mut 
     let code = report(&res, err);
     if let Ok(p) = &res {
         let written = if json {
-            serde_json::to_writer_pretty(&mut *out, &plan_view(p))
-                .map_err(|e| match e.io_error_kind() {
-                    Some(kind) => std::io::Error::from(kind),
-                    None => std::io::Error::other(e),
-                })
-                .and_then(|_| writeln!(out))
+            // One line when every line of the process is JSON (`--log-format json`).
+            let view = plan_view(p);
+            if crate::display::log::json() {
+                serde_json::to_writer(&mut *out, &view)
+            } else {
+                serde_json::to_writer_pretty(&mut *out, &view)
+            }
+            .map_err(|e| match e.io_error_kind() {
+                Some(kind) => std::io::Error::from(kind),
+                None => std::io::Error::other(e),
+            })
+            .and_then(|_| writeln!(out))
         } else {
             render_table(p, out)
         };
@@ -249,7 +275,11 @@ pub fn cmd_plan(args: &ManifestArgs, json: bool, out: &mut dyn Write, err: &mut 
             if e.kind() == std::io::ErrorKind::BrokenPipe {
                 return code;
             }
-            let _ = writeln!(err, "cannot write the plan: {e}");
+            if crate::display::log::json() {
+                crate::display::log::error(&format!("cannot write the plan: {e}"), 2);
+            } else {
+                let _ = writeln!(err, "cannot write the plan: {e}");
+            }
             return 2;
         }
     }

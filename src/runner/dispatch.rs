@@ -36,7 +36,7 @@ use super::{Observer, RunSettings, StopKind};
 use crate::api::{
     ApiError, Client, ContentItem, CreateRequest, IdempotencyKey, Task, TaskList, TaskStatus, Timestamp,
 };
-use crate::events::{Counters, Event, Failure, FailureKind};
+use crate::events::{Counters, Event, Failure, FailureKind, Throttle};
 use crate::hex::hex;
 use crate::journal::{Durable, Journal};
 use crate::state::{JobState, Phase, RunState, Tally};
@@ -77,6 +77,9 @@ const RATE_LIMIT_GIVE_UP: Duration = Duration::from_secs(600);
 /// API requests on the wire at once: enough for thousands a minute at real latencies, and a
 /// bound on sockets and buffers when a burst of tokens is there to spend.
 const MAX_OUTSTANDING: usize = 128;
+/// How long requests must wait on the `--rpm` bucket before the run shows as throttled (a token
+/// a moment away is the bucket doing its job, not a throttle worth showing).
+const THROTTLE_AFTER: Duration = Duration::from_secs(1);
 /// Pending jobs looked at for one whose look-alikes have no create in flight.
 const CREATE_LOOKAHEAD: usize = 64;
 /// The most a URL handed to a job of a chain must still live (less for URLs that live less:
@@ -229,6 +232,12 @@ pub(super) struct Dispatcher {
     lag_seen: bool,
     /// When the server last answered anything but a 429.
     last_unlimited: Instant,
+    /// Since when a request has waited on the pacer without a break, and what the display was
+    /// last told holds requests back.
+    held_since: Option<Instant>,
+    throttled: Option<Throttle>,
+    /// Since when requests have flowed without waiting on the pacer.
+    flowing_since: Option<Instant>,
     pub stop: Option<StopKind>,
     halted: bool,
     pub interrupted: bool,
@@ -306,6 +315,9 @@ impl Dispatcher {
             lag_max: Duration::ZERO,
             lag_seen: false,
             last_unlimited: now,
+            held_since: None,
+            throttled: None,
+            flowing_since: None,
             stop: None,
             halted: false,
             interrupted: false,
@@ -434,6 +446,7 @@ impl Dispatcher {
             }
             self.start_fetches();
             if self.finished() {
+                self.tell_throttle(None);
                 return;
             }
             let wake = self.spend_tokens(now);
@@ -454,7 +467,7 @@ impl Dispatcher {
     /// on disk as intents, and the next run settles them.
     fn interrupt(&mut self) {
         self.interrupted = true;
-        self.stop(StopKind::Interrupt, "interrupted".into());
+        self.stop(StopKind::Interrupt, crate::events::INTERRUPTED.into());
         self.workers.abort_all();
         self.creating.clear();
         self.fetching = 0;
@@ -519,16 +532,50 @@ impl Dispatcher {
         if self.wants_sweep() && !self.listing && self.outstanding < MAX_OUTSTANDING {
             wake = wake.min(self.next_sweep);
         }
+        let mut held = false;
         while let Some(next) = self.next_request(now) {
             match self.pacer.try_take() {
                 Ok(()) => self.send(next, now),
                 Err(at) => {
                     wake = wake.min(at);
+                    held = true;
                     break;
                 }
             }
         }
+        self.note_throttle(held, now);
         wake
+    }
+
+    /// Tells the display when the pacer begins or stops holding requests back: at once for a
+    /// 429's pause; after [`THROTTLE_AFTER`] of waiting without a break for the `--rpm` bucket;
+    /// and that it stopped once requests have flowed that long (so the state does not flicker
+    /// when the queue empties for a moment).
+    fn note_throttle(&mut self, held: bool, now: Instant) {
+        let since = *self.held_since.get_or_insert(now);
+        if !held {
+            self.held_since = None;
+        }
+        let flowing = *self.flowing_since.get_or_insert(now);
+        if held {
+            self.flowing_since = None;
+        }
+        let by = match held {
+            true if self.pacer.is_paused() => Some(Throttle::RateLimited),
+            true if now.duration_since(since) >= THROTTLE_AFTER => Some(Throttle::Rpm),
+            // Not yet worth showing; a throttle shown stays while requests wait.
+            true => self.throttled.map(|_| Throttle::Rpm),
+            false if now.duration_since(flowing) >= THROTTLE_AFTER => None,
+            false => self.throttled,
+        };
+        self.tell_throttle(by);
+    }
+
+    fn tell_throttle(&mut self, by: Option<Throttle>) {
+        if by != self.throttled {
+            self.throttled = by;
+            self.emit(Event::Throttled { by });
+        }
     }
 
     /// Tasks on the server or on their way there.
@@ -2033,6 +2080,45 @@ mod tests {
             serde_json::json!({"id": id, "status": status, "created_at": "2026-12-01T10:00:00Z"}),
         )
         .unwrap()
+    }
+
+    /// Records what the display is told of the throttle.
+    struct Throttles(std::sync::Arc<std::sync::Mutex<Vec<Option<Throttle>>>>);
+
+    impl Observer for Throttles {
+        fn on_event(&mut self, event: &Event, _: &RunState, _: &Tally) {
+            if let Event::Throttled { by } = event {
+                self.0.lock().unwrap().push(*by);
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_display_hears_when_requests_are_held_back_and_when_they_flow_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut d = dispatcher(dir.path(), 3);
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        d.observers.push(Box::new(Throttles(seen.clone())));
+        let t0 = Instant::now();
+        // A token a moment away is no throttle; a second of waiting is.
+        d.note_throttle(true, t0);
+        d.note_throttle(true, t0 + Duration::from_millis(500));
+        assert!(seen.lock().unwrap().is_empty());
+        d.note_throttle(true, t0 + Duration::from_millis(1500));
+        d.note_throttle(true, t0 + Duration::from_secs(2));
+        assert_eq!(*seen.lock().unwrap(), vec![Some(Throttle::Rpm)]);
+        // Requests flowing for a moment leave it shown; flowing for a second clear it.
+        d.note_throttle(false, t0 + Duration::from_secs(3));
+        d.note_throttle(true, t0 + Duration::from_millis(3200));
+        d.note_throttle(false, t0 + Duration::from_millis(3400));
+        assert_eq!(*seen.lock().unwrap(), vec![Some(Throttle::Rpm)]);
+        d.note_throttle(false, t0 + Duration::from_millis(4500));
+        assert_eq!(*seen.lock().unwrap(), vec![Some(Throttle::Rpm), None]);
+        // A 429's pause shows at once.
+        d.answered(&rate_limited("rate_limit_exceeded"));
+        d.note_throttle(true, Instant::now());
+        assert_eq!(seen.lock().unwrap().last(), Some(&Some(Throttle::RateLimited)));
+        assert!(!Event::Throttled { by: None }.is_journaled());
     }
 
     fn rate_limited(code: &str) -> Result<(), ApiError> {
