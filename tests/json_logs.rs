@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tokio::process::Command;
-use vidbatch::sim::{Sim, SimConfig};
+use vidbatch_sim::{Sim, SimConfig};
 
 const BIN: &str = env!("CARGO_BIN_EXE_vidbatch");
 

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use vidbatch::sim::{Sim, SimConfig};
+use vidbatch_sim::{Sim, SimConfig};
 
 const BIN: &str = env!("CARGO_BIN_EXE_vidbatch");
 

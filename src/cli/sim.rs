@@ -199,25 +199,9 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
         out.flush()?;
     }
     tracing::info!(addr = %handle.addr(), "simulator listening");
-    wait_for_signal().await?;
+    super::wait_signal().await;
     handle.shutdown().await;
     Ok(())
-}
-
-#[cfg(unix)]
-async fn wait_for_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r.context("cannot listen for Ctrl-C")?,
-        _ = term.recv() => {}
-    }
-    Ok(())
-}
-
-#[cfg(not(unix))]
-async fn wait_for_signal() -> anyhow::Result<()> {
-    tokio::signal::ctrl_c().await.context("cannot listen for Ctrl-C")
 }
 
 /// What keeps the simulator `--sim` started serving while a command runs.

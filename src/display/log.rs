@@ -246,3 +246,29 @@ impl Observer for EventLog {
         }
     }
 }
+
+/// Logs on stderr: `text` lines, or one JSON object per line.
+pub fn init(json: bool, quiet: bool, verbose: u8) {
+    let level = super::log_level(quiet, verbose);
+    let filter = tracing_subscriber::EnvFilter::try_from_env("VIDBATCH_LOG").unwrap_or_else(|_| {
+        // Run events (target vidbatch::events) are only logged with --log-format json, which
+        // picks them by -q/-v itself; so are commands' diagnostics (vidbatch::diagnostics).
+        tracing_subscriber::EnvFilter::new(format!(
+            "vidbatch={level},{}=info,{}=info,warn",
+            TARGET, DIAGNOSTICS
+        ))
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    set_json(json);
+    if json {
+        builder.json().flatten_event(true).init();
+    } else {
+        // Warnings while the bar is on screen are printed above it.
+        builder
+            .with_writer(|| super::bar::AroundBar)
+            .with_ansi(false)
+            .init();
+    }
+}

@@ -42,6 +42,42 @@ impl Verbosity {
     }
 }
 
+/// The level of the text log that `-q` and `-v` (counted) give: the one place the flags map
+/// to logging, as [`Verbosity::from_flags`] is for the displays.
+pub fn log_level(quiet: bool, verbose: u8) -> &'static str {
+    match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, 2) => "debug",
+        (false, _) => "trace",
+    }
+}
+
+/// When to draw progress (`--progress`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// A bar on a terminal, lines otherwise.
+    Auto,
+    /// Always a bar.
+    Always,
+    /// Plain lines.
+    Never,
+}
+
+impl std::str::FromStr for Progress {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Progress, String> {
+        match s {
+            "auto" => Ok(Progress::Auto),
+            "always" => Ok(Progress::Always),
+            "never" => Ok(Progress::Never),
+            _ => Err(format!("`{s}`: expected auto, always or never")),
+        }
+    }
+}
+
 /// Which display watches the run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -58,13 +94,7 @@ pub enum Kind {
 
 /// Chooses the display: JSON logs win; then `--progress always` draws a bar, `never` prints
 /// lines, and `auto` draws a bar only when stderr is a terminal and `-q` is not given.
-pub fn choose(
-    progress: crate::cli::Progress,
-    json_logs: bool,
-    verbosity: Verbosity,
-    stderr_is_terminal: bool,
-) -> Kind {
-    use crate::cli::Progress;
+pub fn choose(progress: Progress, json_logs: bool, verbosity: Verbosity, stderr_is_terminal: bool) -> Kind {
     match progress {
         _ if json_logs => Kind::JsonLog,
         Progress::Always => Kind::Bar { force: true },
@@ -104,7 +134,6 @@ pub fn observer(kind: Kind, verbosity: Verbosity) -> Box<dyn Observer> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::Progress;
 
     #[test]
     fn json_logs_replace_every_display() {
