@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use vidbatch::manifest::{ManifestArgs, load_plan};
+use vidbatch::manifest::{Inputs, load_plan};
 
 const ROWS: usize = 100_000;
 
@@ -195,7 +195,7 @@ fn write_xlsx(path: &Path, header: &[&str], rows: &[Vec<Cell>]) -> Result<(), Bo
 /// Plans `path` three times and prints each time; returns the best.
 fn bench(label: &str, path: PathBuf) -> Result<f64, Box<dyn std::error::Error>> {
     let size = std::fs::metadata(&path)?.len();
-    let args = ManifestArgs {
+    let args = Inputs {
         manifests: vec![path],
         ..Default::default()
     };

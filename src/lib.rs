@@ -11,7 +11,7 @@
 //! - [`report`]: `report.json` from the state.
 //! - `display`: what a person watching sees (the bar, lines, logs).
 //! - `hex`: hex text of digests.
-//! - [`cli`]: the command line and its commands.
+//! - [`cli`]: the command line (every clap type) and its commands; `main.rs` calls [`cli::main`].
 //! - `exit`: the exit code of every command's outcome, in one place.
 //!
 //! The simulator of the API is the crate `vidbatch-sim` (`crates/vidbatch-sim`), used behind

@@ -14,7 +14,7 @@ use vidbatch::api::{
     ApiError, ApiKey, Client, ClientConfig, CreateRequest, IdempotencyKey, ListQuery, ModelList, Task,
     TaskList,
 };
-use vidbatch::manifest::{ManifestArgs, load_plan};
+use vidbatch::manifest::{Inputs, load_plan};
 
 // ---- response types ----
 
@@ -279,7 +279,7 @@ async fn the_client_turns_garbage_answers_into_errors() {
 fn load(dir: &Path, name: &str, bytes: &[u8]) -> Result<usize, String> {
     let path = dir.join(name);
     std::fs::write(&path, bytes).unwrap();
-    load_plan(&ManifestArgs {
+    load_plan(&Inputs {
         manifests: vec![path],
         ..Default::default()
     })

@@ -3,10 +3,11 @@
 use std::path::{Path, PathBuf};
 
 use proptest::prelude::*;
-use vidbatch::manifest::{self, ManifestArgs, Plan, cmd_plan, cmd_validate, load_plan};
+use vidbatch::cli::{cmd_plan, cmd_validate};
+use vidbatch::manifest::{self, Inputs, Plan, load_plan};
 
-fn args(paths: &[&Path]) -> ManifestArgs {
-    ManifestArgs {
+fn args(paths: &[&Path]) -> Inputs {
+    Inputs {
         manifests: paths.iter().map(|p| p.to_path_buf()).collect(),
         ..Default::default()
     }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use vidbatch::manifest::sheet::{Table, read_sheet};
-use vidbatch::manifest::{Diagnostics, ManifestArgs, Plan, load_plan};
+use vidbatch::manifest::{Diagnostics, Inputs, Plan, load_plan};
 
 const DIR: &str = "tests/fixtures/sheets";
 
@@ -16,7 +16,7 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 fn load(name: &str, sheet: Option<&str>) -> Result<Plan, Diagnostics> {
-    load_plan(&ManifestArgs {
+    load_plan(&Inputs {
         manifests: vec![fixture(name)],
         sheet: sheet.map(str::to_string),
         ..Default::default()

@@ -2,15 +2,22 @@
 //!
 //! Settings come from a flag, then its environment variable, then (on resume) the earlier
 //! run's settings, then the manifest's `run:` section, then the built-in default.
+//!
+//! Every clap type lives here and nowhere else. Its parts: `run` (`vidbatch run`),
+//! `manifest_cmds` (`validate`, `plan` and the manifest flags), `commands` (`status`, `cancel`,
+//! `report`, `man`, `models`), `endpoint` (the API or the embedded simulator) and `sim`
+//! (`vidbatch sim`).
 
 mod commands;
 mod endpoint;
+mod manifest_cmds;
 mod run;
 #[cfg(feature = "sim")]
 mod sim;
 
 use commands::{cmd_cancel, cmd_man, cmd_models, cmd_report, cmd_status};
 use endpoint::connect;
+pub use manifest_cmds::{ManifestArgs, cmd_plan, cmd_validate};
 use run::cmd_run;
 
 use std::io::Write;
@@ -26,7 +33,7 @@ use crate::api::DEFAULT_BASE_URL;
 use crate::display::{self, Progress};
 use crate::exit::{self, Ending};
 use crate::journal;
-use crate::manifest::{self, ManifestArgs};
+use crate::manifest;
 use crate::report;
 use crate::runner::Concurrency;
 use crate::state::RunState;
@@ -367,13 +374,13 @@ pub async fn run(cli: Cli) -> i32 {
     display::log::set_json(json_logs);
     let result = match cli.command {
         Command::Run(args) => cmd_run(*args, verbosity, json_logs).await,
-        Command::Validate(args) => Ok(manifest::cmd_validate(
-            &args,
+        Command::Validate(args) => Ok(cmd_validate(
+            &args.into(),
             &mut std::io::stdout().lock(),
             &mut std::io::stderr().lock(),
         )),
-        Command::Plan { manifest: args, json } => Ok(manifest::cmd_plan(
-            &args,
+        Command::Plan { manifest: args, json } => Ok(cmd_plan(
+            &args.into(),
             json,
             &mut std::io::stdout().lock(),
             &mut std::io::stderr().lock(),

@@ -196,10 +196,10 @@ pub(super) async fn cmd_run(
     verbosity: display::Verbosity,
     json_logs: bool,
 ) -> anyhow::Result<i32> {
-    let plan = match manifest::load_plan(&args.manifest) {
+    let plan = match manifest::load_plan(&args.manifest.clone().into()) {
         Ok(plan) => plan,
         Err(diags) => {
-            manifest::plan::report_problems(&diags, &mut std::io::stderr().lock());
+            super::manifest_cmds::report_problems(&diags, &mut std::io::stderr().lock());
             return Ok(EXIT_USAGE);
         }
     };

@@ -1,6 +1,6 @@
 //! Manifests: the YAML/CSV/XLSX/ODS readers, the job model, validation and the plan.
 //!
-//! [`load_plan`] reads every manifest named in [`ManifestArgs`], expands `matrix`, `repeat` and
+//! [`load_plan`] reads every manifest named in [`Inputs`], expands `matrix`, `repeat` and
 //! sheet rows into [`Job`]s with stable ids, checks everything the API would reject, and returns
 //! either a [`Plan`] or every problem at once ([`Diagnostics`]).
 //!
@@ -62,28 +62,23 @@ use std::path::PathBuf;
 pub use cells::time_as_ratio;
 pub use diag::{Diagnostic, Diagnostics, Severity, SourceLocation};
 pub use load::load_plan;
-pub use plan::{cmd_plan, cmd_validate};
 pub use rules::{Problem, check_request};
 pub use run::RunSection;
 pub use schema::manifest_schema;
 pub use types::{Job, Plan, SourceFile, TOP_KEYS};
 
-/// The manifest options shared by `validate`, `plan` and `run`.
-#[derive(clap::Args, Debug, Clone, Default)]
-pub struct ManifestArgs {
+/// What to read: the manifest files and the options that apply to all of them (the command
+/// line's `validate`, `plan` and `run` give them).
+#[derive(Debug, Clone, Default)]
+pub struct Inputs {
     /// Manifests: YAML (.yaml/.yml), CSV (.csv/.tsv/.txt), or spreadsheets (.xlsx/.xlsm/.xls/.ods).
-    #[arg(required = true, num_args = 1.., value_name = "MANIFEST")]
     pub manifests: Vec<PathBuf>,
     /// CSV delimiter: `,` `;` `tab` or one character (default: detected from the header line).
-    #[arg(long, value_name = "CHAR")]
     pub delimiter: Option<String>,
     /// Sheet of a spreadsheet given on the command line (default: the first).
-    #[arg(long, value_name = "NAME")]
     pub sheet: Option<String>,
     /// Model of every job that does not name one (overrides manifest defaults).
-    #[arg(long, value_name = "MODEL")]
     pub model: Option<String>,
-    /// A job field for every job that does not set it, e.g. `--set duration=5` (repeatable).
-    #[arg(long = "set", value_name = "KEY=VALUE")]
+    /// A job field for every job that does not set it, e.g. `duration=5`.
     pub set: Vec<String>,
 }

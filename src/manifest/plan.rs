@@ -1,4 +1,4 @@
-//! The `validate` and `plan` commands: the plan as a table or JSON, with token estimates.
+//! The plan as people and programs read it: a table with chains and token estimates, or JSON.
 
 use std::io::Write;
 
@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::estimate;
 use super::yaml::excerpt;
-use super::{Diagnostic, Job, ManifestArgs, Plan, RunSection, SourceFile, load_plan};
+use super::{Diagnostic, Job, Plan, RunSection, SourceFile};
 use crate::api::CreateRequest;
 
 /// A job as `plan --json` prints it.
@@ -194,94 +194,4 @@ fn render_chains(plan: &Plan, out: &mut dyn Write) -> std::io::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Prints the warnings, or every problem and the count; 2 when the manifests cannot run. With
-/// `--log-format json`, each is a JSON record instead, the count too.
-fn report(res: &Result<Plan, super::Diagnostics>, err: &mut dyn Write) -> i32 {
-    match res {
-        Ok(p) => {
-            for w in &p.warnings {
-                if crate::display::log::json() {
-                    crate::display::log::diagnostic(w);
-                } else {
-                    let _ = writeln!(err, "{w}");
-                }
-            }
-            0
-        }
-        Err(d) => {
-            report_problems(d, err);
-            2
-        }
-    }
-}
-
-/// Prints every problem of manifests that cannot run and their count (on `err`, or as JSON
-/// records with `--log-format json`, the count as an error with the exit code 2).
-pub fn report_problems(d: &super::Diagnostics, err: &mut dyn Write) {
-    if !crate::display::log::json() {
-        let _ = writeln!(err, "{d}");
-        return;
-    }
-    for each in d.errors.iter().chain(&d.warnings) {
-        crate::display::log::diagnostic(each);
-    }
-    let (e, w) = (d.errors.len(), d.warnings.len());
-    crate::display::log::error(&format!("the manifests cannot run: {e} errors, {w} warnings"), 2);
-}
-
-/// `vidbatch validate`: 0 when the manifests are valid (warnings printed to `err`), 2 with
-/// every error printed to `err`.
-pub fn cmd_validate(args: &ManifestArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
-    let res = load_plan(args);
-    let code = report(&res, err);
-    if let Ok(p) = &res {
-        let n = p.jobs.len();
-        let message = format!(
-            "ok: {n} job{} from {} file{}",
-            if n == 1 { "" } else { "s" },
-            p.sources.len(),
-            if p.sources.len() == 1 { "" } else { "s" }
-        );
-        crate::display::log::validated(&message, n, p.sources.len(), out);
-    }
-    code
-}
-
-/// `vidbatch plan`: the table (or JSON with `json`) on `out`; 2 with every error on `err`.
-pub fn cmd_plan(args: &ManifestArgs, json: bool, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
-    let res = load_plan(args);
-    let code = report(&res, err);
-    if let Ok(p) = &res {
-        let written = if json {
-            // One line when every line of the process is JSON (`--log-format json`).
-            let view = plan_view(p);
-            if crate::display::log::json() {
-                serde_json::to_writer(&mut *out, &view)
-            } else {
-                serde_json::to_writer_pretty(&mut *out, &view)
-            }
-            .map_err(|e| match e.io_error_kind() {
-                Some(kind) => std::io::Error::from(kind),
-                None => std::io::Error::other(e),
-            })
-            .and_then(|_| writeln!(out))
-        } else {
-            render_table(p, out)
-        };
-        if let Err(e) = written {
-            // A reader that closed the pipe early (`| head`) got what it wanted.
-            if e.kind() == std::io::ErrorKind::BrokenPipe {
-                return code;
-            }
-            if crate::display::log::json() {
-                crate::display::log::error(&format!("cannot write the plan: {e}"), 2);
-            } else {
-                let _ = writeln!(err, "cannot write the plan: {e}");
-            }
-            return 2;
-        }
-    }
-    code
 }

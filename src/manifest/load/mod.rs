@@ -16,7 +16,7 @@ use crate::manifest::fields;
 use crate::manifest::job::{self, Built, Vars};
 use crate::manifest::types::{Job, Plan, SourceFile, TOP_KEYS};
 use crate::manifest::yaml::{self, Node, Value};
-use crate::manifest::{ManifestArgs, RunSection, estimate, expand, refs, run, sheet};
+use crate::manifest::{Inputs, RunSection, estimate, expand, refs, run, sheet};
 
 /// The id maps' hasher: ids are not chosen by a remote party, and SipHash showed up in the
 /// 100,000-row benchmark.
@@ -25,7 +25,7 @@ type FastMap<K, V> = rustc_hash::FxHashMap<K, V>;
 mod rows;
 
 /// Loads, expands and validates every manifest; all problems are reported at once.
-pub fn load_plan(args: &ManifestArgs) -> Result<Plan, Diagnostics> {
+pub fn load_plan(args: &Inputs) -> Result<Plan, Diagnostics> {
     let mut ctx = Loader::default();
     let cli = ctx.cli_defaults(args);
     let delimiter = ctx.delimiter(args);
@@ -135,7 +135,7 @@ struct Loader {
 }
 
 impl Loader {
-    fn cli_defaults(&mut self, args: &ManifestArgs) -> Vec<(String, Node)> {
+    fn cli_defaults(&mut self, args: &Inputs) -> Vec<(String, Node)> {
         let mut out: Vec<(String, Node)> = Vec::new();
         let mut put = |k: String, n: Node| match out.iter_mut().find(|(k2, _)| *k2 == k) {
             Some(slot) => slot.1 = n,

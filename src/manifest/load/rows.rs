@@ -11,7 +11,7 @@ use crate::manifest::diag::{Diagnostic, SourceLocation};
 use crate::manifest::fields;
 use crate::manifest::job::{self, Built, Vars};
 use crate::manifest::yaml::{self, Node, Value};
-use crate::manifest::{ManifestArgs, expand, sheet};
+use crate::manifest::{Inputs, expand, sheet};
 
 use super::{FileKind, Loader, file_kind};
 
@@ -172,7 +172,7 @@ fn build_rows<'t>(
 }
 
 impl Loader {
-    pub(super) fn delimiter(&mut self, args: &ManifestArgs) -> Option<u8> {
+    pub(super) fn delimiter(&mut self, args: &Inputs) -> Option<u8> {
         let d = args.delimiter.as_deref()?;
         let b = match d {
             "tab" | "\\t" | "\t" => Some(b'\t'),
