@@ -409,6 +409,14 @@ async fn check_vidbatch_flags(script: &str, origin: &str) -> usize {
     checked
 }
 
+/// The YAML document in `path` (an example manifest or a CI workflow).
+fn yaml(path: &Path) -> yaml_rust2::Yaml {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut docs =
+        yaml_rust2::YamlLoader::load_from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    docs.swap_remove(0)
+}
+
 #[tokio::test]
 async fn every_example_parses_and_validates() {
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
@@ -421,7 +429,7 @@ async fn every_example_parses_and_validates() {
     let mut row_files = BTreeSet::new();
     for f in &files {
         if f.extension().is_some_and(|e| e == "yaml") {
-            let doc: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(f).unwrap()).unwrap();
+            let doc = yaml(f);
             if let Some(rows) = doc["rows"].as_str() {
                 row_files.insert(examples.join(rows));
             }
@@ -458,14 +466,13 @@ async fn every_example_parses_and_validates() {
                 assert!(check_vidbatch_flags(&script, &name).await >= 3, "{name}");
             }
             "yml" => {
-                let doc: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(f).unwrap())
-                    .unwrap_or_else(|e| panic!("{name}: {e}"));
+                let doc = yaml(f);
                 let mut flags = 0;
                 let mut shard_flag = false;
                 let mut merged = false;
-                for (_, job) in doc["jobs"].as_mapping().expect("jobs") {
+                for job in doc["jobs"].as_hash().expect("jobs").values() {
                     let mut merges = false;
-                    for step in job["steps"].as_sequence().expect("steps") {
+                    for step in job["steps"].as_vec().expect("steps") {
                         if let Some(run) = step["run"].as_str() {
                             flags += check_vidbatch_flags(run, &name).await;
                             shard_flag |= run.contains("--shard");
@@ -480,7 +487,7 @@ async fn every_example_parses_and_validates() {
                     }
                     // Every job is a shard of the matrix, but the one that merges their reports.
                     assert!(
-                        merges || job["strategy"]["matrix"]["shard"].is_sequence(),
+                        merges || job["strategy"]["matrix"]["shard"].is_array(),
                         "{name}: no shard matrix"
                     );
                     merged |= merges;
