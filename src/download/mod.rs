@@ -14,6 +14,7 @@
 //! after one window). Either ends the attempt as transient, keeping the `.part` file.
 
 pub(crate) mod media;
+mod part;
 
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -39,6 +40,8 @@ pub const DEFAULT_THROUGHPUT_WINDOW: Duration = Duration::from_secs(30);
 const IO_BUF: usize = 256 * 1024;
 
 pub use media::MediaKind;
+pub use part::part_path;
+use part::*;
 
 /// One file to fetch.
 #[derive(Debug, Clone)]
@@ -183,20 +186,6 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-/// The `.part` path of a destination: the same name with `.part` appended, same directory.
-pub fn part_path(dest: &Path) -> PathBuf {
-    let mut name = dest.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    name.push(".part");
-    dest.with_file_name(name)
-}
-
-fn parent_dir(path: &Path) -> &Path {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    }
-}
-
 /// What one HTTP exchange led to.
 enum Step {
     Done(Downloaded),
@@ -273,14 +262,6 @@ pub async fn download(
     )))
 }
 
-async fn remove_part(part: &Path) -> Result<(), DownloadError> {
-    match tokio::fs::remove_file(part).await {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(io_err("delete", part)(e)),
-    }
-}
-
 /// `Content-Range: bytes START-END/TOTAL` (TOTAL may be `*`), or `bytes */TOTAL` for a 416.
 #[derive(Debug, PartialEq, Eq)]
 struct ContentRange {
@@ -314,108 +295,6 @@ fn content_range(resp: &reqwest::Response) -> Option<ContentRange> {
         .get(CONTENT_RANGE)
         .and_then(|v| v.to_str().ok())
         .and_then(parse_content_range)
-}
-
-/// The open `.part`, positioned at its end, with the hash of what it holds.
-struct Part {
-    file: std::fs::File,
-    hasher: Sha256,
-    have: u64,
-}
-
-/// One blocking hop: open (creating the directory only when missing) the `.part`, keep at
-/// most `max` bytes of it (none with `from_zero`), hash them, and seek to the end.
-fn prepare_part(part: &Path, from_zero: bool, max: u64) -> Result<Part, DownloadError> {
-    let open = || {
-        std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(part)
-    };
-    let mut file = match open() {
-        Ok(f) => f,
-        // Missing directory (or a file in its place): create_dir_all names the directory.
-        Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => {
-            let dir = parent_dir(part);
-            std::fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
-            open().map_err(io_err("open", part))?
-        }
-        Err(e) => return Err(io_err("open", part)(e)),
-    };
-    let len = file.metadata().map_err(io_err("inspect", part))?.len();
-    let keep = if from_zero || len > max { 0 } else { len };
-    let mut hasher = Sha256::new();
-    let kept = if keep > 0 {
-        hash_all(&mut (&mut file).take(keep), &mut hasher, part)?
-    } else {
-        0
-    };
-    if kept != len {
-        file.set_len(kept).map_err(io_err("truncate", part))?;
-    }
-    if kept > 0 {
-        file.seek(SeekFrom::Start(kept)).map_err(io_err("seek", part))?;
-    }
-    Ok(Part {
-        file,
-        hasher,
-        have: kept,
-    })
-}
-
-/// Feeds everything `r` holds to `hasher`; returns how many bytes that was.
-fn hash_all(r: &mut impl Read, hasher: &mut Sha256, path: &Path) -> Result<u64, DownloadError> {
-    let mut buf = vec![0u8; IO_BUF];
-    let mut total = 0u64;
-    loop {
-        let n = match r.read(&mut buf) {
-            Ok(0) => return Ok(total),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(io_err("read", path)(e)),
-        };
-        hasher.update(&buf[..n]);
-        total += n as u64;
-    }
-}
-
-/// Runs file work on tokio's blocking pool.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, DownloadError> + Send + 'static,
-) -> Result<T, DownloadError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| transient(format!("file task failed: {e}")))?
-}
-
-/// Writes `buf` out in a blocking hop, giving back the file and the (emptied) buffer.
-async fn spill(
-    mut file: std::fs::File,
-    mut buf: Vec<u8>,
-    part: &Path,
-) -> Result<(std::fs::File, Vec<u8>), DownloadError> {
-    use std::io::Write;
-    let path = part.to_path_buf();
-    blocking(move || {
-        file.write_all(&buf).map_err(io_err("write", &path))?;
-        buf.clear();
-        Ok((file, buf))
-    })
-    .await
-}
-
-/// Flushes and syncs what arrived so that a later call can resume from it.
-async fn keep_part(file: std::fs::File, buf: Vec<u8>, part: &Path) -> Result<(), DownloadError> {
-    use std::io::Write;
-    let path = part.to_path_buf();
-    blocking(move || {
-        let mut file = file;
-        file.write_all(&buf).map_err(io_err("write", &path))?;
-        file.sync_data().map_err(io_err("sync", &path))
-    })
-    .await
 }
 
 async fn attempt(
@@ -658,50 +537,4 @@ pub fn verify_file(path: &Path, kind: MediaKind) -> Result<Downloaded, DownloadE
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn content_range_parsing() {
-        assert_eq!(
-            parse_content_range("bytes 100-999/1000"),
-            Some(ContentRange {
-                range: Some((100, 999)),
-                total: Some(1000)
-            })
-        );
-        assert_eq!(
-            parse_content_range("bytes 0-9/*"),
-            Some(ContentRange {
-                range: Some((0, 9)),
-                total: None
-            })
-        );
-        assert_eq!(
-            parse_content_range("bytes */1000"),
-            Some(ContentRange {
-                range: None,
-                total: Some(1000)
-            })
-        );
-        assert_eq!(parse_content_range("bytes 9-1/10"), None);
-        assert_eq!(parse_content_range("items 0-1/2"), None);
-        assert_eq!(parse_content_range("bytes x-1/2"), None);
-    }
-
-    #[test]
-    fn redaction_drops_query_and_credentials() {
-        let u = "https://user:pw@cdn.example.com/v/a.mp4?X-Amz-Signature=secret&x=1#frag";
-        let r = redact_url(u);
-        assert_eq!(r, "https://cdn.example.com/v/a.mp4");
-        assert!(!redact_url("not a url?sig=secret").contains("secret"));
-    }
-
-    #[test]
-    fn part_path_is_beside_dest() {
-        assert_eq!(
-            part_path(Path::new("out/videos/a.mp4")),
-            PathBuf::from("out/videos/a.mp4.part")
-        );
-    }
-}
+mod tests;

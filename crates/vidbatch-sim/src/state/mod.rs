@@ -10,19 +10,23 @@
 //! instead (also while still queued). A completed task turns `expired` after the asset TTL.
 //! Failed, cancelled and never-completed expired tasks are refunded.
 
+mod render;
+
+pub(crate) use render::{rfc3339, shift, task_json};
+
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::http::StatusCode;
-use serde_json::{Value, json};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::config::SimConfig;
-use super::cost::cost_tokens;
-use super::error::ApiError;
-use super::rng;
-use super::stats::SimStats;
-use super::validate::CreateSpec;
+use crate::config::SimConfig;
+use crate::cost::cost_tokens;
+use crate::error::ApiError;
+use crate::rng;
+use crate::stats::SimStats;
+use crate::validate::CreateSpec;
 
 /// Failure codes of failed tasks; one is a number, as the real API has been seen to send.
 const FAILURE_CODES: [(&str, &str); 4] = [
@@ -465,10 +469,10 @@ impl State {
             self.stats.balance_refusals += 1;
             let msg = format!("this task costs {cost} tokens; the balance is {balance}");
             return Err(match cfg.balance_error_status {
-                super::config::BalanceErrorStatus::PaymentRequired => {
+                crate::config::BalanceErrorStatus::PaymentRequired => {
                     ApiError::new(StatusCode::PAYMENT_REQUIRED, "insufficient_balance", msg)
                 }
-                super::config::BalanceErrorStatus::QuotaExhausted => {
+                crate::config::BalanceErrorStatus::QuotaExhausted => {
                     ApiError::new(StatusCode::TOO_MANY_REQUESTS, "insufficient_quota", msg)
                 }
             });
@@ -598,108 +602,5 @@ impl State {
     }
 }
 
-/// `at` moved by `secs` (either way), saturating at the clock's ends.
-pub(crate) fn shift(at: SystemTime, secs: f64) -> SystemTime {
-    let by = Duration::try_from_secs_f64(secs.abs()).unwrap_or(Duration::ZERO);
-    let moved = if secs >= 0.0 {
-        at.checked_add(by)
-    } else {
-        at.checked_sub(by)
-    };
-    moved.unwrap_or(at)
-}
-
-/// RFC 3339 in whole seconds, UTC.
-pub(crate) fn rfc3339(at: SystemTime) -> String {
-    let dt = time::OffsetDateTime::from(at);
-    dt.replace_nanosecond(0)
-        .unwrap_or(dt)
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
-
-/// The JSON of a task (without URLs); the server adds `video_url` and friends when completed.
-pub(crate) fn task_json(state: &State, task: &Task, reads_succeeded: bool) -> Value {
-    let status = match task.status {
-        Status::Completed if reads_succeeded => "succeeded",
-        s => s.as_str(),
-    };
-    let progress = match task.status {
-        Status::Queued => 0,
-        Status::Processing => {
-            let done = task
-                .started
-                .map_or(0.0, |s| state.now().saturating_sub(s).as_secs_f64());
-            ((done / task.gen_time.as_secs_f64().max(1e-9)) * 100.0).clamp(0.0, 99.0) as u64
-        }
-        _ => 100,
-    };
-    let duration = if task.spec.duration == -1 && !task.was_completed {
-        -1
-    } else {
-        task.duration_used
-    };
-    let mut v = json!({
-        "id": task.id,
-        "object": "video.generation",
-        "status": status,
-        "model": task.spec.model,
-        "input_type": task.spec.input_type,
-        "ratio": task.spec.ratio,
-        "resolution": task.spec.resolution,
-        "duration": duration,
-        "frames": null,
-        "fps": super::cost::FPS,
-        "seed": task.seed_used,
-        "created_at": state.rfc3339(task.created),
-        "draft": task.spec.draft,
-        "draft_task_id": task.spec.draft_task_id,
-        "service_tier": task.spec.service_tier,
-        "execution_expires_after": task.spec.execution_expires_after,
-        "is_expired": task.status == Status::Expired,
-        "error": task.error.as_ref().map(|(code, message)| json!({"code": code, "message": message})),
-        "progress": progress,
-        "x_sim_region": "sim-local-1",
-    });
-    if task.was_completed
-        && let Some(obj) = v.as_object_mut()
-    {
-        obj.insert(
-            "usage".into(),
-            json!({"completion_tokens": task.cost, "total_tokens": task.cost}),
-        );
-        if let Some(end) = task.ended {
-            obj.insert("completed_at".into(), Value::from(state.rfc3339(end)));
-        }
-    }
-    v
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bucket_refills_at_rpm() {
-        let mut b = Bucket {
-            tokens: 2.0,
-            last: Duration::ZERO,
-        };
-        assert!(matches!(
-            b.take(Duration::ZERO, 60, 2),
-            RateDecision::Allowed { remaining: 1, .. }
-        ));
-        assert!(matches!(
-            b.take(Duration::ZERO, 60, 2),
-            RateDecision::Allowed { remaining: 0, .. }
-        ));
-        match b.take(Duration::from_millis(500), 60, 2) {
-            RateDecision::Limited { wait } => assert!((wait - 0.5).abs() < 1e-9, "{wait}"),
-            _ => panic!("expected a refusal"),
-        }
-        assert!(matches!(
-            b.take(Duration::from_secs(1), 60, 2),
-            RateDecision::Allowed { .. }
-        ));
-    }
-}
+mod tests;

@@ -1,0 +1,179 @@
+//! Workbooks (XLSX, ODS, XLS): the cells of one sheet as the spreadsheet app shows them; the main
+//! function here is [`read_sheet`].
+
+use std::path::Path;
+use std::sync::Arc;
+
+use calamine::{Data, Reader};
+
+use super::{numfmt, ods};
+use crate::manifest::diag::Diagnostic;
+use crate::manifest::grid::{self, Cell, Grid, Merge, Workbook};
+
+use super::*;
+
+/// A sheet of a workbook read into a [`Table`]; `None` after reporting why not.
+pub fn read_sheet(
+    path: &Path,
+    file: &Arc<str>,
+    sheet: Option<&str>,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Table> {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default();
+    let read = match ext.as_str() {
+        "ods" => ods::read_ods(path, sheet),
+        "xlsx" | "xlsm" => read_xlsx(path, sheet),
+        _ => read_other(path, sheet),
+    };
+    let wb = match read {
+        Ok(wb) => wb,
+        Err(e) => {
+            diags.push(Diagnostic::error(file_loc(file), e));
+            return None;
+        }
+    };
+    let Some(name) = wb.sheet.clone() else {
+        match sheet {
+            Some(s) => diags.push(Diagnostic::field_error(
+                file_loc(file),
+                "sheet",
+                format!("`{s}`"),
+                format!("one of the workbook's sheets: {}", wb.sheets.join(", ")),
+            )),
+            None => diags.push(Diagnostic::error(file_loc(file), "the workbook has no sheet")),
+        }
+        return None;
+    };
+    let sheet_name: Arc<str> = Arc::from(name.as_str());
+    let mut b = Builder::new(file, Some(sheet_name), None).with_merges(wb.grid.merges());
+    let mut row = RowIn::default();
+    for (r, cells) in (0..wb.grid.rows()).map(|r| (r, wb.grid.row(r))) {
+        row.clear();
+        for (c, cell) in cells.iter().enumerate() {
+            let a = row.text.len();
+            if cell.is_error() {
+                row.errors.push((
+                    c,
+                    cell.text.trim().to_string(),
+                    grid::cell_name(r as u32, c as u32),
+                ));
+            }
+            row.text.push_str(cell.display());
+            row.ranges.push(a..row.text.len());
+            if cell.raw.is_some() || cell.time {
+                row.info.push((
+                    c,
+                    CellInfo {
+                        raw: cell.raw.as_deref().map(Box::from),
+                        time: cell.time,
+                    },
+                ));
+            }
+        }
+        b.push(u32::try_from(r + 1).unwrap_or(u32::MAX), &row, diags);
+    }
+    let mut t = b.finish(diags)?;
+    t.sheets = wb.sheets;
+    Some(t)
+}
+
+/// Picks the sheet to read: the named one, else the first.
+pub(super) fn pick(names: &[String], sheet: Option<&str>) -> Option<String> {
+    match sheet {
+        Some(s) => names.iter().find(|n| *n == s).cloned(),
+        None => names.first().cloned(),
+    }
+}
+
+/// A number cell shown in its format, with the number behind it when the text differs.
+pub(super) fn number_cell(v: f64, code: &str, date_like: bool, is_1904: bool) -> Cell {
+    let shown = numfmt::show(v, code, date_like, is_1904);
+    let general = numfmt::general(v);
+    Cell {
+        raw: (shown.text != general && !shown.date && !shown.time).then_some(general),
+        time: shown.time,
+        date: shown.date.then(|| shown.text.clone()),
+        text: shown.text,
+        ..Cell::default()
+    }
+}
+
+pub(super) fn data_cell(d: &Data, code: &str, is_1904: bool) -> Cell {
+    match d {
+        Data::Empty => Cell::default(),
+        Data::String(s) | Data::DateTimeIso(s) | Data::DurationIso(s) => Cell::text(s.clone()),
+        Data::Int(i) => number_cell(*i as f64, code, false, is_1904),
+        Data::Float(f) => number_cell(*f, code, false, is_1904),
+        Data::DateTime(dt) => number_cell(dt.as_f64(), code, true, is_1904),
+        Data::Bool(b) => Cell::text(if *b { "TRUE" } else { "FALSE" }),
+        Data::Error(e) => Cell {
+            text: e.to_string(),
+            error: true,
+            ..Cell::default()
+        },
+    }
+}
+
+/// Reads an XLSX through calamine, with each cell's number format and the merged ranges.
+pub(super) fn read_xlsx(path: &Path, sheet: Option<&str>) -> Result<Workbook, String> {
+    let mut x: calamine::Xlsx<_> =
+        calamine::open_workbook(path).map_err(|e| format!("cannot read the workbook: {e}"))?;
+    let sheets = x.sheet_names();
+    let mut wb = Workbook {
+        sheet: pick(&sheets, sheet),
+        sheets,
+        grid: Grid::default(),
+    };
+    let Some(name) = wb.sheet.clone() else {
+        return Ok(wb);
+    };
+    let range = x
+        .worksheet_range(&name)
+        .map_err(|e| format!("cannot read sheet `{name}`: {e}"))?;
+    let styles = x.worksheet_style(&name).ok();
+    let is_1904 = x.has_1904_epoch();
+    for (r, c, d) in range.used_cells() {
+        let (r0, c0) = range.start().unwrap_or((0, 0));
+        let (r, c) = (r0 + r as u32, c0 + c as u32);
+        let code = styles
+            .as_ref()
+            .and_then(|s| s.get((r, c)))
+            .and_then(|s| s.number_format.as_ref())
+            .map_or("General", |f| f.format_code.as_str());
+        wb.grid.set(r, c, data_cell(d, code, is_1904));
+    }
+    for m in x.merge_cells_by_sheet_name(&name).unwrap_or_default() {
+        wb.grid.merge(Merge {
+            first: m.start,
+            last: m.end,
+        });
+    }
+    Ok(wb)
+}
+
+/// Reads an XLS/XLSB through calamine (dates known, other number formats not).
+pub(super) fn read_other(path: &Path, sheet: Option<&str>) -> Result<Workbook, String> {
+    let mut x = calamine::open_workbook_auto(path).map_err(|e| format!("cannot read the workbook: {e}"))?;
+    let sheets = x.sheet_names();
+    let mut wb = Workbook {
+        sheet: pick(&sheets, sheet),
+        sheets,
+        grid: Grid::default(),
+    };
+    let Some(name) = wb.sheet.clone() else {
+        return Ok(wb);
+    };
+    let range = x
+        .worksheet_range(&name)
+        .map_err(|e| format!("cannot read sheet `{name}`: {e}"))?;
+    let (r0, c0) = range.start().unwrap_or((0, 0));
+    for (r, c, d) in range.used_cells() {
+        wb.grid
+            .set(r0 + r as u32, c0 + c as u32, data_cell(d, "General", false));
+    }
+    Ok(wb)
+}
