@@ -9,6 +9,7 @@ use std::time::Instant;
 use vidbatch::api::{CreateRequest, TaskStatus, Timestamp, Usage};
 use vidbatch::events::Event;
 use vidbatch::journal::{self, Journal};
+use vidbatch::outdir;
 
 fn job_events(i: usize) -> Vec<Event> {
     let job = format!("job-{i:06}");
@@ -94,7 +95,7 @@ async fn main() {
     );
     for jobs in [1_000usize, 10_000, 100_000] {
         let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join(journal::STATE_FILE);
+        let path = dir.path().join(outdir::STATE_FILE);
         let journal = Journal::open(&path).expect("open");
         let events: Vec<Event> = (0..jobs).flat_map(job_events).collect();
         // Jobs run concurrently in a real run: 16 writers share the journal (group commit).

@@ -8,6 +8,7 @@
 //! - [`state`]: run state folded from events (live, on resume, offline).
 //! - [`journal`]: `state.jsonl`, the crash-safe resume journal, and the out-dir lock.
 //! - [`download`]: streamed, resumable, verified downloads; `download::media`: what a file must be.
+//! - [`outdir`]: the out dir's layout, its lock and its atomic writes.
 //! - [`report`]: `report.json` from the state.
 //! - `display`: what a person watching sees (the bar, lines, logs).
 //! - `hex`: hex text of digests.
@@ -25,6 +26,7 @@ mod exit;
 mod hex;
 pub mod journal;
 pub mod manifest;
+pub mod outdir;
 pub mod report;
 pub mod runner;
 pub mod state;

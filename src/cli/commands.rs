@@ -13,6 +13,7 @@ use crate::report;
 use crate::runner::RetryPolicy;
 
 use super::*;
+use crate::outdir;
 
 pub(super) fn cmd_status(out: &Path, json: bool) -> anyhow::Result<i32> {
     let state = load_state(out)?;
@@ -133,7 +134,7 @@ pub(super) fn cmd_report(out: &Path, merge: &[PathBuf], ci: &CiArgs) -> anyhow::
             None,
         )?;
     }
-    let written = [out.join("report.json"), out.join(report::html::FILE)];
+    let written = [out.join(outdir::REPORT_JSON), out.join(outdir::REPORT_HTML)];
     for path in written.iter().chain(&ci.junit).chain(&ci.summary_md) {
         say(&mut stdout, &format!("wrote {}", path.display()), None)?;
     }

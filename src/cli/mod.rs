@@ -34,6 +34,7 @@ use crate::display::{self, Progress};
 use crate::exit::{self, Ending};
 use crate::journal;
 use crate::manifest;
+use crate::outdir;
 use crate::report;
 use crate::runner::Concurrency;
 use crate::state::RunState;
@@ -474,7 +475,7 @@ fn write_json(w: &mut impl Write, value: &impl serde::Serialize) -> anyhow::Resu
 }
 
 fn load_state(out: &Path) -> anyhow::Result<RunState> {
-    let path = out.join(journal::STATE_FILE);
+    let path = out.join(outdir::STATE_FILE);
     if !path.exists() {
         return Err(exit::Usage(format!("no run state at {} (is --out right?)", path.display())).into());
     }

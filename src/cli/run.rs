@@ -19,6 +19,7 @@ use crate::runner::{Concurrency, JobSpec, RetryPolicy, RunSettings, Runner, Sett
 use crate::state::{Phase, RunState};
 
 use super::*;
+use crate::outdir;
 
 /// Parses `K/N` (1-based K).
 pub fn parse_shard(text: &str) -> Result<(u64, u64), String> {
@@ -145,7 +146,12 @@ pub(super) fn settings(
 /// Moves an out dir's earlier run aside for `--fresh`: its state, videos and reports go to
 /// `OUT/earlier/<time>/`, never deleted or overwritten, and the new run starts empty.
 pub(super) fn move_earlier_run(out: &Path) -> anyhow::Result<()> {
-    let parts = [journal::STATE_FILE, "videos", "report.json", "report.html"];
+    let parts = [
+        outdir::STATE_FILE,
+        outdir::VIDEOS,
+        outdir::REPORT_JSON,
+        outdir::REPORT_HTML,
+    ];
     if !parts.iter().any(|p| out.join(p).exists()) {
         return Ok(());
     }
@@ -170,7 +176,7 @@ pub(super) fn move_earlier_run(out: &Path) -> anyhow::Result<()> {
                 .with_context(|| format!("moving {} to {}", from.display(), to.display()))?;
         }
     }
-    journal::sync_dir(out);
+    outdir::sync_dir(out);
     note(
         display::log::json(),
         &format!(
@@ -235,7 +241,7 @@ pub(super) async fn cmd_run(
             },
         };
         manifest::plan::render_table(&shown, &mut stdout)?;
-        let state_path = out.join(journal::STATE_FILE);
+        let state_path = out.join(outdir::STATE_FILE);
         let state = if state_path.exists() && !args.fresh {
             Some(journal::load(&state_path)?.state)
         } else {
@@ -261,14 +267,14 @@ pub(super) async fn cmd_run(
         .collect();
     if args.fresh {
         std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-        let _lock = match journal::lock_dir(&out) {
+        let _lock = match outdir::lock(&out) {
             Ok(l) => l,
             Err(e @ journal::JournalError::Locked { .. }) => return usage(e),
             Err(e) => return Err(e.into()),
         };
         move_earlier_run(&out)?;
     }
-    let previous = journal::load(&out.join(journal::STATE_FILE))
+    let previous = journal::load(&out.join(outdir::STATE_FILE))
         .ok()
         .and_then(|l| l.state.settings);
     let (settings, remembered) = settings(&args, &plan, out.clone(), previous.as_ref());

@@ -8,8 +8,9 @@ use std::path::Path;
 use crate::events::Event;
 use crate::state::RunState;
 
+use super::JournalError;
 use super::load::Loaded;
-use super::{JournalError, sync_dir};
+use crate::outdir::sync_dir;
 
 /// Whether the journal holds many more lines than its state needs.
 pub fn needs_compaction(loaded: &Loaded) -> bool {

@@ -28,11 +28,6 @@ use tokio::sync::oneshot;
 
 use crate::events::Event;
 
-/// The journal's file name inside the out dir.
-pub const STATE_FILE: &str = "state.jsonl";
-/// The lock file's name inside the out dir.
-pub const LOCK_FILE: &str = ".vidbatch.lock";
-
 /// A journal failure: the disk refused a write, or the file is unreadable.
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
@@ -346,52 +341,6 @@ fn drop_torn_tail(path: &Path) -> io::Result<()> {
         file.sync_data()?;
     }
     Ok(())
-}
-
-/// fsyncs a directory so a rename in it is durable (best effort).
-pub fn sync_dir(dir: &Path) {
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
-}
-
-/// An exclusive lock on an out dir, held for the life of the value.
-#[derive(Debug)]
-pub struct DirLock {
-    _file: File,
-}
-
-/// Takes the out dir's lock, or says who holds it.
-pub fn lock_dir(dir: &Path) -> Result<DirLock, JournalError> {
-    let path = dir.join(LOCK_FILE);
-    let io_err = |source| JournalError::Io {
-        path: path.clone(),
-        source,
-    };
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(io_err)?;
-    match file.try_lock() {
-        Ok(()) => {
-            file.set_len(0).map_err(io_err)?;
-            writeln!(file, "{}", std::process::id()).map_err(io_err)?;
-            Ok(DirLock { _file: file })
-        }
-        Err(std::fs::TryLockError::WouldBlock) => {
-            let pid = std::fs::read_to_string(&path)
-                .map(|s| s.trim().to_string())
-                .unwrap_or_else(|_| "unknown".into());
-            Err(JournalError::Locked {
-                dir: dir.to_path_buf(),
-                pid,
-            })
-        }
-        Err(std::fs::TryLockError::Error(e)) => Err(io_err(e)),
-    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Unit tests of the journal: appends, torn tails, damage, compaction and the lock.
 use super::*;
 use crate::api::Timestamp;
+use crate::outdir::{STATE_FILE, lock};
 use crate::state::Phase;
 
 fn planned(job: &str) -> Event {
@@ -170,8 +171,8 @@ fn damage_in_the_middle_is_an_error_with_the_line() {
 #[test]
 fn second_lock_names_the_holder() {
     let dir = tempfile::tempdir().unwrap();
-    let _held = lock_dir(dir.path()).unwrap();
-    match lock_dir(dir.path()) {
+    let _held = lock(dir.path()).unwrap();
+    match lock(dir.path()) {
         Err(JournalError::Locked { pid, .. }) => assert_eq!(pid, std::process::id().to_string()),
         other => panic!("{other:?}"),
     }

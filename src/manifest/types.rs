@@ -65,7 +65,7 @@ impl Job {
 
     /// The video's path inside the output directory.
     pub fn output_file(&self) -> String {
-        format!("videos/{}.mp4", self.name)
+        crate::outdir::video_file(&self.name)
     }
 }
 

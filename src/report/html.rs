@@ -23,9 +23,6 @@ use sha2::{Digest, Sha256};
 use super::{JobReport, Report};
 use crate::api::Timestamp;
 
-/// The file name of the page in the out dir.
-pub const FILE: &str = "report.html";
-
 /// The page template (Jinja syntax; autoescaped as HTML).
 const TEMPLATE: &str = include_str!("report.html.j2");
 

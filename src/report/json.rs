@@ -3,7 +3,8 @@
 use std::io::{self, Write};
 use std::path::Path;
 
-use super::{Report, write_atomic_with};
+use super::Report;
+use crate::outdir::write_atomic_with;
 use crate::state::RunState;
 
 /// The JSON Schema (2020-12) of `report.json`, as pretty JSON with a final newline; the file
@@ -29,5 +30,8 @@ pub fn write(path: &Path, report: &Report) -> io::Result<()> {
 
 /// Writes `OUT/report.json` from a state.
 pub fn write_report(out_dir: &Path, state: &RunState) -> io::Result<()> {
-    write(&out_dir.join("report.json"), &Report::from_state(state))
+    write(
+        &out_dir.join(crate::outdir::REPORT_JSON),
+        &Report::from_state(state),
+    )
 }

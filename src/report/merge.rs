@@ -15,6 +15,7 @@ use serde::Serialize;
 use super::{Report, RunInfo};
 use crate::events::{Counters, RunOutcome, SourceRecord};
 use crate::journal;
+use crate::outdir;
 
 /// A shard a merged report was made from.
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
@@ -163,7 +164,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Report, MergeError> {
     let mut runs = 0;
     let mut stop_reasons: Vec<String> = Vec::new();
     for dir in dirs {
-        let state_path = dir.join(journal::STATE_FILE);
+        let state_path = dir.join(outdir::STATE_FILE);
         if !state_path.is_file() {
             return Err(MergeError::NoState(dir.clone()));
         }

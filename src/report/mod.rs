@@ -21,7 +21,7 @@ pub(crate) mod merge;
 pub(crate) mod status;
 
 use std::collections::BTreeMap;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -30,6 +30,7 @@ use serde::Serialize;
 
 use crate::api::{CreateRequest, Timestamp, Usage};
 use crate::events::{Counters, Failure, RunOutcome, SourceRecord};
+use crate::outdir::{self, write_atomic, write_atomic_with};
 use crate::state::{JobState, Phase, RunState};
 
 pub use json::{report_schema, write_report};
@@ -382,9 +383,9 @@ pub fn write_report_files(out_dir: &Path, report: &Arc<Report>, outputs: &Output
             ));
         }
     };
-    let json_path = out_dir.join("report.json");
+    let json_path = out_dir.join(outdir::REPORT_JSON);
     note(json::write(&json_path, report), &json_path);
-    let html_path = out_dir.join(html::FILE);
+    let html_path = out_dir.join(outdir::REPORT_HTML);
     note(
         write_atomic_with(&html_path, |w| html::render_to(report, w)),
         &html_path,
@@ -407,43 +408,6 @@ fn append(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
     f.write_all(contents)?;
     f.sync_all()
-}
-
-/// The buffer between a report's renderer and its file.
-const WRITE_BUF: usize = 64 * 1024;
-
-/// Writes `contents` to `path` atomically: a temporary file beside it, fsync, rename.
-pub fn write_atomic(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    write_atomic_with(path, |w| w.write_all(contents))
-}
-
-/// Writes `path` atomically with what `fill` writes: through a buffer into a temporary file
-/// beside it, then fsync and rename, so contents made as they are written are never held in
-/// memory whole.
-pub fn write_atomic_with(
-    path: &Path,
-    fill: impl FnOnce(&mut BufWriter<&std::fs::File>) -> std::io::Result<()>,
-) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let tmp = tempfile::NamedTempFile::new_in(dir)?;
-    {
-        let mut w = BufWriter::with_capacity(WRITE_BUF, tmp.as_file());
-        fill(&mut w)?;
-        w.flush()?;
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        tmp.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(0o644))?;
-    }
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    crate::journal::sync_dir(dir);
-    Ok(())
 }
 
 #[cfg(test)]

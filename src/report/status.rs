@@ -15,7 +15,7 @@ use serde::Serialize;
 use super::Report;
 use crate::api::Timestamp;
 use crate::events::RunOutcome;
-use crate::journal;
+use crate::outdir;
 
 /// Whether a run holds the out dir now.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -32,7 +32,7 @@ impl Liveness {
     /// Reads the lock file of `out`. Never takes the lock from a live run: the lock is tried
     /// (shared, and let go at once) only when the pid in the file is a live process.
     pub fn of(out: &Path) -> Liveness {
-        let path = out.join(journal::LOCK_FILE);
+        let path = out.join(outdir::LOCK_FILE);
         let Ok(file) = File::open(&path) else {
             return Liveness {
                 running: false,
@@ -341,7 +341,7 @@ mod tests {
     fn a_held_lock_is_live_with_its_pid_and_a_released_one_is_not() {
         let dir = tempfile::tempdir().expect("temp dir");
         {
-            let _lock = journal::lock_dir(dir.path()).expect("lock");
+            let _lock = outdir::lock(dir.path()).expect("lock");
             let live = Liveness::of(dir.path());
             assert!(live.running);
             assert_eq!(live.pid, Some(std::process::id()));

@@ -15,6 +15,7 @@ use super::{Pacer, RetryPolicy, RunError};
 use crate::api::{ApiError, Client, ListQuery, Task, TaskList, TaskStatus, Timestamp};
 use crate::events::{Event, Failure, FailureKind};
 use crate::journal::{self, Journal};
+use crate::outdir;
 use crate::state::{JobState, Phase};
 
 /// What `vidbatch cancel` did, task by task.
@@ -39,8 +40,8 @@ pub async fn cancel_run(
     rpm: u32,
     retry: RetryPolicy,
 ) -> Result<CancelSummary, RunError> {
-    let _lock = journal::lock_dir(out)?;
-    let path = out.join(journal::STATE_FILE);
+    let _lock = outdir::lock(out)?;
+    let path = out.join(outdir::STATE_FILE);
     let state = journal::load(&path)?.state;
     let journal = Journal::open(&path)?;
     let mut summary = CancelSummary::default();

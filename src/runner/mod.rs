@@ -40,6 +40,7 @@ use crate::download::{self, MediaKind};
 use crate::events::{Counters, Event, RunOutcome, SourceRecord};
 use crate::hex::hex;
 use crate::journal::{self, Journal, JournalError};
+use crate::outdir;
 use crate::state::{JobState, Phase, RunState, Tally};
 
 /// One job to run, as the plan gives it.
@@ -147,9 +148,9 @@ impl Runner {
         let settings = self.settings;
         let out = settings.out_dir.clone();
         create_dir(&out)?;
-        create_dir(&out.join("videos"))?;
-        let _lock = journal::lock_dir(&out)?;
-        let state_path = out.join(journal::STATE_FILE);
+        create_dir(&out.join(outdir::VIDEOS))?;
+        let _lock = outdir::lock(&out)?;
+        let state_path = out.join(outdir::STATE_FILE);
         let loaded = journal::load(&state_path)?;
         if journal::needs_compaction(&loaded) {
             journal::compact(&state_path, &loaded.state)?;
@@ -214,7 +215,7 @@ impl Runner {
         };
         // Downloads are not synced one by one; this puts all of them on disk before the run
         // is recorded as finished and the report speaks of them.
-        let videos = out.join("videos");
+        let videos = out.join(outdir::VIDEOS);
         if videos.is_dir()
             && let Err(e) = download::sync_downloads(&videos)
         {
@@ -269,8 +270,9 @@ fn check_names(jobs: &[JobSpec], state: &RunState) -> Result<(), RunError> {
     for j in jobs {
         if let Some(other) = seen.insert(j.name.to_lowercase(), &j.id) {
             return Err(RunError::Plan(format!(
-                "jobs `{other}` and `{}` would both write videos/{}.mp4; give them distinct names",
-                j.id, j.name
+                "jobs `{other}` and `{}` would both write {}; give them distinct names",
+                j.id,
+                outdir::video_file(&j.name)
             )));
         }
     }
@@ -279,9 +281,11 @@ fn check_names(jobs: &[JobSpec], state: &RunState) -> Result<(), RunError> {
             && *id != held.id
         {
             return Err(RunError::Plan(format!(
-                "job `{id}` would write videos/{}.mp4, which job `{}` of an earlier run holds \
+                "job `{id}` would write {}, which job `{}` of an earlier run holds \
                  (done, from {}); give `{id}` another `name`, or use another --out",
-                held.name, held.id, held.source
+                outdir::video_file(&held.name),
+                held.id,
+                held.source
             )));
         }
     }

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use vidbatch::journal;
+use vidbatch::outdir;
 use vidbatch::state::{Phase, RunState};
 use vidbatch_sim::{Sim, SimConfig, SimHandle, SimTaskRequest};
 
@@ -44,7 +45,7 @@ fn chain_manifest(dir: &Path, shots: usize, prompt: impl Fn(usize) -> String, ex
 }
 
 fn state(out: &Path) -> RunState {
-    journal::load(&out.join(journal::STATE_FILE)).unwrap().state
+    journal::load(&out.join(outdir::STATE_FILE)).unwrap().state
 }
 
 fn task_of<'a>(state: &'a RunState, id: &str) -> &'a str {

@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::util::{fast_sim, output};
 use tokio::process::Command;
 use vidbatch::journal;
+use vidbatch::outdir;
 use vidbatch_sim::{Sim, SimConfig, SimHandle};
 
 fn manifest(dir: &Path, jobs: usize) -> PathBuf {
@@ -343,9 +344,7 @@ async fn fresh_moves_the_earlier_state_and_its_paid_videos_aside() {
         .map(|e| e.path())
         .collect();
     assert_eq!(earlier.len(), 1);
-    let kept = journal::load(&earlier[0].join(journal::STATE_FILE))
-        .unwrap()
-        .state;
+    let kept = journal::load(&earlier[0].join(outdir::STATE_FILE)).unwrap().state;
     assert_eq!(kept.jobs.len(), 2);
     for job in kept.jobs.values() {
         let file = earlier[0].join(job.path.as_ref().unwrap());
@@ -357,7 +356,7 @@ async fn fresh_moves_the_earlier_state_and_its_paid_videos_aside() {
             file.display()
         );
     }
-    let now = journal::load(&out.join(journal::STATE_FILE)).unwrap().state;
+    let now = journal::load(&out.join(outdir::STATE_FILE)).unwrap().state;
     assert!(
         now.jobs
             .values()

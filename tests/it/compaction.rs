@@ -6,6 +6,7 @@ use proptest::prelude::*;
 use vidbatch::api::{CreateRequest, TaskStatus, Timestamp, Usage};
 use vidbatch::events::{Counters, Event, Failure, FailureKind, RunOutcome};
 use vidbatch::journal;
+use vidbatch::outdir;
 use vidbatch::report::Report;
 use vidbatch::state::RunState;
 
@@ -148,7 +149,7 @@ proptest! {
             state.apply(&event(kind, job, n));
         }
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(journal::STATE_FILE);
+        let path = dir.path().join(outdir::STATE_FILE);
         journal::compact(&path, &state).unwrap();
         let loaded = journal::load(&path).unwrap();
         prop_assert_eq!(&loaded.state, &state);

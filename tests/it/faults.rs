@@ -14,6 +14,7 @@ use crate::util::output;
 use tokio::process::Command;
 use vidbatch::download::{MediaKind, verify_file};
 use vidbatch::journal;
+use vidbatch::outdir;
 use vidbatch::report::job_state_name;
 use vidbatch::state::Phase;
 use vidbatch_sim::{Sim, SimConfig, SimHandle};
@@ -75,7 +76,7 @@ fn check_case(case: &str, sim: &SimHandle, out: &Path, o: &Output, jobs: usize) 
     let stderr = String::from_utf8_lossy(&o.stderr);
     let stats = sim.stats();
     assert_eq!(stats.duplicate_creates, 0, "{case}: a task was created twice");
-    let state = journal::load(&out.join(journal::STATE_FILE))
+    let state = journal::load(&out.join(outdir::STATE_FILE))
         .unwrap_or_else(|e| panic!("{case}: state does not load: {e}; {stderr}"))
         .state;
     let report: serde_json::Value = serde_json::from_slice(
@@ -328,7 +329,7 @@ async fn answers_slower_than_the_request_timeout_never_bill_twice() {
     let first = sim.stats().tasks_created;
     assert!(first >= 1);
     assert_eq!(sim.stats().duplicate_creates, 0);
-    let state = journal::load(&out.join(journal::STATE_FILE)).unwrap().state;
+    let state = journal::load(&out.join(outdir::STATE_FILE)).unwrap().state;
     assert!(
         state.jobs.values().any(|j| j.phase == Phase::Submitting),
         "a create with a lost answer is kept as such"
@@ -455,20 +456,20 @@ async fn a_full_disk_stops_cleanly_and_resumes_without_duplicates() {
         "a clear error naming the path: {stderr}"
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
-    let loaded = journal::load(&out.join(journal::STATE_FILE)).expect("the state still loads");
+    let loaded = journal::load(&out.join(outdir::STATE_FILE)).expect("the state still loads");
     let created = sim.stats().tasks_created;
     let owned: usize = loaded.state.jobs.values().map(|j| j.task_ids.len()).sum();
     assert_eq!(created, owned as u64, "every task made is in the state");
 
     // Read-only: refused with a clear error, the state file untouched.
-    let before = std::fs::read(out.join(journal::STATE_FILE)).unwrap();
+    let before = std::fs::read(out.join(outdir::STATE_FILE)).unwrap();
     remount(&out, "ro");
     let o = output(vidbatch(&sim, &m, &out, &[])).await;
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert_ne!(o.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("Read-only file system"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
-    assert_eq!(std::fs::read(out.join(journal::STATE_FILE)).unwrap(), before);
+    assert_eq!(std::fs::read(out.join(outdir::STATE_FILE)).unwrap(), before);
 
     // With room again the run resumes and finishes; no task is created twice.
     remount(&out, "rw,size=8m");

@@ -9,6 +9,7 @@ use std::time::Duration;
 use rand::{Rng, SeedableRng};
 use vidbatch::events::Event;
 use vidbatch::journal;
+use vidbatch::outdir;
 use vidbatch::state::Phase;
 use vidbatch_sim::{Sim, SimConfig};
 
@@ -81,7 +82,7 @@ async fn killed_at_random_moments_and_resumed_every_job_runs_exactly_once() {
             }
         }
         // What the kill interrupted, read from what it left behind.
-        let loaded = journal::load(&out.join(journal::STATE_FILE)).unwrap();
+        let loaded = journal::load(&out.join(outdir::STATE_FILE)).unwrap();
         if loaded.state.jobs.values().any(|j| j.phase == Phase::Submitting) {
             in_create += 1;
         }
@@ -114,7 +115,7 @@ async fn killed_at_random_moments_and_resumed_every_job_runs_exactly_once() {
     assert_eq!(stats.duplicate_creates, 0, "seed {seed}");
     assert_eq!(part_files(&out), 0, "seed {seed}: a .part file was left");
 
-    let state = journal::load(&out.join(journal::STATE_FILE)).unwrap().state;
+    let state = journal::load(&out.join(outdir::STATE_FILE)).unwrap().state;
     let prompts = sim.task_prompts("kill-test-key");
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
@@ -146,7 +147,7 @@ async fn killed_at_random_moments_and_resumed_every_job_runs_exactly_once() {
 /// run): every third file emptied, every third cut to half. Returns the jobs recorded done
 /// whose file was damaged.
 fn power_cut(out: &Path) -> usize {
-    let state_file = out.join(journal::STATE_FILE);
+    let state_file = out.join(outdir::STATE_FILE);
     let text = std::fs::read_to_string(&state_file).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     let last_synced = lines
@@ -191,7 +192,7 @@ fn power_cut(out: &Path) -> usize {
 
 fn journal_count(out: &Path, event: &str) -> usize {
     let needle = format!("\"event\":\"{event}\"");
-    std::fs::read_to_string(out.join(journal::STATE_FILE))
+    std::fs::read_to_string(out.join(outdir::STATE_FILE))
         .map(|t| t.lines().filter(|l| l.contains(&needle)).count())
         .unwrap_or(0)
 }
@@ -243,7 +244,7 @@ async fn power_cuts_mid_batch_cost_no_task_and_no_video() {
     assert_eq!(stats.tasks_created, N as u64, "a job was created twice or never");
     assert_eq!(stats.duplicate_creates, 0);
     assert_eq!(part_files(&out), 0);
-    let state = journal::load(&out.join(journal::STATE_FILE)).unwrap().state;
+    let state = journal::load(&out.join(outdir::STATE_FILE)).unwrap().state;
     let prompts = sim.task_prompts("power-cut-key");
     for i in 0..N {
         let id = format!("p-{i:02}");

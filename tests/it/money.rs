@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tokio::process::Command;
 use vidbatch::journal;
+use vidbatch::outdir;
 use vidbatch::state::Phase;
 use vidbatch_sim::{Sim, SimConfig, SimHandle};
 
@@ -111,7 +112,7 @@ async fn cancel_on_interrupt_never_cancels_a_finished_task_and_the_rerun_pays_no
         .unwrap()
         .code();
     assert_eq!(code, Some(130));
-    let state = journal::load(&out.join(journal::STATE_FILE)).unwrap().state;
+    let state = journal::load(&out.join(outdir::STATE_FILE)).unwrap().state;
     let completed_on_server = sim.stats().tasks_in("completed");
     let recorded_cancelled = state
         .jobs
@@ -134,7 +135,7 @@ async fn cancel_on_interrupt_never_cancels_a_finished_task_and_the_rerun_pays_no
         12,
         "a job's video was generated twice"
     );
-    let state = journal::load(&out.join(journal::STATE_FILE)).unwrap().state;
+    let state = journal::load(&out.join(outdir::STATE_FILE)).unwrap().state;
     assert!(state.jobs.values().all(|j| j.phase == Phase::Done));
 }
 
@@ -201,7 +202,7 @@ async fn vidbatch_cancel_paces_itself_keeps_finished_tasks_and_records_each_canc
         stdout.contains("had finished (completed): a rerun downloads it"),
         "{stdout}"
     );
-    let state = journal::load(&out.join(journal::STATE_FILE)).unwrap().state;
+    let state = journal::load(&out.join(outdir::STATE_FILE)).unwrap().state;
     let recorded = state
         .jobs
         .values()

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use vidbatch::journal;
+use vidbatch::outdir;
 use vidbatch_sim::{Sim, SimConfig, SimHandle};
 
 /// A simulator of 1.2 s generations and no rate limit, with `config` applied over it.
@@ -48,7 +49,7 @@ fn assert_exactly_once(sim: &SimHandle, key: &str, outs: &[&Path], jobs: usize) 
     let prompts = sim.task_prompts(key);
     let mut held = Vec::new();
     for out in outs {
-        let state = journal::load(&out.join(journal::STATE_FILE)).unwrap().state;
+        let state = journal::load(&out.join(outdir::STATE_FILE)).unwrap().state;
         for job in state.jobs_in_order() {
             let n = job.id.trim_start_matches("w-");
             crate::util::assert_done_with_own_task(out, job, &prompts, &format!("world shot {n}"), &job.id);

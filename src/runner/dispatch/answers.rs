@@ -425,10 +425,10 @@ impl Dispatcher {
                 self.emit(Event::JobDone {
                     job: job.clone(),
                     task_id,
-                    path: video_path(&name),
+                    path: crate::outdir::video_file(&name),
                     bytes: video.bytes,
                     sha256: video.sha256,
-                    last_frame: frame.map(|_| frame_path(&name)),
+                    last_frame: frame.map(|_| crate::outdir::last_frame_file(&name)),
                     at: Timestamp::now(),
                 });
                 self.release_behind(&job);

@@ -574,13 +574,3 @@ fn read_gap(sent: Instant, interval: Duration, now: Instant) -> Duration {
     let minutes = now.duration_since(sent).as_secs_f64() / 60.0;
     interval.mul_f64(minutes.clamp(1.0, 5.0))
 }
-
-/// Where a job's video goes, relative to the out dir.
-pub(super) fn video_path(name: &str) -> String {
-    format!("videos/{name}.mp4")
-}
-
-/// Where a job's last frame goes, relative to the out dir.
-pub(super) fn frame_path(name: &str) -> String {
-    format!("videos/{name}.last.png")
-}

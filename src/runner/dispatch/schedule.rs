@@ -387,8 +387,8 @@ impl Dispatcher {
             let out = &self.settings.out_dir;
             let plan = FetchPlan {
                 http: self.http.clone(),
-                video: out.join(video_path(&state.name)),
-                frame: out.join(frame_path(&state.name)),
+                video: out.join(crate::outdir::video_file(&state.name)),
+                frame: out.join(crate::outdir::last_frame_file(&state.name)),
                 wants_frame: state.request.return_last_frame == Some(true),
                 max_bytes: self.settings.max_video_bytes,
                 retry: self.settings.retry,
