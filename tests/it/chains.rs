@@ -278,15 +278,29 @@ async fn killed_mid_chain_and_resumed_every_shot_is_created_exactly_once() {
     let out = dir.path().join("out");
     let run = || crate::util::vidbatch_run(&m, &out, &sim, "kill-key", "4");
     let mut mid_chain = 0;
-    for kill in 0..12u64 {
-        let mut child = run().spawn().unwrap();
-        let wait = Duration::from_millis(120 + (seed.wrapping_mul(31).wrapping_add(kill * 97) % 400));
-        if tokio::time::timeout(wait, child.wait()).await.is_err() {
-            child.start_kill().unwrap();
-            child.wait().await.unwrap();
-        }
+    let done_now = || {
         let st = state(&out);
-        let done = st.jobs.values().filter(|j| j.phase == Phase::Done).count();
+        st.jobs.values().filter(|j| j.phase == Phase::Done).count()
+    };
+    for kill in 0..12u64 {
+        // Each run is killed a moment (0-250 ms, from the seed) after it finishes a shot more
+        // than the runs before it, so kills land mid-chain however loaded the machine is.
+        let before = done_now();
+        let mut child = run().spawn().unwrap();
+        let started = std::time::Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if done_now() > before || started.elapsed() > Duration::from_secs(10) {
+                let jitter = seed.wrapping_mul(31).wrapping_add(kill * 97) % 250;
+                tokio::time::sleep(Duration::from_millis(jitter)).await;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if child.try_wait().unwrap().is_none() {
+            child.start_kill().unwrap();
+        }
+        child.wait().await.unwrap();
+        let done = done_now();
         if done > 0 && done < shots {
             mid_chain += 1;
         }

@@ -20,6 +20,19 @@ fn manifest(dir: &Path) -> std::path::PathBuf {
     crate::util::matrix_manifest(dir, "manifest.yaml", "k", "kill test shot", JOBS, "")
 }
 
+/// The bytes in `.part` files: they change while a download is under way.
+fn part_bytes(out: &Path) -> u64 {
+    std::fs::read_dir(out.join("videos"))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".part"))
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
 fn part_files(out: &Path) -> usize {
     std::fs::read_dir(out.join("videos"))
         .map(|d| {
@@ -62,12 +75,28 @@ async fn killed_at_random_moments_and_resumed_every_job_runs_exactly_once() {
     let (mut in_create, mut in_download, mut finished_early) = (0, 0, 0);
     for kill in 0..KILLS {
         let mut child = run().spawn().unwrap();
-        // Every other kill lands early in the run, while its first creates are on the wire.
-        let wait = Duration::from_millis(if kill % 2 == 0 {
-            rng.random_range(20..200)
+        // Every other kill lands early in the run, while its first creates are on the wire; the
+        // others land a moment after a download is under way (its `.part` file grows), or at a
+        // random time when none begins, so kills land in downloads however loaded the machine.
+        let wait = if kill % 2 == 0 {
+            Duration::from_millis(rng.random_range(20..200))
         } else {
-            rng.random_range(80..900)
-        });
+            let late = Duration::from_millis(rng.random_range(80..900));
+            let started = std::time::Instant::now();
+            let before = part_bytes(&out);
+            let downloading = || part_bytes(&out) != before;
+            while started.elapsed() < Duration::from_secs(10) && !downloading() {
+                if child.try_wait().unwrap().is_some() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            if downloading() {
+                Duration::from_millis(rng.random_range(0..20))
+            } else {
+                late.saturating_sub(started.elapsed())
+            }
+        };
         match tokio::time::timeout(wait, child.wait()).await {
             Ok(status) => {
                 finished_early += 1;
