@@ -9,7 +9,7 @@ use std::time::Duration;
 use vidbatch::journal;
 use vidbatch::outdir;
 use vidbatch::state::{Phase, RunState};
-use vidbatch_sim::{Sim, SimConfig, SimHandle, SimTaskRequest};
+use vidbatch_sim::{SimConfig, SimHandle, SimTaskRequest};
 
 fn fast_sim(seed: u64) -> SimConfig {
     SimConfig {
@@ -93,8 +93,7 @@ fn assert_chained(sim: &SimHandle, key: &str, out: &Path, shots: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_shot_starts_from_the_last_frame_of_the_shot_before() {
-    let sim = Sim::start(fast_sim(11)).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let (sim, dir) = crate::util::sim_and_dir(fast_sim(11)).await;
     let extra = "jobs:\n  - id: solo\n    prompt: an unrelated shot of the sea\n";
     let m = chain_manifest(
         dir.path(),
@@ -144,8 +143,7 @@ async fn each_shot_starts_from_the_last_frame_of_the_shot_before() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_shot_blocks_the_shots_after_it_and_retry_failed_finishes_the_chain() {
-    let sim = Sim::start(fast_sim(12)).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let (sim, dir) = crate::util::sim_and_dir(fast_sim(12)).await;
     let extra = "jobs:\n  - id: solo\n    prompt: an unrelated shot of the sea\n";
     let prompt = |i: usize| {
         if i == 2 {
@@ -237,8 +235,7 @@ async fn a_failed_shot_blocks_the_shots_after_it_and_retry_failed_finishes_the_c
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_draft_promoted_to_a_final_carries_the_drafts_task_id() {
-    let sim = Sim::start(fast_sim(13)).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let (sim, dir) = crate::util::sim_and_dir(fast_sim(13)).await;
     let extra = "jobs:\n  - id: draft-1\n    prompt: a lighthouse in a storm\n    draft: true\n\
                  \x20 - id: final-1\n    prompt: a lighthouse in a storm\n    draft_task: job://draft-1\n";
     let m = chain_manifest(dir.path(), 2, |i| format!("Shot {i}: rain"), extra);
@@ -265,14 +262,12 @@ async fn killed_mid_chain_and_resumed_every_shot_is_created_exactly_once() {
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(rand::random);
     eprintln!("chain kill test seed: {seed} (rerun with VIDBATCH_KILL_SEED={seed})");
-    let sim = Sim::start(SimConfig {
+    let (sim, dir) = crate::util::sim_and_dir(SimConfig {
         ambiguous_create_rate: 0.15,
         cut_download_rate: 0.2,
         ..fast_sim(seed)
     })
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    .await;
     let shots = 8;
     let m = chain_manifest(dir.path(), shots, |i| format!("Shot {i}: the long road"), "");
     let out = dir.path().join("out");

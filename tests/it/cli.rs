@@ -34,8 +34,7 @@ fn report(out: &Path) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shards_cover_the_plan_exactly_once() {
-    let sim = Sim::start(fast_sim()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let (sim, dir) = crate::util::sim_and_dir(fast_sim()).await;
     let m = manifest(dir.path(), 30);
     let mut seen: Vec<String> = Vec::new();
     for k in 1..=3 {
@@ -71,8 +70,7 @@ async fn shards_cover_the_plan_exactly_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dry_run_sends_nothing() {
-    let sim = Sim::start(fast_sim()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let (sim, dir) = crate::util::sim_and_dir(fast_sim()).await;
     let m = manifest(dir.path(), 4);
     let out = dir.path().join("out");
     let o = output(vidbatch(
@@ -97,8 +95,7 @@ async fn dry_run_sends_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_manifest_exits_2_and_sends_nothing() {
-    let sim = Sim::start(fast_sim()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let (sim, dir) = crate::util::sim_and_dir(fast_sim()).await;
     let m = dir.path().join("bad.yaml");
     std::fs::write(
         &m,
@@ -123,14 +120,12 @@ async fn a_bad_manifest_exits_2_and_sends_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_saves_state_writes_the_report_and_exits_130_then_resume_finishes() {
-    let sim = Sim::start(SimConfig {
+    let (sim, dir) = crate::util::sim_and_dir(SimConfig {
         gen_time: Some(Duration::from_secs(60)),
         time_scale: 0.05,
         ..fast_sim()
     })
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    .await;
     let m = manifest(dir.path(), 6);
     let out = dir.path().join("out");
     let args = ["run", m.to_str().unwrap(), "--out", out.to_str().unwrap()];
@@ -165,14 +160,12 @@ async fn sigterm_saves_state_writes_the_report_and_exits_130_then_resume_finishe
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_run_on_the_same_out_dir_exits_2_naming_the_holder() {
-    let sim = Sim::start(SimConfig {
+    let (sim, dir) = crate::util::sim_and_dir(SimConfig {
         gen_time: Some(Duration::from_secs(60)),
         time_scale: 0.05,
         ..fast_sim()
     })
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    .await;
     let m = manifest(dir.path(), 2);
     let out = dir.path().join("out");
     let args = ["run", m.to_str().unwrap(), "--out", out.to_str().unwrap()];
@@ -194,8 +187,7 @@ async fn a_second_run_on_the_same_out_dir_exits_2_naming_the_holder() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_and_report_read_the_state_offline() {
-    let sim = Sim::start(fast_sim()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let (sim, dir) = crate::util::sim_and_dir(fast_sim()).await;
     let m = manifest(dir.path(), 3);
     let out = dir.path().join("out");
     let o = output(vidbatch(
@@ -236,13 +228,11 @@ async fn models_lists_the_simulated_models() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_key_exits_3() {
-    let sim = Sim::start(SimConfig {
+    let (sim, dir) = crate::util::sim_and_dir(SimConfig {
         api_keys: vec!["the-right-key".into()],
         ..fast_sim()
     })
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    .await;
     let m = manifest(dir.path(), 2);
     let out = dir.path().join("out");
     let o = output(vidbatch(
@@ -257,8 +247,7 @@ async fn a_wrong_key_exits_3() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_base_url_that_is_not_http_exits_2_before_anything_is_written() {
-    let sim = Sim::start(fast_sim()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let (sim, dir) = crate::util::sim_and_dir(fast_sim()).await;
     let m = manifest(dir.path(), 2);
     let out = dir.path().join("out");
     for base in ["api.example.com/v1", "ftp://api.example.com/v1"] {
@@ -290,13 +279,11 @@ fn send_signal(pid: i32, signal: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_jobs_are_retried_only_with_retry_failed() {
-    let sim = Sim::start(SimConfig {
+    let (sim, dir) = crate::util::sim_and_dir(SimConfig {
         fail_rate: 1.0,
         ..fast_sim()
     })
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    .await;
     let m = manifest(dir.path(), 3);
     let out = dir.path().join("out");
     let args = ["run", m.to_str().unwrap(), "--out", out.to_str().unwrap()];
@@ -321,8 +308,7 @@ async fn failed_jobs_are_retried_only_with_retry_failed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fresh_moves_the_earlier_state_and_its_paid_videos_aside() {
-    let sim = Sim::start(fast_sim()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let (sim, dir) = crate::util::sim_and_dir(fast_sim()).await;
     let m = manifest(dir.path(), 2);
     let out = dir.path().join("out");
     let args = ["run", m.to_str().unwrap(), "--out", out.to_str().unwrap()];
@@ -366,8 +352,7 @@ async fn fresh_moves_the_earlier_state_and_its_paid_videos_aside() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resumed_run_says_what_it_found_which_settings_it_kept_and_where_the_report_is() {
-    let sim = Sim::start(fast_sim()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let (sim, dir) = crate::util::sim_and_dir(fast_sim()).await;
     let m = manifest(dir.path(), 2);
     let out = dir.path().join("out");
     let args = ["run", m.to_str().unwrap(), "--out", out.to_str().unwrap()];

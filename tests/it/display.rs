@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::util::{fast_sim, output, text};
 use tokio::process::Command;
-use vidbatch_sim::{Sim, SimConfig, SimHandle};
+use vidbatch_sim::{SimConfig, SimHandle};
 
 fn manifest(dir: &Path, jobs: usize, run_section: &str) -> PathBuf {
     crate::util::matrix_manifest(
@@ -54,14 +54,12 @@ fn assert_no_control_characters(stderr: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_terminal_the_display_is_plain_lines_with_no_control_characters() {
-    let sim = Sim::start(SimConfig {
+    let (sim, dir) = crate::util::sim_and_dir(SimConfig {
         fail_rate: 0.3,
         seed: 11,
         ..fast_sim()
     })
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    .await;
     let m = manifest(dir.path(), 10, "");
     for (i, extra) in [&[][..], &["--progress", "never"], &["-v"], &["-q"]]
         .iter()
@@ -108,8 +106,7 @@ async fn without_a_terminal_the_display_is_plain_lines_with_no_control_character
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_logs_are_one_object_per_line_carrying_job_task_and_event() {
-    let sim = Sim::start(fast_sim()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let (sim, dir) = crate::util::sim_and_dir(fast_sim()).await;
     let m = manifest(dir.path(), 4, "");
     let out = dir.path().join("out");
     let o = output(vidbatch(
@@ -222,8 +219,7 @@ async fn completions_and_the_man_page_are_printed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_setting_comes_from_the_flag_then_the_environment_then_the_manifest_then_the_default() {
-    let sim = Sim::start(fast_sim()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let (sim, dir) = crate::util::sim_and_dir(fast_sim()).await;
     let m = manifest(dir.path(), 1, "run:\n  rpm: 6000\n  concurrency: 3\n");
     let m = m.to_str().unwrap();
     let settings = |out: &Path| report(out)["run"]["settings"].clone();
@@ -262,14 +258,12 @@ async fn a_setting_comes_from_the_flag_then_the_environment_then_the_manifest_th
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_cancels_every_task_in_flight_of_a_killed_run() {
-    let sim = Sim::start(SimConfig {
+    let (sim, dir) = crate::util::sim_and_dir(SimConfig {
         gen_time: Some(Duration::from_secs(3600)),
         time_scale: 0.05,
         ..fast_sim()
     })
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    .await;
     let m = manifest(dir.path(), 4, "");
     let out = dir.path().join("out");
     let out_arg = out.to_str().unwrap();

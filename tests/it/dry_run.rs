@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use tokio::process::Command;
-use vidbatch_sim::{Sim, SimConfig, SimHandle};
+use vidbatch_sim::{SimConfig, SimHandle};
 
 const TOKENS_PER_JOB: u64 = 48_600;
 
@@ -75,16 +75,14 @@ fn closing(text: &str) -> (usize, usize, u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dry_run_reads_the_state_and_says_what_the_run_would_really_do() {
-    let sim = Sim::start(SimConfig {
+    let (sim, dir) = crate::util::sim_and_dir(SimConfig {
         gen_time: Some(Duration::from_secs(60)),
         time_scale: 0.01,
         rpm: 0,
         seed: 9,
         ..SimConfig::default()
     })
-    .await
-    .expect("simulator");
-    let dir = tempfile::tempdir().expect("tempdir");
+    .await;
     let out = dir.path().join("out");
     let (m4, m6, m7) = (
         manifest(dir.path(), 4),

@@ -17,7 +17,7 @@ use vidbatch::journal;
 use vidbatch::outdir;
 use vidbatch::report::job_state_name;
 use vidbatch::state::Phase;
-use vidbatch_sim::{Sim, SimConfig, SimHandle};
+use vidbatch_sim::{SimConfig, SimHandle};
 
 const JOBS: usize = 14;
 
@@ -137,8 +137,7 @@ fn check_case(case: &str, sim: &SimHandle, out: &Path, o: &Output, jobs: usize) 
 
 /// Runs one case: a fresh simulator with `config`, one run of the binary, and the checks.
 async fn case(name: &str, config: SimConfig, extra: &[&str]) -> (SimHandle, usize) {
-    let sim = Sim::start(config).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let (sim, dir) = crate::util::sim_and_dir(config).await;
     let m = manifest(dir.path(), name, JOBS);
     let out = dir.path().join("out");
     let o = output(vidbatch(&sim, &m, &out, extra)).await;
@@ -286,13 +285,11 @@ async fn a_slow_server_alone() {
 /// given up. Each such create is reconciled (first run, then the resumed one), never re-sent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_slower_than_the_request_timeout_never_bill_twice() {
-    let sim = Sim::start(SimConfig {
+    let (sim, dir) = crate::util::sim_and_dir(SimConfig {
         latency: Duration::from_millis(400),
         ..sim_config(9)
     })
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    .await;
     let m = manifest(dir.path(), "timeout", 6);
     let out = dir.path().join("out");
     let child = vidbatch(&sim, &m, &out, &["--request-timeout", "150ms"])
@@ -379,8 +376,7 @@ async fn every_fault_at_once() {
 /// nothing, and leaves no state to corrupt.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unwritable_out_dir_is_a_clear_error() {
-    let sim = Sim::start(sim_config(11)).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let (sim, dir) = crate::util::sim_and_dir(sim_config(11)).await;
     let m = manifest(dir.path(), "unwritable", 3);
     // A file where the out dir should be: even root cannot make a directory there.
     let blocker = dir.path().join("blocked");
@@ -429,13 +425,11 @@ impl Drop for Unmount {
 /// same disk read-only: a clear error, the state untouched.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_stops_cleanly_and_resumes_without_duplicates() {
-    let sim = Sim::start(SimConfig {
+    let (sim, dir) = crate::util::sim_and_dir(SimConfig {
         video_size: Some(160 * 1024),
         ..sim_config(12)
     })
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    .await;
     let m = manifest(dir.path(), "disk", 6);
     let out = dir.path().join("out");
     std::fs::create_dir(&out).unwrap();

@@ -9,7 +9,7 @@ use std::process::Output;
 use crate::util::output;
 use serde_json::Value;
 use tokio::process::Command;
-use vidbatch_sim::{Sim, SimConfig};
+use vidbatch_sim::SimConfig;
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -58,16 +58,14 @@ fn manifest(dir: &Path, n: usize) -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nightly_sh_logs_only_json_lines_and_readmes_jq_filter_finds_the_failures() {
     // Some tasks fail, so the log has failures for the filter to find.
-    let sim = Sim::start(SimConfig {
+    let (sim, dir) = crate::util::sim_and_dir(SimConfig {
         time_scale: 0.002,
         rpm: 0,
         fail_rate: 0.3,
         seed: 7,
         ..SimConfig::default()
     })
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    .await;
     let m = manifest(dir.path(), 10);
     let root = dir.path().join("nights");
     let bin_dir = Path::new(crate::util::BIN).parent().unwrap();

@@ -11,7 +11,7 @@ use vidbatch::events::Event;
 use vidbatch::journal;
 use vidbatch::outdir;
 use vidbatch::state::Phase;
-use vidbatch_sim::{Sim, SimConfig};
+use vidbatch_sim::SimConfig;
 
 const JOBS: usize = 50;
 const KILLS: usize = 24;
@@ -51,7 +51,7 @@ async fn killed_at_random_moments_and_resumed_every_job_runs_exactly_once() {
         .unwrap_or_else(rand::random);
     eprintln!("kill test seed: {seed} (rerun with VIDBATCH_KILL_SEED={seed})");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let sim = Sim::start(SimConfig {
+    let (sim, dir) = crate::util::sim_and_dir(SimConfig {
         gen_time: Some(Duration::from_secs(60)),
         time_scale: 0.02,
         rpm: 0,
@@ -65,9 +65,7 @@ async fn killed_at_random_moments_and_resumed_every_job_runs_exactly_once() {
         latency: Duration::from_millis(15),
         ..SimConfig::default()
     })
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    .await;
     let m = manifest(dir.path());
     let out = dir.path().join("out");
     let run = || crate::util::vidbatch_run(&m, &out, &sim, "kill-test-key", "8");
@@ -232,7 +230,7 @@ fn journal_count(out: &Path, event: &str) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn power_cuts_mid_batch_cost_no_task_and_no_video() {
     const N: usize = 40;
-    let sim = Sim::start(SimConfig {
+    let (sim, dir) = crate::util::sim_and_dir(SimConfig {
         gen_time: Some(Duration::from_secs(60)),
         time_scale: 0.005,
         rpm: 0,
@@ -242,9 +240,7 @@ async fn power_cuts_mid_batch_cost_no_task_and_no_video() {
         ambiguous_create_rate: 0.1,
         ..SimConfig::default()
     })
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    .await;
     let m = crate::util::matrix_manifest(dir.path(), "manifest.yaml", "p", "power cut shot", N, "");
     let out = dir.path().join("out");
     let run = || crate::util::vidbatch_run(&m, &out, &sim, "power-cut-key", "8");

@@ -83,16 +83,11 @@ fn quickstart_is_six_short_jobs_with_a_matrix() {
 
 #[test]
 fn schema_file_is_up_to_date() {
-    let path = Path::new("schemas/manifest.schema.json");
     let want = manifest::manifest_schema();
-    if std::env::var_os("UPDATE_SCHEMAS").is_some() {
-        std::fs::create_dir_all("schemas").expect("mkdir");
-        std::fs::write(path, &want).expect("write schema");
-    }
-    let have = std::fs::read_to_string(path).unwrap_or_default();
-    assert!(
-        have == want,
-        "schemas/manifest.schema.json is out of date; regenerate with: UPDATE_SCHEMAS=1 cargo test --test it manifest::schema_file_is_up_to_date"
+    crate::util::assert_schema_file(
+        "manifest.schema.json",
+        &want,
+        "manifest::schema_file_is_up_to_date",
     );
 }
 

@@ -507,15 +507,13 @@ async fn merging_three_shard_dirs_adds_up_their_reports_and_links_to_their_video
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_tells_a_live_run_from_an_interrupted_one_and_says_what_to_do() {
-    let sim = Sim::start(SimConfig {
+    let (sim, dir) = crate::util::sim_and_dir(SimConfig {
         gen_time: Some(Duration::from_secs(60)),
         time_scale: 0.05,
         rpm: 0,
         ..SimConfig::default()
     })
-    .await
-    .expect("simulator");
-    let dir = tempfile::tempdir().expect("temp dir");
+    .await;
     let m = crate::util::matrix_manifest(dir.path(), "m.yaml", "slow", "a slow shot", 4, "");
     let out = dir.path().join("out");
     let out_s = out.to_str().unwrap_or_default().to_string();

@@ -11,9 +11,9 @@ use vidbatch::api::{ApiKey, Client, ClientConfig, CreateRequest, http_client};
 use vidbatch::download::{MediaKind, verify_file};
 use vidbatch::events::{FailureKind, RunOutcome};
 use vidbatch::report::{self, Outputs, Report};
-use vidbatch::runner::{Concurrency, JobSpec, RetryPolicy, RunSettings, RunSummary, Runner};
+use vidbatch::runner::{JobSpec, RunSettings, RunSummary, Runner};
 use vidbatch::state::Phase;
-use vidbatch_sim::{Sim, SimConfig, SimHandle};
+use vidbatch_sim::{SimConfig, SimHandle};
 
 fn jobs(n: usize, tag: &str, last_frame: bool) -> Vec<JobSpec> {
     (0..n)
@@ -43,21 +43,6 @@ fn fast_sim() -> SimConfig {
         seed: 5,
         ..SimConfig::default()
     }
-}
-
-fn settings(out: &Path) -> RunSettings {
-    let mut s = RunSettings::new(out);
-    s.rpm = 60_000;
-    s.burst = 50;
-    s.concurrency = Concurrency::Max(10);
-    s.poll_interval = Duration::from_millis(40);
-    s.job_timeout = Duration::from_secs(120);
-    s.max_retries = 8;
-    s.retry = RetryPolicy {
-        max_retries: 8,
-        ..RetryPolicy::for_tests()
-    };
-    s
 }
 
 fn with_retries(mut s: RunSettings, n: u32) -> RunSettings {
@@ -118,17 +103,8 @@ fn testcase<'a>(xml: &'a str, id: &str) -> &'a str {
 
 #[test]
 fn schema_file_is_up_to_date() {
-    let path = Path::new("schemas/report.schema.json");
     let want = report::report_schema();
-    if std::env::var_os("UPDATE_SCHEMAS").is_some() {
-        std::fs::create_dir_all("schemas").expect("mkdir");
-        std::fs::write(path, &want).expect("write schema");
-    }
-    let have = std::fs::read_to_string(path).unwrap_or_default();
-    assert!(
-        have == want,
-        "schemas/report.schema.json is out of date; regenerate with: UPDATE_SCHEMAS=1 cargo test --test it report::schema_file_is_up_to_date"
-    );
+    crate::util::assert_schema_file("report.schema.json", &want, "report::schema_file_is_up_to_date");
     let v: serde_json::Value = serde_json::from_str(&want).unwrap();
     assert_eq!(v["$schema"], "https://json-schema.org/draft/2020-12/schema");
     for key in ["run", "summary", "jobs"] {
@@ -142,9 +118,13 @@ fn schema_file_is_up_to_date() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reports_of_clean_failed_and_interrupted_runs_match_the_schema() {
     // Clean, with last frames.
-    let sim = Sim::start(fast_sim()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let summary = run(&sim, settings(dir.path()), jobs(6, "clean", true)).await;
+    let (sim, dir) = crate::util::sim_and_dir(fast_sim()).await;
+    let summary = run(
+        &sim,
+        crate::util::fast_settings(dir.path()),
+        jobs(6, "clean", true),
+    )
+    .await;
     assert_eq!(summary.outcome, RunOutcome::Success);
     let r = write_and_read(dir.path(), &summary, &Outputs::default());
     assert_matches_schema(&r);
@@ -169,14 +149,17 @@ async fn reports_of_clean_failed_and_interrupted_runs_match_the_schema() {
     }
 
     // Every task fails on the server.
-    let sim = Sim::start(SimConfig {
+    let (sim, dir) = crate::util::sim_and_dir(SimConfig {
         fail_rate: 1.0,
         ..fast_sim()
     })
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let summary = run(&sim, settings(dir.path()), jobs(4, "failing", false)).await;
+    .await;
+    let summary = run(
+        &sim,
+        crate::util::fast_settings(dir.path()),
+        jobs(4, "failing", false),
+    )
+    .await;
     assert_eq!(summary.outcome, RunOutcome::SomeFailed);
     let r = write_and_read(dir.path(), &summary, &Outputs::default());
     assert_matches_schema(&r);
@@ -190,17 +173,15 @@ async fn reports_of_clean_failed_and_interrupted_runs_match_the_schema() {
     }
 
     // Interrupted while tasks are still generating.
-    let sim = Sim::start(SimConfig {
+    let (sim, dir) = crate::util::sim_and_dir(SimConfig {
         gen_time: Some(Duration::from_secs(3600)),
         time_scale: 1.0,
         ..fast_sim()
     })
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    .await;
     let summary = run_until(
         &sim,
-        settings(dir.path()),
+        crate::util::fast_settings(dir.path()),
         jobs(3, "cut-short", false),
         tokio::time::sleep(Duration::from_millis(800)),
     )
@@ -221,16 +202,19 @@ async fn reports_of_clean_failed_and_interrupted_runs_match_the_schema() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn junit_carries_failures_with_code_and_message_and_marks_flaky_jobs() {
-    let sim = Sim::start(SimConfig {
+    let (sim, dir) = crate::util::sim_and_dir(SimConfig {
         fail_rate: 0.4,
         cut_download_rate: 0.5,
         seed: 21,
         ..fast_sim()
     })
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let summary = run(&sim, settings(dir.path()), jobs(12, "mixed", false)).await;
+    .await;
+    let summary = run(
+        &sim,
+        crate::util::fast_settings(dir.path()),
+        jobs(12, "mixed", false),
+    )
+    .await;
     let junit = dir.path().join("junit.xml");
     let md = dir.path().join("summary.md");
     let step = dir.path().join("step-summary.md");
@@ -299,11 +283,10 @@ async fn junit_carries_failures_with_code_and_message_and_marks_flaky_jobs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn last_frames_are_saved_as_valid_pngs() {
-    let sim = Sim::start(fast_sim()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let (sim, dir) = crate::util::sim_and_dir(fast_sim()).await;
     let mut planned = jobs(2, "frame", true);
     planned.extend(jobs(1, "noframe", false));
-    let summary = run(&sim, settings(dir.path()), planned).await;
+    let summary = run(&sim, crate::util::fast_settings(dir.path()), planned).await;
     assert_eq!(summary.outcome, RunOutcome::Success);
     for id in ["frame-000", "frame-001"] {
         let job = &summary.state.jobs[id];
@@ -323,17 +306,20 @@ async fn last_frames_are_saved_as_valid_pngs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_urls_are_refreshed_and_counted_in_the_report() {
-    let sim = Sim::start(SimConfig {
+    let (sim, dir) = crate::util::sim_and_dir(SimConfig {
         // Each refresh may draw another short URL: at 0.2, six in a row (the limit) for one of
         // 30 jobs is about 0.2% likely, and no short URL at all about 0.1%.
         short_url_rate: 0.2,
         seed: 3,
         ..fast_sim()
     })
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let summary = run(&sim, settings(dir.path()), jobs(30, "short", false)).await;
+    .await;
+    let summary = run(
+        &sim,
+        crate::util::fast_settings(dir.path()),
+        jobs(30, "short", false),
+    )
+    .await;
     let failures: Vec<_> = summary
         .state
         .jobs
@@ -356,9 +342,13 @@ async fn expired_urls_are_refreshed_and_counted_in_the_report() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_video_corrupted_between_runs_is_fetched_again_without_a_new_generation() {
-    let sim = Sim::start(fast_sim()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let first = run(&sim, settings(dir.path()), jobs(3, "keep", false)).await;
+    let (sim, dir) = crate::util::sim_and_dir(fast_sim()).await;
+    let first = run(
+        &sim,
+        crate::util::fast_settings(dir.path()),
+        jobs(3, "keep", false),
+    )
+    .await;
     assert_eq!(first.outcome, RunOutcome::Success);
     let job = &first.state.jobs["keep-001"];
     let path = dir.path().join(job.path.as_ref().unwrap());
@@ -384,7 +374,12 @@ async fn a_video_corrupted_between_runs_is_fetched_again_without_a_new_generatio
     let created = sim.stats().tasks_created;
     assert_eq!(created, 3);
 
-    let second = run(&sim, settings(dir.path()), jobs(3, "keep", false)).await;
+    let second = run(
+        &sim,
+        crate::util::fast_settings(dir.path()),
+        jobs(3, "keep", false),
+    )
+    .await;
     assert_eq!(second.outcome, RunOutcome::Success);
     assert_eq!(sim.stats().tasks_created, created, "no new generation");
     for id in ["keep-000", "keep-001", "keep-002"] {
@@ -406,14 +401,17 @@ async fn a_video_corrupted_between_runs_is_fetched_again_without_a_new_generatio
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repeated_cut_downloads_end_download_failed_and_a_later_run_finishes_without_a_new_task() {
-    let sim = Sim::start(SimConfig {
+    let (sim, dir) = crate::util::sim_and_dir(SimConfig {
         cut_download_rate: 1.0,
         ..fast_sim()
     })
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let first = run(&sim, with_retries(settings(dir.path()), 2), jobs(2, "cut", false)).await;
+    .await;
+    let first = run(
+        &sim,
+        with_retries(crate::util::fast_settings(dir.path()), 2),
+        jobs(2, "cut", false),
+    )
+    .await;
     assert_eq!(first.outcome, RunOutcome::SomeFailed);
     let r = write_and_read(dir.path(), &first, &Outputs::default());
     assert_matches_schema(&r);
@@ -434,7 +432,12 @@ async fn repeated_cut_downloads_end_download_failed_and_a_later_run_finishes_wit
     assert_eq!(created, 2);
 
     sim.update(|c| c.cut_download_rate = 0.0);
-    let second = run(&sim, settings(dir.path()), jobs(2, "cut", false)).await;
+    let second = run(
+        &sim,
+        crate::util::fast_settings(dir.path()),
+        jobs(2, "cut", false),
+    )
+    .await;
     assert_eq!(second.outcome, RunOutcome::Success);
     assert_eq!(sim.stats().tasks_created, created, "no new generation");
     let junit = dir.path().join("junit.xml");
@@ -482,15 +485,13 @@ fn vidbatch(base_url: &str, args: &[&str]) -> Command {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_writes_junit_and_summary_and_report_rebuilds_all_three_from_state() {
-    let sim = Sim::start(SimConfig {
+    let (sim, dir) = crate::util::sim_and_dir(SimConfig {
         fail_rate: 0.3,
         short_url_rate: 0.3,
         seed: 9,
         ..fast_sim()
     })
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    .await;
     let m = manifest(dir.path(), 8);
     let out = dir.path().join("out");
     let junit = dir.path().join("ci/junit.xml");

@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 use vidbatch::api::{ApiKey, Client, ClientConfig, CreateRequest, http_client};
 use vidbatch::download::{MediaKind, verify_file};
 use vidbatch::events::RunOutcome;
-use vidbatch::runner::{Concurrency, JobSpec, RetryPolicy, RunSettings, RunSummary, Runner};
+use vidbatch::runner::{Concurrency, JobSpec, RunSettings, RunSummary, Runner};
 use vidbatch::state::Phase;
-use vidbatch_sim::{Sim, SimConfig, SimHandle, SimStats};
+use vidbatch_sim::{SimConfig, SimHandle, SimStats};
 
 fn jobs(n: usize, tag: &str) -> Vec<JobSpec> {
     (0..n)
@@ -42,21 +42,6 @@ fn fast_sim() -> SimConfig {
     }
 }
 
-fn settings(out: &std::path::Path) -> RunSettings {
-    let mut s = RunSettings::new(out);
-    s.rpm = 60_000;
-    s.burst = 50;
-    s.concurrency = Concurrency::Max(10);
-    s.poll_interval = Duration::from_millis(40);
-    s.job_timeout = Duration::from_secs(120);
-    s.max_retries = 8;
-    s.retry = RetryPolicy {
-        max_retries: 8,
-        ..RetryPolicy::for_tests()
-    };
-    s
-}
-
 async fn run(sim: &SimHandle, settings: RunSettings, jobs: Vec<JobSpec>) -> RunSummary {
     let mut config = ClientConfig::new(sim.base_url(), ApiKey::new("test-key"));
     config.request_timeout = Duration::from_secs(10);
@@ -86,9 +71,8 @@ fn assert_all_done(summary: &RunSummary, out: &std::path::Path) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clean_batch_finishes_with_valid_videos_and_no_duplicates() {
-    let sim = Sim::start(fast_sim()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let summary = run(&sim, settings(dir.path()), jobs(20, "clean")).await;
+    let (sim, dir) = crate::util::sim_and_dir(fast_sim()).await;
+    let summary = run(&sim, crate::util::fast_settings(dir.path()), jobs(20, "clean")).await;
     assert_eq!(summary.outcome, RunOutcome::Success);
     assert_all_done(&summary, dir.path());
     let stats = sim.stats();
@@ -103,15 +87,13 @@ async fn clean_batch_finishes_with_valid_videos_and_no_duplicates() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tasks_in_flight_and_request_rate_stay_within_bounds() {
-    let sim = Sim::start(SimConfig {
+    let (sim, dir) = crate::util::sim_and_dir(SimConfig {
         gen_time: Some(Duration::from_secs(60)),
         time_scale: 0.005,
         ..fast_sim()
     })
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let mut s = settings(dir.path());
+    .await;
+    let mut s = crate::util::fast_settings(dir.path());
     s.concurrency = Concurrency::Max(3);
     s.rpm = 1200;
     s.burst = 5;
@@ -143,15 +125,13 @@ async fn tasks_in_flight_and_request_rate_stay_within_bounds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_429_storm_still_finishes_every_job_without_duplicates() {
-    let sim = Sim::start(SimConfig {
+    let (sim, dir) = crate::util::sim_and_dir(SimConfig {
         rpm: 600,
         rate_burst: Some(3),
         ..fast_sim()
     })
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let mut s = settings(dir.path());
+    .await;
+    let mut s = crate::util::fast_settings(dir.path());
     s.rpm = 6000;
     s.burst = 50;
     let summary = run(&sim, s, jobs(15, "storm")).await;
@@ -166,17 +146,15 @@ async fn a_429_storm_still_finishes_every_job_without_duplicates() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_errors_drops_and_ambiguous_creates_cause_no_duplicates() {
-    let sim = Sim::start(SimConfig {
+    let (sim, dir) = crate::util::sim_and_dir(SimConfig {
         error_rate: 0.1,
         drop_rate: 0.1,
         ambiguous_create_rate: 0.1,
         seed: 11,
         ..fast_sim()
     })
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let summary = run(&sim, settings(dir.path()), jobs(40, "faults")).await;
+    .await;
+    let summary = run(&sim, crate::util::fast_settings(dir.path()), jobs(40, "faults")).await;
     assert_eq!(
         summary.outcome,
         RunOutcome::Success,
@@ -206,14 +184,12 @@ async fn server_errors_drops_and_ambiguous_creates_cause_no_duplicates() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payment_required_stops_with_state_saved_and_a_later_run_finishes() {
     // 480p 16:9 5 s costs 864*480*24*5/1024 = 48,600 tokens: room for four jobs.
-    let sim = Sim::start(SimConfig {
+    let (sim, dir) = crate::util::sim_and_dir(SimConfig {
         balance: Some(4 * 48_600 + 100),
         ..fast_sim()
     })
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let mut s = settings(dir.path());
+    .await;
+    let mut s = crate::util::fast_settings(dir.path());
     s.concurrency = Concurrency::Max(2);
     let first = run(&sim, s.clone(), jobs(10, "pay")).await;
     assert_eq!(first.outcome, RunOutcome::Fatal);
@@ -238,15 +214,13 @@ async fn payment_required_stops_with_state_saved_and_a_later_run_finishes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_past_its_timeout_is_cancelled_on_the_server_and_failed() {
-    let sim = Sim::start(SimConfig {
+    let (sim, dir) = crate::util::sim_and_dir(SimConfig {
         gen_time: Some(Duration::from_secs(3600)),
         time_scale: 1.0,
         ..fast_sim()
     })
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let mut s = settings(dir.path());
+    .await;
+    let mut s = crate::util::fast_settings(dir.path());
     s.job_timeout = Duration::from_millis(400);
     let summary = run(&sim, s, jobs(2, "slow")).await;
     assert_eq!(summary.outcome, RunOutcome::SomeFailed);
@@ -259,14 +233,12 @@ async fn a_job_past_its_timeout_is_cancelled_on_the_server_and_failed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_fail_stops_new_submissions() {
-    let sim = Sim::start(SimConfig {
+    let (sim, dir) = crate::util::sim_and_dir(SimConfig {
         fail_rate: 1.0,
         ..fast_sim()
     })
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let mut s = settings(dir.path());
+    .await;
+    let mut s = crate::util::fast_settings(dir.path());
     s.concurrency = Concurrency::Max(1);
     s.max_fail = Some(3);
     let summary = run(&sim, s, jobs(10, "doomed")).await;
@@ -289,7 +261,7 @@ async fn max_fail_stops_new_submissions() {
 /// 150 tasks in flight at once (1.2 s each, 60 ms polls), all finished and valid; returns the
 /// run's summary and the simulator's stats.
 async fn sweep_batch(list_urls: bool, tag: &str) -> (RunSummary, SimStats) {
-    let sim = Sim::start(SimConfig {
+    let (sim, dir) = crate::util::sim_and_dir(SimConfig {
         gen_time: Some(Duration::from_secs(60)),
         time_scale: 0.02,
         concurrency: 200,
@@ -297,10 +269,8 @@ async fn sweep_batch(list_urls: bool, tag: &str) -> (RunSummary, SimStats) {
         list_urls,
         ..fast_sim()
     })
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let mut s = settings(dir.path());
+    .await;
+    let mut s = crate::util::fast_settings(dir.path());
     s.concurrency = Concurrency::Max(150);
     s.poll_interval = Duration::from_millis(60);
     let summary = run(&sim, s, jobs(150, tag)).await;
@@ -344,7 +314,7 @@ async fn tasks_listed_as_completed_with_their_urls_are_downloaded_without_a_read
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sweeps_notice_failed_tasks_and_report_their_codes() {
-    let sim = Sim::start(SimConfig {
+    let (sim, dir) = crate::util::sim_and_dir(SimConfig {
         gen_time: Some(Duration::from_secs(60)),
         time_scale: 0.01,
         concurrency: 100,
@@ -352,10 +322,8 @@ async fn sweeps_notice_failed_tasks_and_report_their_codes() {
         seed: 5,
         ..fast_sim()
     })
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let mut s = settings(dir.path());
+    .await;
+    let mut s = crate::util::fast_settings(dir.path());
     s.concurrency = Concurrency::Max(40);
     let summary = run(&sim, s, jobs(40, "mixed")).await;
     assert_eq!(summary.outcome, RunOutcome::SomeFailed);

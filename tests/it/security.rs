@@ -74,13 +74,11 @@ fn assert_no_secret(what: &str, bytes: &[u8]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_key_appears_in_no_output_file_or_log() {
-    let sim = Sim::start(SimConfig {
+    let (sim, dir) = crate::util::sim_and_dir(SimConfig {
         api_keys: vec![SECRET.into()],
         ..fast_sim()
     })
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    .await;
     let m = manifest(dir.path(), 8);
     let out = dir.path().join("out");
     for format in ["json", "text"] {
@@ -141,16 +139,14 @@ async fn the_api_key_appears_in_no_output_file_or_log() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_key_can_come_from_a_file_and_never_shows_in_the_process_list() {
-    let sim = Sim::start(SimConfig {
+    let (sim, dir) = crate::util::sim_and_dir(SimConfig {
         api_keys: vec![SECRET.into()],
         gen_time: Some(Duration::from_secs(60)),
         time_scale: 0.01,
         rpm: 0,
         ..SimConfig::default()
     })
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    .await;
     let key_file = dir.path().join("key");
     std::fs::write(&key_file, format!("{SECRET}\n")).unwrap();
     let m = manifest(dir.path(), 3);
@@ -343,7 +339,7 @@ fn the_key_is_held_only_where_it_cannot_be_printed() {
 /// report or log: server text is scrubbed where it enters vidbatch.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proxy_page_echoing_the_key_leaves_it_in_no_state_report_junit_summary_or_stderr() {
-    let sim = Sim::start(SimConfig {
+    let (sim, dir) = crate::util::sim_and_dir(SimConfig {
         api_keys: vec![SECRET.into()],
         time_scale: 0.002,
         rpm: 0,
@@ -351,9 +347,7 @@ async fn a_proxy_page_echoing_the_key_leaves_it_in_no_state_report_junit_summary
         seed: 7,
         ..SimConfig::default()
     })
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    .await;
     let m = manifest(dir.path(), 12);
     let out = dir.path().join("out");
     let junit = dir.path().join("junit.xml");

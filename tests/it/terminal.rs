@@ -163,9 +163,13 @@ fn unwrapped_from(screen: &[String], start: &str) -> String {
 /// A run at 80 columns, throttled by `--rpm`: the bar fits and shows the throttle; made 60
 /// wide mid-run it leaves no stale copy; Ctrl-C says what still runs on the server and how
 /// to go on; the rerun says it resumes, and ends with the outcome and the report's path.
-#[test]
-fn at_80_columns_the_bar_fits_survives_a_resize_and_tells_the_story_of_an_interrupted_run() {
-    let tmux = Tmux::new("80");
+/// The story of an interrupted run in a terminal `width` columns wide, made `narrow` wide
+/// mid-run: the bar fits and shows the throttle, the resize leaves no stale copy, Ctrl-C says
+/// what still runs on the server and how to go on, and the rerun (back at `width`) says it
+/// resumes, warns above the bar, finishes and names the report.
+fn story_of_an_interrupted_run(width: usize, narrow: usize) {
+    let (w, n) = (width.to_string(), narrow.to_string());
+    let tmux = Tmux::new(&format!("story-{width}"));
     // The rerun must find the first run's tasks: both runs use one simulator (as fast as
     // `--sim`'s), not one each.
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -193,24 +197,24 @@ fn at_80_columns_the_bar_fits_survives_a_resize_and_tells_the_story_of_an_interr
         tmux.socket,
         vidbatch(&env, &format!("run '{m}' --out '{o}' --rpm 1200")),
     );
-    tmux.run(&["new-session", "-d", "-s", "run", "-x", "80", "-y", "30", &command]);
+    tmux.run(&["new-session", "-d", "-s", "run", "-x", &w, "-y", "30", &command]);
 
-    // Running at 80: the bar is there, fits, and shows the throttle.
+    // Running: the bar is there, fits, and shows the throttle.
     let screens = tmux.watch(|s| bars(s).iter().any(|b| b.contains("throttled (--rpm)")));
     for s in &screens {
-        assert_fits(s, 80);
+        assert_fits(s, width);
     }
     let bar = bars(screens.last().unwrap())[0].clone();
     assert!(bar.contains("in flight") && bar.contains('['), "{bar}");
     assert!(!bar.contains("ETA"), "an ETA before any job is done: {bar}");
 
-    // Narrowed to 60 mid-run: one bar, fitting, and no stale copy (the run goes on for
+    // Narrowed mid-run: one bar, fitting, and no stale copy (the run goes on for
     // seconds yet at 1 request a second).
-    tmux.run(&["resize-window", "-t", "run", "-x", "60"]);
+    tmux.run(&["resize-window", "-t", "run", "-x", &n]);
     std::thread::sleep(Duration::from_millis(1500));
     let after = tmux.screen();
     assert_eq!(bars(&after).len(), 1, "stale bars:\n{}", after.join("\n"));
-    assert_fits(&after, 60);
+    assert_fits(&after, narrow);
     assert_eq!(
         after.len(),
         1,
@@ -222,7 +226,7 @@ fn at_80_columns_the_bar_fits_survives_a_resize_and_tells_the_story_of_an_interr
     tmux.run(&["send-keys", "-t", "run", "C-c"]);
     let screens = tmux.watch(|s| s.iter().any(|l| l.starts_with("exit1=")));
     let end = screens.last().unwrap();
-    assert_fits(end, 60);
+    assert_fits(end, narrow);
     assert!(bars(end).is_empty(), "a bar left:\n{}", end.join("\n"));
     assert_eq!(end.last().unwrap(), "exit1=130", "{}", end.join("\n"));
     assert!(
@@ -249,14 +253,14 @@ fn at_80_columns_the_bar_fits_survives_a_resize_and_tells_the_story_of_an_interr
         "{report}"
     );
 
-    // The rerun, back at 80, of a manifest whose first job (sent before the interrupt) was
+    // The rerun, back at full width, of a manifest whose first job (sent before the interrupt) was
     // edited since: it warns (the text log) above the bar, says it resumes, finishes, and
     // names the report.
     let text = std::fs::read_to_string(dir.path().join("manifest.yaml")).unwrap();
     let edited = text.replacen("terminal test shot 0\"", "terminal test shot 0, edited\"", 1);
     assert_ne!(text, edited);
     std::fs::write(dir.path().join("manifest.yaml"), edited).unwrap();
-    tmux.run(&["resize-window", "-t", "run", "-x", "80"]);
+    tmux.run(&["resize-window", "-t", "run", "-x", &w]);
     tmux.run(&["wait-for", "-S", "resume"]);
     let screens = tmux.watch(|s| s.iter().any(|l| l.starts_with("exit2=")));
     let resumed = screens
@@ -289,6 +293,16 @@ fn at_80_columns_the_bar_fits_survives_a_resize_and_tells_the_story_of_an_interr
         unwrapped_from(end, "report: "),
         format!("report: {o}/report.json and {o}/report.html")
     );
+}
+
+#[test]
+fn at_80_columns_the_bar_fits_survives_a_resize_and_tells_the_story_of_an_interrupted_run() {
+    story_of_an_interrupted_run(80, 60);
+}
+
+#[test]
+fn at_200_columns_the_bar_fits_survives_a_resize_and_tells_the_story_of_an_interrupted_run() {
+    story_of_an_interrupted_run(200, 120);
 }
 
 /// A run at 200 columns, made 120 wide mid-run: the bar has room for everything (the latest

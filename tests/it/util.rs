@@ -60,6 +60,47 @@ pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// A simulator started with `config`, and a temporary directory for the test's files.
+pub async fn sim_and_dir(config: SimConfig) -> (SimHandle, tempfile::TempDir) {
+    let sim = vidbatch_sim::Sim::start(config)
+        .await
+        .expect("the simulator starts");
+    (sim, tempfile::tempdir().expect("a temporary directory"))
+}
+
+/// Run settings for a test against a fast simulator: no real rate limit, short polls and
+/// timeouts, quick retries.
+pub fn fast_settings(out: &Path) -> vidbatch::runner::RunSettings {
+    use vidbatch::runner::{Concurrency, RetryPolicy, RunSettings};
+    let mut s = RunSettings::new(out);
+    s.rpm = 60_000;
+    s.burst = 50;
+    s.concurrency = Concurrency::Max(10);
+    s.poll_interval = Duration::from_millis(40);
+    s.job_timeout = Duration::from_secs(120);
+    s.max_retries = 8;
+    s.retry = RetryPolicy {
+        max_retries: 8,
+        ..RetryPolicy::for_tests()
+    };
+    s
+}
+
+/// Checks a schema file in `schemas/` against `want`, or writes it with `UPDATE_SCHEMAS=1`.
+pub fn assert_schema_file(file: &str, want: &str, test: &str) {
+    let path = Path::new("schemas").join(file);
+    if std::env::var_os("UPDATE_SCHEMAS").is_some() {
+        std::fs::create_dir_all("schemas").expect("mkdir");
+        std::fs::write(&path, want).expect("write schema");
+    }
+    let have = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        have == want,
+        "{} is out of date; regenerate with: UPDATE_SCHEMAS=1 cargo test --test it {test}",
+        path.display()
+    );
+}
+
 /// A fast, clean simulator: no rate limit, generations of a few milliseconds.
 pub fn fast_sim() -> SimConfig {
     SimConfig {
