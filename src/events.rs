@@ -536,20 +536,6 @@ pub enum RunOutcome {
     LocalFailure,
 }
 
-impl RunOutcome {
-    /// The process exit code SPEC gives for the outcome (the codes are named in [`crate::exit`]).
-    pub fn exit_code(self) -> i32 {
-        use crate::exit::{FAILURE, FATAL_API, INTERRUPTED, LOCAL_FAILURE, SUCCESS};
-        match self {
-            RunOutcome::Success => SUCCESS,
-            RunOutcome::SomeFailed | RunOutcome::Stopped => FAILURE,
-            RunOutcome::Fatal => FATAL_API,
-            RunOutcome::Interrupted => INTERRUPTED,
-            RunOutcome::LocalFailure => LOCAL_FAILURE,
-        }
-    }
-}
-
 /// Counts a run keeps for its report.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Counters {

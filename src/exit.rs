@@ -9,11 +9,13 @@
 //! | 4 | a local failure: disk full, a file not writable, a damaged state file |
 //! | 130 | interrupted |
 //!
-//! A run's outcome maps through [`crate::events::RunOutcome::exit_code`]; a command's error
-//! maps through [`code_of`], by what the error is, never by its text.
+//! A run's outcome maps through [`of_run`]; a command's error maps through [`code_of`], by what
+//! the error is, never by its text.
 
 use crate::api::ApiError;
+use crate::events::RunOutcome;
 use crate::journal::JournalError;
+use crate::outdir::LockError;
 
 /// Every job done; or a command that did what it was asked.
 pub const SUCCESS: i32 = 0;
@@ -27,6 +29,17 @@ pub const FATAL_API: i32 = 3;
 pub const LOCAL_FAILURE: i32 = 4;
 /// Interrupted by Ctrl-C or SIGTERM.
 pub const INTERRUPTED: i32 = 130;
+
+/// The process exit code SPEC gives a run's outcome.
+pub fn of_run(outcome: RunOutcome) -> i32 {
+    match outcome {
+        RunOutcome::Success => SUCCESS,
+        RunOutcome::SomeFailed | RunOutcome::Stopped => FAILURE,
+        RunOutcome::Fatal => FATAL_API,
+        RunOutcome::Interrupted => INTERRUPTED,
+        RunOutcome::LocalFailure => LOCAL_FAILURE,
+    }
+}
 
 /// A usage error: what the user asked for cannot be done as asked (exit 2).
 #[derive(Debug, thiserror::Error)]
@@ -71,10 +84,13 @@ pub fn code_of(error: &anyhow::Error) -> Ending {
             Some(_) => return Ending::Code(FAILURE),
             None => {}
         }
-        match cause.downcast_ref::<JournalError>() {
-            Some(JournalError::Locked { .. }) => return Ending::Code(USAGE),
-            Some(_) => return Ending::Code(LOCAL_FAILURE),
+        match cause.downcast_ref::<LockError>() {
+            Some(LockError::Held { .. }) => return Ending::Code(USAGE),
+            Some(LockError::Io { .. }) => return Ending::Code(LOCAL_FAILURE),
             None => {}
+        }
+        if cause.is::<JournalError>() {
+            return Ending::Code(LOCAL_FAILURE);
         }
         if cause.is::<std::io::Error>() {
             return Ending::Code(LOCAL_FAILURE);

@@ -5,7 +5,28 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
-use crate::journal::JournalError;
+use std::path::PathBuf;
+
+/// Why the out dir's lock could not be taken.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    /// Another run holds the out dir.
+    #[error("out dir {dir} is in use by another vidbatch run (pid {pid}); wait for it or use another --out")]
+    Held {
+        /// The out dir.
+        dir: PathBuf,
+        /// The holder's pid, as it wrote it.
+        pid: String,
+    },
+    /// The lock file could not be opened or written.
+    #[error("lock file {path}: {source}")]
+    Io {
+        /// The lock file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
 
 /// The journal's file name inside the out dir.
 pub const STATE_FILE: &str = "state.jsonl";
@@ -79,9 +100,9 @@ pub struct DirLock {
 }
 
 /// Takes the out dir's lock, or says who holds it.
-pub fn lock(dir: &Path) -> Result<DirLock, JournalError> {
+pub fn lock(dir: &Path) -> Result<DirLock, LockError> {
     let path = dir.join(LOCK_FILE);
-    let io_err = |source| JournalError::Io {
+    let io_err = |source| LockError::Io {
         path: path.clone(),
         source,
     };
@@ -102,11 +123,26 @@ pub fn lock(dir: &Path) -> Result<DirLock, JournalError> {
             let pid = std::fs::read_to_string(&path)
                 .map(|s| s.trim().to_string())
                 .unwrap_or_else(|_| "unknown".into());
-            Err(JournalError::Locked {
+            Err(LockError::Held {
                 dir: dir.to_path_buf(),
                 pid,
             })
         }
         Err(std::fs::TryLockError::Error(e)) => Err(io_err(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_lock_names_the_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let _held = lock(dir.path()).unwrap();
+        match lock(dir.path()) {
+            Err(LockError::Held { pid, .. }) => assert_eq!(pid, std::process::id().to_string()),
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -7,8 +7,7 @@ use anyhow::Context;
 use clap::CommandFactory;
 
 use crate::display;
-use crate::exit::{self};
-use crate::journal;
+use crate::exit;
 use crate::report;
 use crate::runner::RetryPolicy;
 
@@ -53,7 +52,7 @@ pub(super) async fn cmd_cancel(out: &Path, api: &ApiArgs) -> anyhow::Result<i32>
     };
     let summary = match crate::runner::cancel_run(out, &client, rpm, RetryPolicy::new(5)).await {
         Ok(s) => s,
-        Err(crate::runner::RunError::Journal(e @ journal::JournalError::Locked { .. })) => return usage(e),
+        Err(crate::runner::RunError::Lock(e @ outdir::LockError::Held { .. })) => return usage(e),
         Err(e) => return Err(e.into()),
     };
     let mut stdout = std::io::stdout().lock();

@@ -39,9 +39,6 @@ use crate::report;
 use crate::runner::Concurrency;
 use crate::state::RunState;
 
-/// Exit code of a usage or manifest error.
-pub const EXIT_USAGE: i32 = exit::USAGE;
-
 /// Help headings of `run --help`, in the order shown.
 const MANIFEST: &str = "Manifest";
 
@@ -418,8 +415,8 @@ pub async fn run(cli: Cli) -> i32 {
 
 /// A usage error: printed (a JSON record with json logs), exit 2.
 fn usage(message: impl std::fmt::Display) -> anyhow::Result<i32> {
-    display::log::error(&message.to_string(), EXIT_USAGE);
-    Ok(EXIT_USAGE)
+    display::log::error(&message.to_string(), exit::USAGE);
+    Ok(exit::USAGE)
 }
 
 /// Whether the raw command line (or, without `--log-format` on it, `VIDBATCH_LOG_FORMAT`) asks

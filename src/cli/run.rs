@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use crate::api::http_client;
 use crate::display;
 use crate::events::{RunOutcome, SourceRecord};
-use crate::exit::{self};
+use crate::exit;
 use crate::journal;
 use crate::manifest::{self, Plan};
 use crate::report;
@@ -193,7 +193,7 @@ pub(super) async fn interrupted() {
     wait_signal().await;
     tokio::spawn(async {
         wait_signal().await;
-        std::process::exit(RunOutcome::Interrupted.exit_code());
+        std::process::exit(crate::exit::of_run(RunOutcome::Interrupted));
     });
 }
 
@@ -206,7 +206,7 @@ pub(super) async fn cmd_run(
         Ok(plan) => plan,
         Err(diags) => {
             super::manifest_cmds::report_problems(&diags, &mut std::io::stderr().lock());
-            return Ok(EXIT_USAGE);
+            return Ok(exit::USAGE);
         }
     };
     for w in &plan.warnings {
@@ -269,7 +269,7 @@ pub(super) async fn cmd_run(
         std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
         let _lock = match outdir::lock(&out) {
             Ok(l) => l,
-            Err(e @ journal::JournalError::Locked { .. }) => return usage(e),
+            Err(e @ outdir::LockError::Held { .. }) => return usage(e),
             Err(e) => return Err(e.into()),
         };
         move_earlier_run(&out)?;
@@ -310,11 +310,11 @@ pub(super) async fn cmd_run(
         .await;
     let summary = match result {
         Ok(s) => s,
-        Err(crate::runner::RunError::Journal(e @ journal::JournalError::Locked { .. })) => return usage(e),
+        Err(crate::runner::RunError::Lock(e @ outdir::LockError::Held { .. })) => return usage(e),
         Err(crate::runner::RunError::Plan(e)) => return usage(e),
         Err(e) => {
             // Nothing was sent: the out dir or its state could not be set up.
-            let code = RunOutcome::LocalFailure.exit_code();
+            let code = crate::exit::of_run(RunOutcome::LocalFailure);
             display::log::error(&e.to_string(), code);
             return Ok(code);
         }
@@ -322,13 +322,13 @@ pub(super) async fn cmd_run(
     if let Some(failure) = &summary.local_failure {
         display::log::error(
             &format!("{}: {failure}", out.display()),
-            summary.outcome.exit_code(),
+            crate::exit::of_run(summary.outcome),
         );
     }
     let written = report::write_all(&out, &summary.state, &args.ci.outputs())
         .with_context(|| format!("writing the report of {}", out.display()));
     if let Err(e) = written {
-        let code = RunOutcome::LocalFailure.exit_code();
+        let code = crate::exit::of_run(RunOutcome::LocalFailure);
         display::log::error(&format!("{e:#}"), code);
         return Ok(code);
     }
@@ -349,7 +349,7 @@ pub(super) async fn cmd_run(
             ),
         );
     }
-    Ok(summary.outcome.exit_code())
+    Ok(crate::exit::of_run(summary.outcome))
 }
 
 /// What a run would do with each job of its plan, given the out dir's state (`run --dry-run`).

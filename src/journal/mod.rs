@@ -49,14 +49,6 @@ pub enum JournalError {
         /// Parser message.
         reason: String,
     },
-    /// Another run holds the out dir.
-    #[error("out dir {dir} is in use by another vidbatch run (pid {pid}); wait for it or use another --out")]
-    Locked {
-        /// The out dir.
-        dir: PathBuf,
-        /// The holder's pid, as it wrote it.
-        pid: String,
-    },
     /// The writer thread is gone (after an earlier error).
     #[error("state file writer stopped after an earlier error")]
     Closed,

@@ -119,7 +119,7 @@ fn run_error(report: &Report, job_failures: usize) -> Option<(String, String)> {
         _ => {}
     }
     let name = report.outcome_name();
-    let code = outcome.exit_code();
+    let code = crate::exit::of_run(outcome);
     let not_done = report.summary.planned - report.summary.by_state.get("done").copied().unwrap_or(0);
     let mut message =
         format!("the run ended {name} (exit code {code}) with {not_done} jobs of the plan not done");

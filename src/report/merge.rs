@@ -229,7 +229,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Report, MergeError> {
         started_at,
         finished_at: finished_at.filter(|_| all_finished),
         outcome,
-        exit_code: outcome.map(RunOutcome::exit_code),
+        exit_code: outcome.map(crate::exit::of_run),
         stop_reason: (!stop_reasons.is_empty()).then(|| stop_reasons.join("; ")),
         settings: None,
         shard: None,

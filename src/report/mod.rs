@@ -299,7 +299,7 @@ impl Report {
             started_at: state.started_at,
             finished_at: state.finished_at,
             outcome: state.outcome,
-            exit_code: state.outcome.map(RunOutcome::exit_code),
+            exit_code: state.outcome.map(crate::exit::of_run),
             stop_reason: state.stop_reason.clone(),
             settings: state.settings.clone(),
             shard: state.shard.clone(),

@@ -236,7 +236,7 @@ impl Status {
             run,
             live,
             outcome,
-            exit_code: outcome.map(RunOutcome::exit_code),
+            exit_code: outcome.map(crate::exit::of_run),
             stop_reason,
             next_step,
             started_at: report.run.started_at,

