@@ -5,7 +5,7 @@
 //! - [`manifest`]: YAML, CSV and spreadsheet readers, validation, and the plan.
 //! - [`runner`]: the scheduler; owns run state and emits [`events::Event`]s.
 //! - [`events`]: the contract between the runner and its consumers.
-//! - [`state`]: run state folded from events (live, on resume, offline).
+//! - [`state`]: run state (live, on resume, offline); `fold`: how each event changes it.
 //! - [`journal`]: `state.jsonl`, the crash-safe resume journal, and the out-dir lock.
 //! - [`download`]: streamed, resumable, verified downloads; `download::media`: what a file must be.
 //! - [`outdir`]: the out dir's layout, its lock and its atomic writes.
@@ -23,6 +23,7 @@ mod display;
 pub mod download;
 pub mod events;
 mod exit;
+mod fold;
 mod hex;
 pub mod journal;
 pub mod manifest;

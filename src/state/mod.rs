@@ -3,12 +3,15 @@
 //! The same fold serves a live run (the runner applies each event it emits), a resume (the
 //! journal is replayed), and the offline `status` and `report` commands.
 
+mod records;
+
+pub use records::{Counters, Failure, FailureKind, RunOutcome, SourceRecord};
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
 use crate::api::{CreateRequest, TaskStatus, Timestamp, Usage};
-use crate::events::{Counters, Event, Failure, RunOutcome, SourceRecord};
 
 /// Where a job is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -112,7 +115,7 @@ impl JobState {
             && self
                 .failure
                 .as_ref()
-                .is_some_and(|f| f.kind == crate::events::FailureKind::Blocked)
+                .is_some_and(|f| f.kind == FailureKind::Blocked)
     }
 
     /// The task the job is on now.
@@ -254,249 +257,6 @@ pub struct RunState {
 }
 
 impl RunState {
-    /// Applies one event.
-    pub fn apply(&mut self, event: &Event) {
-        match event {
-            Event::RunStarted {
-                run_id,
-                at,
-                settings,
-                manifests,
-                shard,
-                plan,
-                ..
-            } => {
-                self.planned = plan.as_ref().map(|p| p.iter().cloned().collect());
-                self.run_id = Some(run_id.clone());
-                self.started_at = Some(*at);
-                self.finished_at = None;
-                self.outcome = None;
-                self.stop_reason = None;
-                self.settings = Some(settings.clone());
-                self.manifests = manifests.clone();
-                self.shard = shard.clone();
-                self.runs += 1;
-            }
-            Event::JobPlanned {
-                job,
-                name,
-                fingerprint,
-                request,
-                source,
-                estimated_tokens,
-            } => {
-                if let Some(existing) = self.jobs.get_mut(job) {
-                    existing.name = name.clone();
-                    existing.fingerprint = fingerprint.clone();
-                    existing.request = (**request).clone();
-                    existing.upstream = crate::manifest::refs::upstream_of(request);
-                    existing.source = source.clone();
-                    existing.estimated_tokens = *estimated_tokens;
-                } else {
-                    self.order.push(job.clone());
-                    self.jobs.insert(
-                        job.clone(),
-                        JobState {
-                            id: job.clone(),
-                            name: name.clone(),
-                            fingerprint: fingerprint.clone(),
-                            request: (**request).clone(),
-                            source: source.clone(),
-                            estimated_tokens: *estimated_tokens,
-                            phase: Phase::Pending,
-                            task_ids: Vec::new(),
-                            attempts: 0,
-                            retries: 0,
-                            idempotency_key: None,
-                            intent_at: None,
-                            seed: None,
-                            submitted_at: None,
-                            processing_at: None,
-                            completed_at: None,
-                            finished_at: None,
-                            video_url_expires_at: None,
-                            usage: None,
-                            path: None,
-                            last_frame: None,
-                            bytes: None,
-                            sha256: None,
-                            failure: None,
-                            failures: 0,
-                            url_refreshes: 0,
-                            upstream: crate::manifest::refs::upstream_of(request),
-                            last_status: None,
-                        },
-                    );
-                }
-            }
-            Event::SubmitIntent {
-                job,
-                attempt,
-                idempotency_key,
-                seed,
-                at,
-            } => {
-                if let Some(j) = self.jobs.get_mut(job) {
-                    if seed.is_some() {
-                        j.seed = *seed;
-                    }
-                    j.phase = Phase::Submitting;
-                    j.attempts = j.attempts.max(*attempt);
-                    j.idempotency_key = Some(idempotency_key.clone());
-                    j.intent_at = Some(*at);
-                    j.failure = None;
-                }
-            }
-            Event::SubmitNotCreated { job, .. } => {
-                if let Some(j) = self.jobs.get_mut(job)
-                    && j.phase == Phase::Submitting
-                {
-                    j.phase = Phase::Pending;
-                }
-            }
-            Event::Submitted { job, task_id, at, .. } => {
-                self.claimed_tasks.insert(task_id.clone());
-                if let Some(j) = self.jobs.get_mut(job) {
-                    j.phase = Phase::Submitted;
-                    if !j.task_ids.contains(task_id) {
-                        j.task_ids.push(task_id.clone());
-                    }
-                    j.submitted_at = Some(*at);
-                    j.last_status = None;
-                    j.processing_at = None;
-                    j.completed_at = None;
-                    j.video_url_expires_at = None;
-                }
-            }
-            Event::TaskProgress { job, status, at, .. } => {
-                if let Some(j) = self.jobs.get_mut(job) {
-                    if *status == TaskStatus::Processing && j.processing_at.is_none() {
-                        j.processing_at = Some(*at);
-                    }
-                    j.last_status = Some(status.clone());
-                }
-            }
-            Event::TaskCompleted {
-                job,
-                usage,
-                completed_at,
-                video_url_expires_at,
-                at,
-                ..
-            } => {
-                if let Some(j) = self.jobs.get_mut(job) {
-                    j.phase = Phase::Generated;
-                    j.usage = *usage;
-                    j.completed_at = Some(completed_at.unwrap_or(*at));
-                    j.video_url_expires_at = *video_url_expires_at;
-                }
-            }
-            Event::Retrying { job: Some(job), .. } => {
-                if let Some(j) = self.jobs.get_mut(job) {
-                    j.retries += 1;
-                }
-            }
-            Event::UrlRefreshed { job, .. } => {
-                if let Some(j) = self.jobs.get_mut(job) {
-                    j.url_refreshes += 1;
-                }
-            }
-            Event::JobDone {
-                job,
-                path,
-                bytes,
-                sha256,
-                last_frame,
-                at,
-                ..
-            } => {
-                if let Some(j) = self.jobs.get_mut(job) {
-                    j.phase = Phase::Done;
-                    j.path = Some(path.clone());
-                    j.bytes = Some(*bytes);
-                    j.sha256 = Some(sha256.clone());
-                    j.last_frame = last_frame.clone();
-                    j.finished_at = Some(*at);
-                }
-            }
-            Event::JobFailed { job, failure, at, .. } => {
-                if let Some(j) = self.jobs.get_mut(job) {
-                    // A failure that a later run resumes by itself keeps the job where it was.
-                    if !failure.kind.resumes_by_itself() {
-                        j.phase = Phase::Failed;
-                    }
-                    j.failure = Some(failure.clone());
-                    j.failures += 1;
-                    j.finished_at = Some(*at);
-                }
-            }
-            Event::FileInvalid { job, .. } => {
-                if let Some(j) = self.jobs.get_mut(job)
-                    && j.phase == Phase::Done
-                {
-                    j.phase = Phase::Generated;
-                }
-            }
-            Event::JobReopened { job } => {
-                if let Some(j) = self.jobs.get_mut(job)
-                    && j.phase == Phase::Failed
-                {
-                    j.phase = Phase::Pending;
-                }
-            }
-            Event::RunFinished {
-                at,
-                outcome,
-                counters,
-            } => {
-                self.finished_at = Some(*at);
-                self.outcome = Some(*outcome);
-                let c = &mut self.counters;
-                c.api_requests += counters.api_requests;
-                c.rate_limited += counters.rate_limited;
-                c.retries += counters.retries;
-                c.creates += counters.creates;
-                c.ambiguous_creates += counters.ambiguous_creates;
-                c.reconciled += counters.reconciled;
-                c.bytes_downloaded += counters.bytes_downloaded;
-                c.lists += counters.lists;
-                c.reads += counters.reads;
-                c.cancels += counters.cancels;
-                c.slots = counters.slots.or(c.slots);
-            }
-            Event::SubmissionsStopped { reason } => {
-                self.stop_reason.get_or_insert_with(|| reason.clone());
-            }
-            Event::Snapshot { run, .. } => {
-                let r = (**run).clone();
-                self.run_id = r.run_id;
-                self.settings = r.settings;
-                self.manifests = r.manifests;
-                self.shard = r.shard;
-                self.started_at = r.started_at;
-                self.finished_at = r.finished_at;
-                self.outcome = r.outcome;
-                self.stop_reason = r.stop_reason;
-                self.planned = r.planned.map(|p| p.into_iter().collect());
-                self.counters = r.counters;
-                self.runs = r.runs;
-                self.claimed_tasks.extend(r.claimed_tasks);
-            }
-            Event::JobSnapshot { state } => {
-                let job = (**state).clone();
-                self.claimed_tasks.extend(job.task_ids.iter().cloned());
-                if !self.jobs.contains_key(&job.id) {
-                    self.order.push(job.id.clone());
-                }
-                self.jobs.insert(job.id.clone(), job);
-            }
-            Event::Retrying { job: None, .. }
-            | Event::RateLimited { .. }
-            | Event::Throttled { .. }
-            | Event::Notice { .. } => {}
-        }
-    }
-
     /// The run-wide part of the state, for a compacted journal.
     pub fn snapshot(&self) -> RunSnapshot {
         RunSnapshot {

@@ -1,5 +1,6 @@
 //! Unit tests of the fold: events applied to a run state.
 use super::*;
+use crate::events::Event;
 use crate::api::{CreateRequest, Timestamp};
 
 fn planned(job: &str) -> Event {
