@@ -1,7 +1,7 @@
 //! Unit tests of the fold: events applied to a run state.
 use super::*;
-use crate::events::Event;
 use crate::api::{CreateRequest, Timestamp};
+use crate::events::Event;
 
 fn planned(job: &str) -> Event {
     Event::JobPlanned {

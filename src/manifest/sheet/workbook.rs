@@ -118,22 +118,41 @@ pub(super) fn data_cell(d: &Data, code: &str, is_1904: bool) -> Cell {
     }
 }
 
-/// Reads an XLSX through calamine, with each cell's number format and the merged ranges.
-pub(super) fn read_xlsx(path: &Path, sheet: Option<&str>) -> Result<Workbook, String> {
-    let mut x: calamine::Xlsx<_> =
-        calamine::open_workbook(path).map_err(|e| format!("cannot read the workbook: {e}"))?;
+/// The sheet of an open workbook to read (`sheet`, else the first) and its cells, in a
+/// [`Workbook`] that lists every sheet; no range when the workbook has no sheet.
+fn chosen_range<RS, R>(
+    x: &mut R,
+    sheet: Option<&str>,
+) -> Result<(Workbook, Option<calamine::Range<Data>>), String>
+where
+    RS: std::io::Read + std::io::Seek,
+    R: Reader<RS>,
+    R::Error: std::fmt::Display,
+{
     let sheets = x.sheet_names();
-    let mut wb = Workbook {
+    let wb = Workbook {
         sheet: pick(&sheets, sheet),
         sheets,
         grid: Grid::default(),
     };
     let Some(name) = wb.sheet.clone() else {
-        return Ok(wb);
+        return Ok((wb, None));
     };
     let range = x
         .worksheet_range(&name)
         .map_err(|e| format!("cannot read sheet `{name}`: {e}"))?;
+    Ok((wb, Some(range)))
+}
+
+/// Reads an XLSX through calamine, with each cell's number format and the merged ranges.
+pub(super) fn read_xlsx(path: &Path, sheet: Option<&str>) -> Result<Workbook, String> {
+    let mut x: calamine::Xlsx<_> =
+        calamine::open_workbook(path).map_err(|e| format!("cannot read the workbook: {e}"))?;
+    let (mut wb, range) = chosen_range(&mut x, sheet)?;
+    let Some(range) = range else {
+        return Ok(wb);
+    };
+    let name = wb.sheet.clone().unwrap_or_default();
     let styles = x.worksheet_style(&name).ok();
     let is_1904 = x.has_1904_epoch();
     for (r, c, d) in range.used_cells() {
@@ -158,18 +177,10 @@ pub(super) fn read_xlsx(path: &Path, sheet: Option<&str>) -> Result<Workbook, St
 /// Reads an XLS/XLSB through calamine (dates known, other number formats not).
 pub(super) fn read_other(path: &Path, sheet: Option<&str>) -> Result<Workbook, String> {
     let mut x = calamine::open_workbook_auto(path).map_err(|e| format!("cannot read the workbook: {e}"))?;
-    let sheets = x.sheet_names();
-    let mut wb = Workbook {
-        sheet: pick(&sheets, sheet),
-        sheets,
-        grid: Grid::default(),
-    };
-    let Some(name) = wb.sheet.clone() else {
+    let (mut wb, range) = chosen_range(&mut x, sheet)?;
+    let Some(range) = range else {
         return Ok(wb);
     };
-    let range = x
-        .worksheet_range(&name)
-        .map_err(|e| format!("cannot read sheet `{name}`: {e}"))?;
     let (r0, c0) = range.start().unwrap_or((0, 0));
     for (r, c, d) in range.used_cells() {
         wb.grid
