@@ -202,18 +202,8 @@ impl RunState {
             } => {
                 self.finished_at = Some(*at);
                 self.outcome = Some(*outcome);
-                let c = &mut self.counters;
-                c.api_requests += counters.api_requests;
-                c.rate_limited += counters.rate_limited;
-                c.retries += counters.retries;
-                c.creates += counters.creates;
-                c.ambiguous_creates += counters.ambiguous_creates;
-                c.reconciled += counters.reconciled;
-                c.bytes_downloaded += counters.bytes_downloaded;
-                c.lists += counters.lists;
-                c.reads += counters.reads;
-                c.cancels += counters.cancels;
-                c.slots = counters.slots.or(c.slots);
+                self.counters.add_counts(counters);
+                self.counters.slots = counters.slots.or(self.counters.slots);
             }
             Event::SubmissionsStopped { reason } => {
                 self.stop_reason.get_or_insert_with(|| reason.clone());

@@ -124,16 +124,7 @@ fn worse(a: Option<RunOutcome>, b: Option<RunOutcome>) -> Option<RunOutcome> {
 }
 
 fn add(total: &mut Counters, c: &Counters) {
-    total.api_requests += c.api_requests;
-    total.rate_limited += c.rate_limited;
-    total.retries += c.retries;
-    total.creates += c.creates;
-    total.ambiguous_creates += c.ambiguous_creates;
-    total.reconciled += c.reconciled;
-    total.bytes_downloaded += c.bytes_downloaded;
-    total.lists += c.lists;
-    total.reads += c.reads;
-    total.cancels += c.cancels;
+    total.add_counts(c);
     // The shards share one account: the slots are the account's, not a sum.
     total.slots = total.slots.max(c.slots);
 }

@@ -121,3 +121,20 @@ pub struct Counters {
     #[serde(default)]
     pub slots: Option<u64>,
 }
+
+impl Counters {
+    /// Adds `other`'s counts to these. The learned slots are the caller's to choose: a later
+    /// run's replace an earlier one's, and shards of one account share theirs.
+    pub fn add_counts(&mut self, other: &Counters) {
+        self.api_requests += other.api_requests;
+        self.rate_limited += other.rate_limited;
+        self.retries += other.retries;
+        self.creates += other.creates;
+        self.ambiguous_creates += other.ambiguous_creates;
+        self.reconciled += other.reconciled;
+        self.bytes_downloaded += other.bytes_downloaded;
+        self.lists += other.lists;
+        self.reads += other.reads;
+        self.cancels += other.cancels;
+    }
+}
