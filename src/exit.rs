@@ -9,8 +9,8 @@
 //! | 4 | a local failure: disk full, a file not writable, a damaged state file |
 //! | 130 | interrupted |
 //!
-//! A run's outcome maps through [`of_run`]; a command's error maps through [`code_of`], by what
-//! the error is, never by its text.
+//! A run's outcome maps through [`of_run`]; a command's error through
+//! [`CommandError::exit_code`], by what the error is, never by its text.
 
 use crate::api::ApiError;
 use crate::events::RunOutcome;
@@ -61,8 +61,34 @@ pub fn is_broken_pipe(e: &std::io::Error) -> bool {
     e.kind() == std::io::ErrorKind::BrokenPipe
 }
 
+/// A command that could not do what it was asked: the command line's one error type. What
+/// caused it, looked up along its chain (a usage mistake, an API refusal, the out dir's lock,
+/// the disk, a closed stdout), decides how the process ends in [`CommandError::exit_code`], the
+/// only mapping of errors to exit codes.
+#[derive(Debug)]
+pub struct CommandError(pub anyhow::Error);
+
+impl From<anyhow::Error> for CommandError {
+    fn from(e: anyhow::Error) -> CommandError {
+        CommandError(e)
+    }
+}
+
+impl std::fmt::Display for CommandError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#}", self.0)
+    }
+}
+
+impl CommandError {
+    /// How the error ends the process.
+    pub fn exit_code(&self) -> Ending {
+        code_of(&self.0)
+    }
+}
+
 /// How `error` ends the process: its cause, looked up along its chain.
-pub fn code_of(error: &anyhow::Error) -> Ending {
+fn code_of(error: &anyhow::Error) -> Ending {
     for cause in error.chain() {
         if let Some(io) = cause.downcast_ref::<std::io::Error>()
             && is_broken_pipe(io)

@@ -31,7 +31,7 @@ use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 use crate::api::DEFAULT_BASE_URL;
 use crate::display::{self, Progress};
-use crate::exit::{self, Ending};
+use crate::exit::{self, CommandError, Ending};
 use crate::journal;
 use crate::manifest;
 use crate::outdir;
@@ -400,13 +400,13 @@ pub async fn run(cli: Cli) -> i32 {
         }
         Command::Man { dir } => cmd_man(dir.as_deref()),
     };
-    match result {
+    match result.map_err(CommandError::from) {
         Ok(code) => code,
-        Err(e) => match exit::code_of(&e) {
+        Err(e) => match e.exit_code() {
             // The reader of stdout went away (`| head`): what it wanted, it has.
             Ending::Quiet => exit::SUCCESS,
             Ending::Code(code) => {
-                display::log::error(&format!("{e:#}"), code);
+                display::log::error(&e.to_string(), code);
                 code
             }
         },
