@@ -221,22 +221,7 @@ async fn outputs_agree_on_an_interrupted_run() {
     let m = crate::util::matrix_manifest(dir.path(), "m.yaml", "i", "long shot", 3, "");
     let files = Files::in_dir(dir.path());
     let mut child = run(&m, &files, &sim, "agree-key", "auto").spawn().expect("spawn");
-    let pid = child.id().expect("pid");
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while sim.stats().tasks_created < 3 {
-        assert!(std::time::Instant::now() < deadline, "no task was created");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let kill = std::process::Command::new("kill")
-        .args(["-INT", &pid.to_string()])
-        .status()
-        .expect("kill");
-    assert!(kill.success());
-    let code = tokio::time::timeout(Duration::from_secs(30), child.wait())
-        .await
-        .expect("the run ended in time")
-        .expect("wait")
-        .code();
+    let code = crate::util::interrupt_once_created(&mut child, &sim, 2).await;
     assert_eq!(code, Some(130));
     assert_agree(code, "interrupted", &files).await;
 }

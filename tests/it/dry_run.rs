@@ -127,22 +127,7 @@ async fn a_dry_run_reads_the_state_and_says_what_the_run_would_really_do() {
     });
     let created = sim.stats().tasks_created;
     let mut child = run(&m7).spawn().expect("spawn");
-    let pid = child.id().expect("pid");
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while sim.stats().tasks_created == created {
-        assert!(std::time::Instant::now() < deadline, "no task was created");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let kill = std::process::Command::new("kill")
-        .args(["-INT", &pid.to_string()])
-        .status()
-        .expect("kill");
-    assert!(kill.success());
-    let code = tokio::time::timeout(Duration::from_secs(30), child.wait())
-        .await
-        .expect("the run ended in time")
-        .expect("wait")
-        .code();
+    let code = crate::util::interrupt_once_created(&mut child, &sim, created).await;
     assert_eq!(code, Some(130));
     let text = dry_run(&sim, &m7, &out, &[]).await;
     assert_eq!(count(&text, "poll (a task"), 1, "{text}");

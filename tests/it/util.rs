@@ -60,6 +60,31 @@ pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// Waits (30 s at most) until `sim` has created more than `after` tasks, then interrupts
+/// `child` as Ctrl-C would and gives the exit code it ends with (30 s at most).
+pub async fn interrupt_once_created(
+    child: &mut tokio::process::Child,
+    sim: &SimHandle,
+    after: u64,
+) -> Option<i32> {
+    let pid = child.id().expect("pid");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while sim.stats().tasks_created <= after {
+        assert!(std::time::Instant::now() < deadline, "no task was created");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(kill.success());
+    tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("the run ended in time")
+        .expect("wait")
+        .code()
+}
+
 /// A simulator started with `config`, and a temporary directory for the test's files.
 pub async fn sim_and_dir(config: SimConfig) -> (SimHandle, tempfile::TempDir) {
     let sim = vidbatch_sim::Sim::start(config)
