@@ -237,6 +237,14 @@ pub enum Event {
         /// Job id.
         job: String,
     },
+    /// A job's task is gone with the server that held it (the simulator of an earlier `--sim`
+    /// run, which stopped with that run): the job is made again, and nothing was paid.
+    TaskGone {
+        /// Job id.
+        job: String,
+        /// The task that is gone, when the job had one.
+        task_id: Option<String>,
+    },
     /// Something the person running the batch should know (display only, not journaled).
     Notice {
         /// What.
@@ -403,7 +411,8 @@ impl Event {
             | Event::JobDone { job, .. }
             | Event::JobFailed { job, .. }
             | Event::FileInvalid { job, .. }
-            | Event::JobReopened { job } => Some(job),
+            | Event::JobReopened { job }
+            | Event::TaskGone { job, .. } => Some(job),
             Event::Retrying { job, .. } => job.as_deref(),
             _ => None,
         }

@@ -188,6 +188,21 @@ impl RunState {
                     j.phase = Phase::Generated;
                 }
             }
+            Event::TaskGone { job, task_id } => {
+                if let Some(j) = self.jobs.get_mut(job)
+                    && matches!(j.phase, Phase::Submitting | Phase::Submitted | Phase::Generated)
+                {
+                    j.phase = Phase::Pending;
+                    if let Some(gone) = task_id {
+                        j.task_ids.retain(|t| t != gone);
+                    }
+                    j.last_status = None;
+                    j.submitted_at = None;
+                    j.processing_at = None;
+                    j.completed_at = None;
+                    j.video_url_expires_at = None;
+                }
+            }
             Event::JobReopened { job } => {
                 if let Some(j) = self.jobs.get_mut(job)
                     && j.phase == Phase::Failed

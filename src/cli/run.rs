@@ -128,6 +128,12 @@ pub(super) fn settings(
     if let Some(base) = args.retry_base_delay {
         defaults.retry = RetryPolicy::with_base(defaults.max_retries, base);
     }
+    defaults.embedded_sim = args.api.sim;
+    defaults.earlier_tasks_gone = args.api.sim
+        && previous
+            .and_then(|p| p.get("embedded_sim"))
+            .and_then(serde_json::Value::as_bool)
+            == Some(true);
     defaults.retry_failed = args.retry_failed;
     defaults.cancel_on_interrupt = args.cancel_on_interrupt;
     let flags = flag_layer(args);

@@ -167,6 +167,7 @@ pub fn tag(event: &Event) -> &'static str {
         Event::JobFailed { .. } => "job_failed",
         Event::FileInvalid { .. } => "file_invalid",
         Event::JobReopened { .. } => "job_reopened",
+        Event::TaskGone { .. } => "task_gone",
         Event::SubmissionsStopped { .. } => "submissions_stopped",
         Event::RunFinished { .. } => "run_finished",
         Event::Snapshot { .. } => "snapshot",

@@ -37,6 +37,13 @@ pub struct RunSettings {
     pub retry_failed: bool,
     /// Cancel tasks in flight on Ctrl-C.
     pub cancel_on_interrupt: bool,
+    /// Whether the run is against the simulator `--sim` starts in-process, whose tasks live only
+    /// as long as the run.
+    pub embedded_sim: bool,
+    /// Whether the tasks the earlier run left on the server are gone (it too ran against an
+    /// embedded simulator): its jobs still on the server are made again.
+    #[serde(skip)]
+    pub earlier_tasks_gone: bool,
     /// Largest video accepted, in bytes.
     pub max_video_bytes: u64,
     /// Backoff of retries.
@@ -60,6 +67,8 @@ impl RunSettings {
             budget_tokens: None,
             retry_failed: false,
             cancel_on_interrupt: false,
+            embedded_sim: false,
+            earlier_tasks_gone: false,
             max_video_bytes: 4 << 30,
             retry: RetryPolicy::new(5),
         }

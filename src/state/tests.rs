@@ -242,3 +242,38 @@ fn counters_add_up_over_runs_and_the_first_stop_reason_stays() {
     }
     assert_eq!(state.stop_reason.as_deref(), Some("budget"));
 }
+
+#[test]
+fn a_task_gone_with_its_simulator_puts_the_job_back_without_that_task() {
+    let mut state = RunState::default();
+    for job in ["a", "b"] {
+        state.apply(&planned(job));
+    }
+    state.apply(&Event::Submitted {
+        job: "a".into(),
+        task_id: "t1".into(),
+        at: Timestamp::now(),
+        reconciled: false,
+    });
+    state.apply(&Event::TaskGone {
+        job: "a".into(),
+        task_id: Some("t1".into()),
+    });
+    assert_eq!(state.jobs["a"].phase, Phase::Pending);
+    assert!(state.jobs["a"].task_ids.is_empty());
+    // A done job keeps its video and its task.
+    state.apply(&Event::JobDone {
+        job: "b".into(),
+        task_id: "t2".into(),
+        path: "videos/b.mp4".into(),
+        bytes: 1,
+        sha256: "00".into(),
+        last_frame: None,
+        at: Timestamp::now(),
+    });
+    state.apply(&Event::TaskGone {
+        job: "b".into(),
+        task_id: Some("t2".into()),
+    });
+    assert_eq!(state.jobs["b"].phase, Phase::Done);
+}

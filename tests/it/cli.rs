@@ -383,3 +383,77 @@ async fn a_resumed_run_says_what_it_found_which_settings_it_kept_and_where_the_r
         "{stderr}"
     );
 }
+
+/// `--sim`, Ctrl-C, and the same command again: the embedded simulator starts empty each run,
+/// so the jobs whose tasks the first run's simulator held are made again (and said so), and
+/// the rerun finishes instead of failing them as expired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_sim_run_finishes_when_run_again_with_sim() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifest(dir.path(), 40);
+    let out = dir.path().join("out");
+    let args = [
+        "run",
+        m.to_str().unwrap(),
+        "--sim",
+        "--out",
+        out.to_str().unwrap(),
+        "--progress",
+        "never",
+    ];
+    let mut first = crate::util::bin();
+    first.args(args).stderr(std::process::Stdio::null());
+    let mut child = first.spawn().unwrap();
+    // Interrupted once some of its tasks are on the server and the others not done.
+    let on_server = || {
+        journal::load(&out.join(outdir::STATE_FILE))
+            .map(|l| {
+                l.state
+                    .jobs
+                    .values()
+                    .any(|j| j.phase == vidbatch::state::Phase::Submitted)
+            })
+            .unwrap_or(false)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !on_server() {
+        assert!(std::time::Instant::now() < deadline, "no task reached the server");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let pid = child.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert_eq!(child.wait().await.unwrap().code(), Some(130));
+    let held = journal::load(&out.join(outdir::STATE_FILE))
+        .unwrap()
+        .state
+        .jobs
+        .values()
+        .filter(|j| j.phase != vidbatch::state::Phase::Done)
+        .count();
+    assert!(held > 0, "the first run finished before the interrupt");
+
+    let mut again = crate::util::bin();
+    again.args(args);
+    let o = output(again).await;
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("the simulator of the earlier --sim run stopped with it"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("expired"), "{stderr}");
+    let state = journal::load(&out.join(outdir::STATE_FILE)).unwrap().state;
+    assert_eq!(state.jobs.len(), 40);
+    assert!(
+        state
+            .jobs
+            .values()
+            .all(|j| j.phase == vidbatch::state::Phase::Done && j.task_ids.len() == 1)
+    );
+}

@@ -384,6 +384,9 @@ impl Dispatcher {
     pub fn load(&mut self, plan: &[String]) {
         let now = Instant::now();
         self.link(plan);
+        if self.settings.earlier_tasks_gone {
+            self.forget_gone_tasks(plan);
+        }
         let mut lost: Vec<(Timestamp, String)> = Vec::new();
         let mut pending: Vec<String> = Vec::new();
         for id in plan {
@@ -443,6 +446,29 @@ impl Dispatcher {
         }
         if !self.lost.is_empty() {
             self.next_sweep = now;
+        }
+    }
+
+    /// The earlier run's simulator stopped with it, and its tasks with it: the jobs it held
+    /// are made again (nothing was paid for them).
+    fn forget_gone_tasks(&mut self, plan: &[String]) {
+        let gone: Vec<(String, Option<String>)> = plan
+            .iter()
+            .filter_map(|id| self.state.jobs.get(id))
+            .filter(|j| matches!(j.phase, Phase::Submitting | Phase::Submitted | Phase::Generated))
+            .map(|j| (j.id.clone(), j.task_id().map(str::to_string)))
+            .collect();
+        if gone.is_empty() {
+            return;
+        }
+        self.emit(Event::Notice {
+            message: format!(
+                "the simulator of the earlier --sim run stopped with it: {} jobs whose tasks it held are made again (nothing was paid for them)",
+                gone.len()
+            ),
+        });
+        for (job, task_id) in gone {
+            self.emit(Event::TaskGone { job, task_id });
         }
     }
 
