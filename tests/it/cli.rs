@@ -402,8 +402,8 @@ async fn an_interrupted_sim_run_finishes_when_run_again_with_sim() {
         "never",
     ];
     let mut first = crate::util::bin();
-    first.args(args).stderr(std::process::Stdio::null());
-    let mut child = first.spawn().unwrap();
+    first.args(args).stderr(std::process::Stdio::piped());
+    let child = first.spawn().unwrap();
     // Interrupted once some of its tasks are on the server and the others not done.
     let on_server = || {
         journal::load(&out.join(outdir::STATE_FILE))
@@ -428,7 +428,14 @@ async fn an_interrupted_sim_run_finishes_when_run_again_with_sim() {
             .unwrap()
             .success()
     );
-    assert_eq!(child.wait().await.unwrap().code(), Some(130));
+    let o = child.wait_with_output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("tasks were on the embedded simulator, which stops with this run"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("paid for"), "{stderr}");
     let held = journal::load(&out.join(outdir::STATE_FILE))
         .unwrap()
         .state

@@ -514,7 +514,14 @@ impl Dispatcher {
         self.listing = false;
         self.cancels.clear();
         let on_server = self.flights.len() + self.lost.len();
-        if on_server > 0 && !self.settings.cancel_on_interrupt {
+        if on_server > 0 && self.settings.embedded_sim {
+            self.emit(Event::Notice {
+                message: format!(
+                    "{on_server} tasks were on the embedded simulator, which stops with this run: \
+                     run the same command again to make them again"
+                ),
+            });
+        } else if on_server > 0 && !self.settings.cancel_on_interrupt {
             self.emit(Event::Notice {
                 message: format!(
                     "{on_server} tasks are still queued or processing on the server and are paid for \
