@@ -193,14 +193,18 @@ pub(super) fn move_earlier_run(out: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Waits for Ctrl-C or SIGTERM; a second one exits at once (the state is already safe). The
-/// display says so, from the run's own stop.
-pub(super) async fn interrupted() {
-    wait_signal().await;
-    tokio::spawn(async {
-        wait_signal().await;
-        std::process::exit(crate::exit::of_run(RunOutcome::Interrupted));
-    });
+/// Listens, from the call on, for Ctrl-C or SIGTERM; a second one exits at once (the state is
+/// already safe). The display says so, from the run's own stop.
+pub(super) fn interrupted() -> impl std::future::Future<Output = ()> {
+    let first = wait_signal();
+    async {
+        first.await;
+        let second = wait_signal();
+        tokio::spawn(async {
+            second.await;
+            std::process::exit(crate::exit::of_run(RunOutcome::Interrupted));
+        });
+    }
 }
 
 pub(super) async fn cmd_run(
