@@ -60,17 +60,6 @@ fn sim_config(seed: u64) -> SimConfig {
     }
 }
 
-fn part_files(out: &Path) -> Vec<String> {
-    std::fs::read_dir(out.join("videos"))
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.ends_with(".part"))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// What a finished case must show. Returns how many jobs failed.
 fn check_case(case: &str, sim: &SimHandle, out: &Path, o: &Output, jobs: usize) -> usize {
     let stderr = String::from_utf8_lossy(&o.stderr);
@@ -131,7 +120,11 @@ fn check_case(case: &str, sim: &SimHandle, out: &Path, o: &Output, jobs: usize) 
         "{case}: {failed} failed; {stderr}"
     );
     assert_eq!(report["run"]["exit_code"], expected, "{case}");
-    assert!(part_files(out).is_empty(), "{case}: {:?}", part_files(out));
+    assert!(
+        crate::util::part_files(out).is_empty(),
+        "{case}: {:?}",
+        crate::util::part_files(out)
+    );
     failed
 }
 

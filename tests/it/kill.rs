@@ -6,6 +6,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use crate::util::part_files;
 use rand::{Rng, SeedableRng};
 use vidbatch::events::Event;
 use vidbatch::journal;
@@ -22,25 +23,7 @@ fn manifest(dir: &Path) -> std::path::PathBuf {
 
 /// The bytes in `.part` files: they change while a download is under way.
 fn part_bytes(out: &Path) -> u64 {
-    std::fs::read_dir(out.join("videos"))
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .filter(|e| e.file_name().to_string_lossy().ends_with(".part"))
-                .filter_map(|e| e.metadata().ok())
-                .map(|m| m.len())
-                .sum()
-        })
-        .unwrap_or(0)
-}
-
-fn part_files(out: &Path) -> usize {
-    std::fs::read_dir(out.join("videos"))
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .filter(|e| e.file_name().to_string_lossy().ends_with(".part"))
-                .count()
-        })
-        .unwrap_or(0)
+    part_files(out).iter().map(|(_, size)| size).sum()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -113,7 +96,7 @@ async fn killed_at_random_moments_and_resumed_every_job_runs_exactly_once() {
         if loaded.state.jobs.values().any(|j| j.phase == Phase::Submitting) {
             in_create += 1;
         }
-        if part_files(&out) > 0 {
+        if !part_files(&out).is_empty() {
             in_download += 1;
         }
     }
@@ -140,7 +123,7 @@ async fn killed_at_random_moments_and_resumed_every_job_runs_exactly_once() {
         "seed {seed}: a job was created twice or never"
     );
     assert_eq!(stats.duplicate_creates, 0, "seed {seed}");
-    assert_eq!(part_files(&out), 0, "seed {seed}: a .part file was left");
+    assert_eq!(part_files(&out), vec![], "seed {seed}: a .part file was left");
 
     let state = journal::load(&out.join(outdir::STATE_FILE)).unwrap().state;
     let prompts = sim.task_prompts("kill-test-key");
@@ -268,7 +251,7 @@ async fn power_cuts_mid_batch_cost_no_task_and_no_video() {
     let stats = sim.stats();
     assert_eq!(stats.tasks_created, N as u64, "a job was created twice or never");
     assert_eq!(stats.duplicate_creates, 0);
-    assert_eq!(part_files(&out), 0);
+    assert_eq!(part_files(&out), vec![]);
     let state = journal::load(&out.join(outdir::STATE_FILE)).unwrap().state;
     let prompts = sim.task_prompts("power-cut-key");
     for i in 0..N {

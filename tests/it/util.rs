@@ -85,6 +85,20 @@ pub async fn interrupt_once_created(
         .code()
 }
 
+/// The `.part` files in the out dir's videos folder, by name, with their sizes (a size changes
+/// while a download is under way).
+pub fn part_files(out: &Path) -> Vec<(String, u64)> {
+    std::fs::read_dir(out.join("videos"))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| (e.file_name().to_string_lossy().into_owned(), e))
+                .filter(|(name, _)| name.ends_with(".part"))
+                .map(|(name, e)| (name, e.metadata().map_or(0, |m| m.len())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// A simulator started with `config`, and a temporary directory for the test's files.
 pub async fn sim_and_dir(config: SimConfig) -> (SimHandle, tempfile::TempDir) {
     let sim = vidbatch_sim::Sim::start(config)
