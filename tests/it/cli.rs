@@ -131,11 +131,7 @@ async fn sigterm_saves_state_writes_the_report_and_exits_130_then_resume_finishe
     let args = ["run", m.to_str().unwrap(), "--out", out.to_str().unwrap()];
     let child = vidbatch(&sim, &args).spawn().unwrap();
     // Wait until tasks are in flight, then ask it to stop.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while sim.stats().tasks_created < 6 {
-        assert!(tokio::time::Instant::now() < deadline, "no tasks were created");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    crate::util::wait_for_creates(&sim, 6, Duration::from_secs(30)).await;
     let pid = child.id().unwrap() as i32;
     send_signal(pid, "TERM");
     let o = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
@@ -170,11 +166,7 @@ async fn a_second_run_on_the_same_out_dir_exits_2_naming_the_holder() {
     let out = dir.path().join("out");
     let args = ["run", m.to_str().unwrap(), "--out", out.to_str().unwrap()];
     let mut first = vidbatch(&sim, &args).spawn().unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while sim.stats().tasks_created < 1 {
-        assert!(tokio::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    crate::util::wait_for_creates(&sim, 1, Duration::from_secs(30)).await;
     let o = output(vidbatch(&sim, &args)).await;
     assert_eq!(o.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&o.stderr);

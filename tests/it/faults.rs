@@ -291,14 +291,7 @@ async fn answers_slower_than_the_request_timeout_never_bill_twice() {
         .spawn()
         .unwrap();
     // Every request times out, so the run cannot finish: let a few creates land, then stop it.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while sim.stats().tasks_created < 1 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no create reached the server"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    crate::util::wait_for_creates(&sim, 1, Duration::from_secs(20)).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let pid = child.id().unwrap();
     let status = std::process::Command::new("kill")

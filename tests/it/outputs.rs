@@ -521,11 +521,7 @@ async fn status_tells_a_live_run_from_an_interrupted_one_and_says_what_to_do() {
         .spawn()
         .expect("spawn");
     let pid = child.id().expect("pid");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while sim.stats().tasks_created < 4 {
-        assert!(tokio::time::Instant::now() < deadline, "no tasks were created");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    crate::util::wait_for_creates(&sim, 4, Duration::from_secs(30)).await;
     let o = output(vidbatch(&sim, &["status", "--out", &out_s, "--json"])).await;
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     let s: serde_json::Value = serde_json::from_slice(&o.stdout).expect("status --json");

@@ -168,11 +168,7 @@ async fn the_key_can_come_from_a_file_and_never_shows_in_the_process_list() {
     .unwrap();
     let pid = child.id().unwrap();
     // While it runs, its command line and environment as others see them.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while sim.stats().tasks_created < 1 {
-        assert!(tokio::time::Instant::now() < deadline, "no task was created");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    crate::util::wait_for_creates(&sim, 1, Duration::from_secs(30)).await;
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     assert_no_secret("the process's command line", &cmdline);
     let ps = std::process::Command::new("ps").args(["-eo", "args"]).output();

@@ -60,6 +60,18 @@ pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// Waits (`within` at most) until `sim` has created at least `count` tasks.
+pub async fn wait_for_creates(sim: &SimHandle, count: u64, within: Duration) {
+    let deadline = std::time::Instant::now() + within;
+    while sim.stats().tasks_created < count {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "fewer than {count} tasks were created"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Waits (30 s at most) until `sim` has created more than `after` tasks, then interrupts
 /// `child` as Ctrl-C would and gives the exit code it ends with (30 s at most).
 pub async fn interrupt_once_created(
@@ -68,11 +80,7 @@ pub async fn interrupt_once_created(
     after: u64,
 ) -> Option<i32> {
     let pid = child.id().expect("pid");
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while sim.stats().tasks_created <= after {
-        assert!(std::time::Instant::now() < deadline, "no task was created");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_creates(sim, after + 1, Duration::from_secs(30)).await;
     let kill = std::process::Command::new("kill")
         .args(["-INT", &pid.to_string()])
         .status()
