@@ -65,6 +65,10 @@ pub struct SimArgs {
     /// Rate limiter burst (token-bucket capacity); default one second's worth of --rpm, at least 1.
     #[arg(long, value_name = "N")]
     pub rate_burst: Option<u32>,
+    /// Let refused requests cost nothing (by default a refused request still takes a token, as
+    /// with providers that count unsuccessful requests against the limit)
+    #[arg(long)]
+    pub forgive_refused: bool,
     /// Send Retry-After on rate-limited answers, as whole seconds or an HTTP date (default: never).
     #[arg(long, value_name = "seconds|http-date", value_parser = parse_retry_after)]
     pub retry_after: Option<RetryAfterFormat>,
@@ -158,6 +162,7 @@ impl SimArgs {
             balance_error_status: self.balance_error_status,
             rpm: self.rpm,
             rate_burst: self.rate_burst,
+            charge_refused: !self.forgive_refused,
             retry_after: self.retry_after,
             concurrency: self.concurrency.max(1),
             max_queued: self.max_queued,

@@ -194,8 +194,10 @@ async fn every_error_class_is_classified() {
         match lc.list_models().await.unwrap_err() {
             ApiError::RateLimited { retry_after, .. } => {
                 let wait = retry_after.expect("the server's wait is read");
+                // The refusal is charged a token, so the wait is about 2 s; an HTTP date
+                // rounds up to the next whole second.
                 assert!(
-                    wait > Duration::ZERO && wait <= Duration::from_secs(2),
+                    wait > Duration::from_secs(1) && wait <= Duration::from_secs(3),
                     "{wait:?}"
                 );
             }

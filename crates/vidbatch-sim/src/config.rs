@@ -43,6 +43,10 @@ pub struct SimConfig {
     pub rpm: u32,
     /// Token-bucket capacity of the rate limiter; `None` = one second's worth of `rpm`, at least 1.
     pub rate_burst: Option<u32>,
+    /// A refused request still takes a token: the bucket goes into debt, down to minus one burst,
+    /// so a client that keeps sending while refused stays refused, as providers that count
+    /// unsuccessful requests against the limit do. `false`: a refusal costs nothing.
+    pub charge_refused: bool,
     /// Send `Retry-After` on rate-limited answers, in this form; `None` = never (the default: not promised).
     pub retry_after: Option<RetryAfterFormat>,
     /// Tasks processing at once per account; the rest wait `queued`, first in first out.
@@ -114,6 +118,7 @@ impl Default for SimConfig {
             balance_error_status: BalanceErrorStatus::PaymentRequired,
             rpm: 300,
             rate_burst: None,
+            charge_refused: true,
             retry_after: None,
             concurrency: 10,
             max_queued: 120,

@@ -34,8 +34,13 @@
 //! carry `x-ratelimit-limit` (rpm), `x-ratelimit-remaining` (whole tokens left) and
 //! `x-ratelimit-reset`: seconds, as a decimal with 3 places, until one more request would be
 //! allowed (`0.000` while tokens remain). A refused request gets 429 `rate_limit_exceeded` with
-//! the same headers (remaining 0) and `Retry-After` only when configured. With `rpm` 0 there is
-//! no limit and no rate-limit header.
+//! the same headers (remaining 0) and `Retry-After` only when configured. A refused request is
+//! charged a token all the same ([`SimConfig::charge_refused`], on by default): the bucket goes
+//! into debt, down to minus one burst, and the reset moves out. Some providers say so of their
+//! own limits ("unsuccessful requests contribute to your per-minute limit"); this one does not
+//! say, so the harsher case is the default. A client that keeps sending while refused stays
+//! refused; one that waits the reset it was told gets through. With `rpm` 0 there is no limit
+//! and no rate-limit header.
 //!
 //! # Determinism
 //! Each random decision is a hash of the seed, a purpose and a counter: the `/v1` request number

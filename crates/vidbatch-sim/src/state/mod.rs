@@ -126,7 +126,9 @@ impl Task {
     }
 }
 
-/// Token bucket of one key: capacity `burst`, refilled at `rpm / 60` per second.
+/// Token bucket of one key: capacity `burst`, refilled at `rpm / 60` per second. When refused
+/// requests are charged, a refusal takes a token too and the bucket goes into debt, down to
+/// minus one burst.
 #[derive(Debug, Clone)]
 pub(crate) struct Bucket {
     tokens: f64,
@@ -144,7 +146,7 @@ pub(crate) enum RateDecision {
 }
 
 impl Bucket {
-    fn take(&mut self, now: Duration, rpm: u32, burst: u32) -> RateDecision {
+    fn take(&mut self, now: Duration, rpm: u32, burst: u32, charge_refused: bool) -> RateDecision {
         if rpm == 0 {
             return RateDecision::Unlimited;
         }
@@ -159,6 +161,9 @@ impl Bucket {
                 reset: ((1.0 - self.tokens).max(0.0)) / rate,
             }
         } else {
+            if charge_refused {
+                self.tokens = (self.tokens - 1.0).max(-f64::from(burst));
+            }
             RateDecision::Limited {
                 wait: (1.0 - self.tokens) / rate,
             }
@@ -393,8 +398,8 @@ impl State {
     /// Take a rate-limit token for `key`.
     pub fn rate_limit(&mut self, key: &str) -> RateDecision {
         let now = self.now();
-        let (rpm, burst) = (self.cfg.rpm, self.cfg.effective_burst());
-        self.account(key).bucket.take(now, rpm, burst)
+        let (rpm, burst, charge) = (self.cfg.rpm, self.cfg.effective_burst(), self.cfg.charge_refused);
+        self.account(key).bucket.take(now, rpm, burst, charge)
     }
 
     /// Generation time in simulated seconds (see [`SimConfig::gen_time`]).
