@@ -2,7 +2,7 @@
 //! measured against the limits the provider sets. See BENCHMARKS.md for the method.
 //!
 //! Run: `cargo bench --bench batch` (all scenarios) or `cargo bench --bench batch -- NAME`
-//! with NAME one of `engine`, `chains`, `large`, `rate`, `adapt`, `makespan`, `requests`,
+//! with NAME one of `engine`, `chains`, `mixed`, `large`, `rate`, `adapt`, `makespan`, `requests`,
 //! `overhead`.
 
 use std::path::Path;
@@ -249,6 +249,67 @@ async fn engine() {
         o.done,
         o.exit
     );
+}
+
+/// Writes a manifest of `small` 480p 5 s drafts followed by `large` 1080p 10 s finals, the
+/// order of a sheet that lists drafts first.
+fn mixed_manifest(dir: &Path, small: usize, large: usize) -> std::path::PathBuf {
+    let mut text =
+        String::from("version: 1\ndefaults:\n  model: seedance-1.5-pro\n  ratio: \"16:9\"\njobs:\n");
+    for i in 0..small {
+        text.push_str(&format!(
+            "  - id: draft-{i}\n    prompt: \"draft shot {i}\"\n    duration: 5\n    resolution: 480p\n"
+        ));
+    }
+    for i in 0..large {
+        text.push_str(&format!(
+            "  - id: final-{i}\n    prompt: \"final shot {i}\"\n    duration: 10\n    resolution: 1080p\n"
+        ));
+    }
+    let path = dir.join("mixed.yaml");
+    std::fs::write(&path, text).expect("write manifest");
+    path
+}
+
+/// Mixed sizes: 80 drafts (480p, 5 s) listed before 16 finals (1080p, 10 s) against 8 slots,
+/// generation times drawn like the real service's (a final takes about 5 times a draft),
+/// scaled by 0.01, the rate no limit, URLs in lists. Bound: the generation seconds drawn ÷ 8.
+/// Three runs, each followed by the same run of
+/// `VIDBATCH_BENCH_BASELINE` when set.
+async fn mixed() {
+    let baseline = std::env::var_os("VIDBATCH_BENCH_BASELINE").map(std::path::PathBuf::from);
+    let bins: Vec<(&str, &Path)> = std::iter::once(("", Path::new(VIDBATCH)))
+        .chain(baseline.as_deref().map(|b| ("baseline ", b)))
+        .collect();
+    for _ in 0..3 {
+        for (label, bin) in &bins {
+            let sim = start(SimConfig {
+                gen_time: None,
+                time_scale: 0.01,
+                rpm: 6000,
+                concurrency: 8,
+                max_queued: 120,
+                list_urls: true,
+                ..SimConfig::default()
+            })
+            .await;
+            let o = run_binary(
+                bin,
+                &sim,
+                |dir| mixed_manifest(dir, 80, 16),
+                &["--rpm", "6000", "--poll-interval", "100ms"],
+            );
+            let stats = sim.stats();
+            let b = stats.generation_seconds / 8.0;
+            println!(
+                "mixed     {label}80 drafts then 16 finals, 8 slots: {:.1}s over a bound of {b:.1}s = {:.3}; {} done (exit {:?})",
+                o.wall,
+                o.wall / b,
+                o.done,
+                o.exit
+            );
+        }
+    }
 }
 
 /// How long the typical script is given before the benchmark stops it.
@@ -669,6 +730,9 @@ async fn main() {
     }
     if wants("chains") {
         chains().await;
+    }
+    if wants("mixed") {
+        mixed().await;
     }
     if wants("large") {
         large().await;

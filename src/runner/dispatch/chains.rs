@@ -1,5 +1,5 @@
-//! Shot chains: jobs waiting on the jobs they refer to (`job://ID`), released longest chain
-//! first with their upstream URLs, or blocked behind a failure.
+//! Shot chains: jobs waiting on the jobs they refer to (`job://ID`), released most work behind
+//! them first with their upstream URLs, or blocked behind a failure.
 
 use std::collections::HashMap;
 
@@ -9,7 +9,24 @@ use crate::state::Phase;
 
 use super::*;
 
+/// The work a job holds up: the estimated tokens along the heaviest chain of jobs that waits
+/// on it (itself included), then that chain's length. Jobs with more go first, so the longest
+/// generations start early and a batch does not end waiting on one of them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct Work {
+    tokens: u64,
+    jobs: usize,
+}
+
 impl Dispatcher {
+    /// The work held up by a job of the plan.
+    pub(super) fn work_behind(&self, id: &str) -> Work {
+        self.behind
+            .get(id)
+            .copied()
+            .unwrap_or(Work { tokens: 1, jobs: 1 })
+    }
+
     /// Reads the chains of the plan: who refers to whom, and how long a chain waits on each.
     pub(super) fn link(&mut self, plan: &[String]) {
         self.upstream.clear();
@@ -26,27 +43,29 @@ impl Dispatcher {
             }
             self.upstream.insert(id.clone(), job.upstream.clone());
         }
-        // Longest chain behind each job, downstream first (a cycle, which validation rules
-        // out, would leave its jobs at 1).
+        // The most work behind each job, downstream first (a cycle, which validation rules
+        // out, would leave its jobs at their own work).
+        let weight = self.weights(plan);
         let mut left: HashMap<&str, usize> = plan
             .iter()
             .map(|id| (id.as_str(), self.downstream.get(id).map_or(0, Vec::len)))
             .collect();
         let mut ready: Vec<&str> = left.iter().filter(|(_, n)| **n == 0).map(|(id, _)| *id).collect();
-        let mut behind: HashMap<String, usize> = HashMap::new();
+        let mut behind: HashMap<String, Work> = HashMap::new();
         while let Some(id) = ready.pop() {
-            let b = 1 + self
+            let most = self
                 .downstream
                 .get(id)
-                .map(|ds| {
-                    ds.iter()
-                        .filter_map(|d| behind.get(d))
-                        .max()
-                        .copied()
-                        .unwrap_or(0)
-                })
-                .unwrap_or(0);
-            behind.insert(id.to_string(), b);
+                .and_then(|ds| ds.iter().filter_map(|d| behind.get(d)).max().copied())
+                .unwrap_or_default();
+            let own = weight.get(id).copied().unwrap_or(1);
+            behind.insert(
+                id.to_string(),
+                Work {
+                    tokens: most.tokens.saturating_add(own),
+                    jobs: most.jobs + 1,
+                },
+            );
             for u in self.upstream.get(id).map(Vec::as_slice).unwrap_or_default() {
                 if let Some(n) = left.get_mut(u.as_str()) {
                     *n = n.saturating_sub(1);
@@ -59,14 +78,37 @@ impl Dispatcher {
         self.behind = behind;
     }
 
-    /// Puts a job that is ready into the create queue, after every job with a longer chain
+    /// Each plan job's own work: its estimated tokens (a job without an estimate counts as the
+    /// plan's mean). Under `--budget-tokens` every job counts the same, so the plan's order,
+    /// not the jobs' size, decides which jobs the budget pays for.
+    fn weights<'p>(&self, plan: &'p [String]) -> HashMap<&'p str, u64> {
+        let estimates: Vec<(&str, Option<u64>)> = plan
+            .iter()
+            .filter_map(|id| Some((id.as_str(), self.state.jobs.get(id)?.estimated_tokens)))
+            .collect();
+        if self.settings.budget_tokens.is_some() {
+            return estimates.into_iter().map(|(id, _)| (id, 1)).collect();
+        }
+        let known: Vec<u64> = estimates.iter().filter_map(|(_, t)| *t).collect();
+        let mean = if known.is_empty() {
+            1
+        } else {
+            known.iter().sum::<u64>() / known.len() as u64
+        };
+        estimates
+            .into_iter()
+            .map(|(id, t)| (id, t.unwrap_or(mean).max(1)))
+            .collect()
+    }
+
+    /// Puts a job that is ready into the create queue, after every job with as much work
     /// behind it.
     pub(super) fn enqueue(&mut self, id: String) {
-        let b = self.behind.get(&id).copied().unwrap_or(1);
+        let b = self.work_behind(&id);
         let at = self
             .pending
             .iter()
-            .position(|p| self.behind.get(p).copied().unwrap_or(1) < b)
+            .position(|p| self.work_behind(p) < b)
             .unwrap_or(self.pending.len());
         self.pending.insert(at, id);
     }

@@ -15,8 +15,10 @@
 //! Chains: a job that refers to others (`job://ID`) waits in [`Dispatcher::waiting`] until
 //! every job it refers to is done, then is created with those jobs' URLs (a read of their task,
 //! through the same tokens, when the URL this run holds is unknown or about to expire) or task
-//! ids in place of the references. Among jobs ready to go, those with the longest chain of
-//! jobs behind them go first. When a job fails, every job waiting behind it is blocked (never
+//! ids in place of the references. Among jobs ready to go, those that hold up the most work go
+//! first: the estimated tokens of the job and of the heaviest chain waiting on it (under
+//! `--budget-tokens` only the chain's length, so the plan's order decides what the budget
+//! buys). The longest generations start early, and a batch does not end waiting on one. When a job fails, every job waiting behind it is blocked (never
 //! created).
 //!
 //! Its parts: `schedule` (what each token buys, and the wake-up clock), `answers` (each report
@@ -259,8 +261,8 @@ pub(super) struct Dispatcher {
     upstream: HashMap<String, Vec<String>>,
     /// The jobs of the plan that refer to each job.
     downstream: HashMap<String, Vec<String>>,
-    /// The longest chain of jobs (itself included) that waits on each job.
-    behind: HashMap<String, usize>,
+    /// The work each job holds up (see [`chains::Work`]).
+    behind: HashMap<String, chains::Work>,
     /// Jobs to create once the jobs they refer to are done and their URLs are at hand.
     pub waiting: HashSet<String>,
     /// The latest task seen of each finished job that others refer to, and whether it came from
@@ -413,8 +415,8 @@ impl Dispatcher {
                 Phase::Done | Phase::Failed => {}
             }
         }
-        // The longest chains first; the rest in plan order.
-        pending.sort_by_key(|id| std::cmp::Reverse(self.behind.get(id).copied().unwrap_or(1)));
+        // The most work held up first; the rest in plan order.
+        pending.sort_by_key(|id| std::cmp::Reverse(self.work_behind(id)));
         for id in pending {
             if self.upstream.contains_key(&id) {
                 self.waiting.insert(id.clone());

@@ -103,9 +103,16 @@ async fn each_token_goes_to_a_cancel_then_a_create_then_a_sweep_then_url_reads_t
 
 /// A dispatcher over jobs `(id, first_frame)` with the given references.
 fn chained(dir: &std::path::Path, jobs: &[(&str, Option<&str>)]) -> Dispatcher {
+    let jobs: Vec<_> = jobs.iter().map(|&(id, frame)| (id, frame, Some(100))).collect();
+    planned(RunSettings::new(dir), &jobs)
+}
+
+/// A dispatcher loaded with a plan of `(id, first frame, estimated tokens)`.
+fn planned(settings: RunSettings, jobs: &[(&str, Option<&str>, Option<u64>)]) -> Dispatcher {
+    let dir = settings.out_dir.clone();
     let mut state = RunState::default();
-    let plan: Vec<String> = jobs.iter().map(|(id, _)| id.to_string()).collect();
-    for (id, frame) in jobs {
+    let plan: Vec<String> = jobs.iter().map(|(id, ..)| id.to_string()).collect();
+    for &(id, frame, estimated_tokens) in jobs {
         let mut request = CreateRequest {
             model: "seedance-1.5-pro".into(),
             prompt: format!("shot {id}"),
@@ -123,14 +130,14 @@ fn chained(dir: &std::path::Path, jobs: &[(&str, Option<&str>)]) -> Dispatcher {
             fingerprint: format!("fp-{id}"),
             request: Box::new(request),
             source: "test".into(),
-            estimated_tokens: Some(100),
+            estimated_tokens,
         });
     }
     let client = Client::new(&ClientConfig::new("http://127.0.0.1:9/v1", ApiKey::new("k"))).unwrap();
     let mut d = Dispatcher::new(Setup {
         client,
         http: reqwest::Client::new(),
-        settings: RunSettings::new(dir),
+        settings,
         journal: Journal::open(&dir.join("state.jsonl")).unwrap(),
         state,
         observers: Vec::new(),
@@ -316,4 +323,25 @@ async fn a_task_the_lists_cannot_cover_is_read_on_its_own() {
     tokio::time::advance(Duration::from_millis(10)).await;
     d.tick(Instant::now());
     assert!(matches!(d.reads.front(), Some((t, ReadFor::Status)) if t == "ta"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_jobs_that_hold_up_the_most_work_are_created_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let jobs = [
+        ("small", None, Some(100)),
+        ("unknown", None, None),
+        ("large", None, Some(900)),
+        ("root", None, Some(100)),
+        ("next", Some("job://root"), Some(100)),
+        ("medium", None, Some(400)),
+    ];
+    let d = planned(RunSettings::new(dir.path()), &jobs);
+    // root holds up 200 tokens with its shot; a job without an estimate counts the mean (320).
+    assert_eq!(d.pending, ["large", "medium", "unknown", "root", "small"]);
+    // Under a budget the plan's order decides what it pays for: only chains go first.
+    let mut budgeted = RunSettings::new(dir.path());
+    budgeted.budget_tokens = Some(10_000);
+    let d = planned(budgeted, &jobs);
+    assert_eq!(d.pending, ["root", "small", "unknown", "large", "medium"]);
 }
