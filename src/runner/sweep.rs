@@ -85,7 +85,7 @@ pub(super) fn account_load(page: &TaskList) -> (usize, usize) {
 /// Share of the spare request budget the sweeps may take.
 const SWEEP_SHARE: f64 = 0.5;
 /// The longest interval between sweeps, as a multiple of `--poll-interval`.
-const MAX_FACTOR: u32 = 5;
+const MAX_FACTOR: u32 = 10;
 
 /// The interval between sweeps: half of the request rate left over by creates and reads,
 /// never below `poll` and never above [`MAX_FACTOR`] times it.
