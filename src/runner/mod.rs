@@ -296,10 +296,11 @@ fn check_names(jobs: &[JobSpec], state: &RunState, out: &Path) -> Result<(), Run
         }
     }
     for j in jobs {
-        let never_sent = state
-            .jobs
-            .get(&j.id)
-            .is_none_or(|known| known.phase == Phase::Pending && known.task_ids.is_empty());
+        // A job sent before and put back (its task gone with an embedded simulator) may find
+        // its own earlier file, and replaces it as a resume does.
+        let never_sent = state.jobs.get(&j.id).is_none_or(|known| {
+            known.phase == Phase::Pending && known.attempts == 0 && known.task_ids.is_empty()
+        });
         let video = outdir::video_file(&j.name);
         if never_sent && out.join(&video).symlink_metadata().is_ok() {
             return Err(RunError::Plan(format!(
