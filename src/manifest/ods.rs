@@ -11,7 +11,7 @@ use std::io::Read;
 use quick_xml::XmlVersion;
 use quick_xml::events::{BytesStart, Event};
 
-use super::grid::{Cell, Merge, Workbook};
+use super::grid::{Cell, MAX_PART_BYTES, Merge, Workbook, part_too_large};
 
 /// The most rows and columns read from one sheet (the ODS limits of LibreOffice).
 const MAX_ROWS: u32 = 1_048_576;
@@ -40,10 +40,15 @@ pub fn read_ods(path: &std::path::Path, sheet: Option<&str>) -> Result<Workbook,
     let file = std::fs::File::open(path).map_err(|e| format!("cannot read: {e}"))?;
     let mut zip = zip::ZipArchive::new(file).map_err(|e| format!("not an ODS file ({e})"))?;
     let mut xml = String::new();
+    // Bounded whatever the zip says of the part's size.
     zip.by_name("content.xml")
         .map_err(|e| format!("not an ODS file (content.xml: {e})"))?
+        .take(MAX_PART_BYTES + 1)
         .read_to_string(&mut xml)
         .map_err(|e| format!("cannot read content.xml: {e}"))?;
+    if xml.len() as u64 > MAX_PART_BYTES {
+        return Err(part_too_large("content.xml", MAX_PART_BYTES));
+    }
     parse_content(&xml, sheet)
 }
 

@@ -24,11 +24,11 @@ pub fn read_sheet(
         .and_then(|e| e.to_str())
         .map(str::to_ascii_lowercase)
         .unwrap_or_default();
-    let read = match ext.as_str() {
+    let read = grid::check_part_sizes(path, grid::MAX_PART_BYTES).and_then(|()| match ext.as_str() {
         "ods" => ods::read_ods(path, sheet),
         "xlsx" | "xlsm" => read_xlsx(path, sheet),
         _ => read_other(path, sheet),
-    };
+    });
     let wb = match read {
         Ok(wb) => wb,
         Err(e) => {
