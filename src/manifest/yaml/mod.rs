@@ -310,6 +310,39 @@ impl KeySet {
     }
 }
 
+/// A key written twice in one mapping is an error at the second, naming the first: YAML does not
+/// allow it, and reading either one would drop what the other says without a word (a second
+/// `jobs:` would drop every job of the first). `<<` merge keys may repeat.
+fn check_unique_keys(entries: &[(Node, Node)]) -> Result<(), Box<Diagnostic>> {
+    let mut first: HashMap<(u8, String), &SourceLocation> = HashMap::new();
+    for (k, _) in entries {
+        if matches!(&k.value, Value::Str(s) if s == "<<") {
+            continue;
+        }
+        let Some(key) = KeySet::scalar(&k.value) else {
+            continue;
+        };
+        let text = key.1.clone();
+        if let Some(earlier) = first.insert(key, &k.loc) {
+            return Err(Box::new(
+                Diagnostic::error(
+                    k.loc.clone(),
+                    format!(
+                        "the key `{}` is given twice in one mapping (first at {earlier})",
+                        excerpt(&text, 60)
+                    ),
+                )
+                .with_help(if text == "jobs" {
+                    "move the jobs of the second `jobs:` list into the first"
+                } else {
+                    "keep one of them, with what the two say"
+                }),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Applies `<<` merge keys: entries of the merged mappings are added where the mapping does not
 /// set the key itself (the first of several merged mappings wins).
 fn apply_merges(entries: Vec<(Node, Node)>) -> Result<Vec<(Node, Node)>, Box<Diagnostic>> {
@@ -418,7 +451,7 @@ impl MarkedEventReceiver for Builder {
             }
             Event::MappingEnd => {
                 if let Some(Frame::Map(entries, _, loc, anchor)) = self.stack.pop() {
-                    match apply_merges(entries) {
+                    match check_unique_keys(&entries).and_then(|()| apply_merges(entries)) {
                         Ok(entries) => self.finish_node(
                             Node {
                                 value: Value::Map(entries),

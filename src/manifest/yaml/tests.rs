@@ -57,6 +57,26 @@ fn merge_of_a_list_first_wins() {
 }
 
 #[test]
+fn a_key_given_twice_is_an_error_naming_both_places() {
+    let e = parse(
+        &Arc::from("t.yaml"),
+        "version: 1\njobs:\n  - prompt: a\njobs:\n  - prompt: b\n",
+    )
+    .expect_err("two `jobs:`");
+    let said = e.to_string();
+    assert!(
+        said.starts_with("t.yaml:4:1:") && said.contains("`jobs`") && said.contains("first at t.yaml:2:1"),
+        "{said}"
+    );
+    let e = parse(&Arc::from("t.yaml"), "- {prompt: a, seed: 1, prompt: b}\n").expect_err("two prompts");
+    assert!(e.to_string().contains("`prompt` is given twice"), "{e}");
+    // Repeated merge keys, and a key a merge also brings, are not duplicates.
+    let n = p("a: &a {x: 1}\nb: &b {y: 2}\nc:\n  <<: *a\n  <<: *b\n  x: 3\n");
+    assert_eq!(get(get(&n, "c"), "x").value, Value::Int(3));
+    assert_eq!(get(get(&n, "c"), "y").value, Value::Int(2));
+}
+
+#[test]
 fn alias_bomb_is_refused() {
     let mut s = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
     for i in 1..10 {
