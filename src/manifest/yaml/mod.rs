@@ -640,7 +640,8 @@ fn quote_fix(line: &str) -> Option<String> {
     Some(format!("{indent}{dash}{key}: \"{escaped}\"").trim().to_string())
 }
 
-/// Parses the first document of a YAML text into a located tree. An empty document is `Null`.
+/// Parses the one document of a YAML text into a located tree (a second one with content is an
+/// error). An empty document is `Null`.
 pub fn parse(file: &Arc<str>, text: &str) -> Result<Node, Box<Diagnostic>> {
     let mut b = Builder {
         file: file.clone(),
@@ -658,9 +659,23 @@ pub fn parse(file: &Arc<str>, text: &str) -> Result<Node, Box<Diagnostic>> {
     loop {
         match parser.next_token() {
             Ok((Event::StreamEnd, _)) => break,
+            // After the first document: only empty ones may follow (a trailing `---`).
+            Ok((Event::Scalar(t, ..), _)) if b.done && t.is_empty() => {}
+            Ok((
+                Event::Scalar(..) | Event::SequenceStart(..) | Event::MappingStart(..) | Event::Alias(_),
+                mark,
+            )) if b.done => {
+                return Err(Box::new(
+                    Diagnostic::error(
+                        b.loc(&mark),
+                        "a second YAML document (after a `---` line) starts here; vidbatch reads one document per manifest and would ignore this one",
+                    )
+                    .with_help("put everything in the first document (remove the `---` line), or give the second its own file and pass both files"),
+                ));
+            }
             Ok((ev, mark)) => {
                 b.on_event(ev, mark);
-                if b.error.is_some() || b.done {
+                if b.error.is_some() {
                     break;
                 }
             }

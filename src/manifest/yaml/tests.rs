@@ -77,6 +77,23 @@ fn a_key_given_twice_is_an_error_naming_both_places() {
 }
 
 #[test]
+fn a_second_document_is_an_error_and_an_empty_one_is_not() {
+    let e = parse(
+        &Arc::from("t.yaml"),
+        "version: 1\njobs: []\n---\njobs:\n  - prompt: b\n",
+    )
+    .expect_err("a second document");
+    let said = e.to_string();
+    assert!(
+        said.starts_with("t.yaml:4:") && said.contains("second YAML document"),
+        "{said}"
+    );
+    for fine in ["a: 1\n---\n", "a: 1\n...\n", "---\na: 1\n---\n...\n"] {
+        assert_eq!(get(&p(fine), "a").value, Value::Int(1), "{fine:?}");
+    }
+}
+
+#[test]
 fn alias_bomb_is_refused() {
     let mut s = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
     for i in 1..10 {
