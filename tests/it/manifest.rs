@@ -770,3 +770,17 @@ fn a_yaml_manifest_in_utf16_is_read_and_one_in_latin1_names_the_byte_and_the_fix
         "{e}"
     );
 }
+
+#[test]
+fn a_zero_padded_number_keeps_its_zeros_in_ids_and_still_counts_in_number_fields() {
+    let d = tempfile::tempdir().expect("tmp");
+    let plan = plan_of(
+        d.path(),
+        "shots.yaml",
+        "version: 1\ndefaults: {model: seedance-2.0, duration: 05}\njobs:\n  - {id: 007, prompt: a}\n  \
+         - id: \"s{shot}\"\n    prompt: \"shot {shot}\"\n    matrix: {shot: [001, 002]}\n",
+    );
+    assert_eq!(ids(&plan), ["007", "s001", "s002"]);
+    assert_eq!(plan.jobs[1].request.prompt, "shot 001");
+    assert!(plan.jobs.iter().all(|j| j.request.duration == Some(5)));
+}

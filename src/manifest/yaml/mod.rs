@@ -113,12 +113,21 @@ pub fn excerpt(s: &str, max: usize) -> String {
     out
 }
 
-/// Resolves a plain scalar by the YAML 1.2 core schema.
+/// Whether a plain scalar is a whole number written with leading zeros (`007`, `-01`): text
+/// such as a shot number, whose zeros an id, a name or a prompt keeps.
+fn zero_padded(s: &str) -> bool {
+    let digits = s.strip_prefix(['-', '+']).unwrap_or(s);
+    digits.len() > 1 && digits.starts_with('0') && digits.bytes().all(|c| c.is_ascii_digit())
+}
+
+/// Resolves a plain scalar by the YAML 1.2 core schema, except that a zero-padded whole number
+/// stays text (a number field still reads it as its number).
 fn resolve_plain(s: String) -> Value {
     match s.as_str() {
         "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
         "true" | "True" | "TRUE" => return Value::Bool(true),
         "false" | "False" | "FALSE" => return Value::Bool(false),
+        _ if zero_padded(&s) => return Value::Str(s),
         _ => {}
     }
     let b = s.as_bytes();

@@ -37,6 +37,16 @@ fn core_schema_scalars() {
 }
 
 #[test]
+fn zero_padded_numbers_keep_their_zeros() {
+    let n = p("a: 007\nb: -01\nc: 0\nd: 0.5\ne: 10\n");
+    assert_eq!(get(&n, "a").value, Value::Str("007".into()));
+    assert_eq!(get(&n, "b").value, Value::Str("-01".into()));
+    assert_eq!(get(&n, "c").value, Value::Int(0));
+    assert_eq!(get(&n, "d").value, Value::Float(0.5));
+    assert_eq!(get(&n, "e").value, Value::Int(10));
+}
+
+#[test]
 fn anchors_aliases_and_merge_keys() {
     let n = p("base: &b {x: 1, y: 2}\nother:\n  <<: *b\n  y: 3\nlist: [*b, *b]\n");
     let o = get(&n, "other");
