@@ -248,10 +248,18 @@ impl Runner {
     }
 }
 
+/// Creates `path` and its parents; a file where a folder of the out dir belongs is named as such
+/// (the system's own words for it are `File exists`).
 fn create_dir(path: &Path) -> Result<(), RunError> {
     std::fs::create_dir_all(path).map_err(|source| RunError::Io {
         path: path.to_path_buf(),
-        source,
+        source: match path.symlink_metadata() {
+            Ok(m) if !m.is_dir() => std::io::Error::new(
+                source.kind(),
+                "a file is where this folder belongs; move the file away, or give another --out",
+            ),
+            _ => source,
+        },
     })
 }
 
