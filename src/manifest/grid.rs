@@ -8,6 +8,29 @@ use std::path::Path;
 /// hold in memory.
 pub const MAX_PART_BYTES: u64 = 512 * 1024 * 1024;
 
+/// The most cells (rows × columns, from the first cell to the last) a sheet may span: ten times
+/// a sheet of 100,000 rows of ten columns. Readers hold a sheet's span whole, and one stray value
+/// in the last cell of a sheet (XFD1048576) spans 17 billion.
+pub const MAX_SPAN_CELLS: u64 = 10_000_000;
+
+/// Whether cells from (`first_row`, `first_col`) to (`last_row`, `last_col`), 0-based and
+/// inclusive, span more than [`MAX_SPAN_CELLS`].
+pub fn span_too_large(first: (u32, u32), last: (u32, u32)) -> bool {
+    let rows = u64::from(last.0.saturating_sub(first.0)) + 1;
+    let cols = u64::from(last.1.saturating_sub(first.1)) + 1;
+    rows * cols > MAX_SPAN_CELLS
+}
+
+/// The message for a sheet whose cells reach `last` (0-based) and span too much.
+pub fn span_message(last: (u32, u32)) -> String {
+    format!(
+        "the sheet's cells reach {}, more than {MAX_SPAN_CELLS} cells from its first: a value or \
+         a format far from the others (or a row repeated a million times) makes the sheet that \
+         large; delete the rows and columns past the data, or export the used range as CSV",
+        cell_name(last.0, last.1)
+    )
+}
+
 /// The message for a workbook part `name` that unpacks to more than `limit` bytes.
 pub fn part_too_large(name: &str, limit: u64) -> String {
     format!(
@@ -234,6 +257,14 @@ pub fn cell_name(row: u32, col: u32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_span_past_the_limit_is_too_large_and_names_its_last_cell() {
+        assert!(!span_too_large((0, 0), (99_999, 9)));
+        assert!(span_too_large((0, 0), (1_048_575, 16_383)));
+        assert!(!span_too_large((1_048_575, 16_383), (1_048_575, 16_383)));
+        assert!(span_message((1_048_575, 16_383)).contains("XFD1048576"));
+    }
 
     #[test]
     fn a_workbook_part_that_unpacks_past_the_limit_is_refused_before_it_is_read() {
