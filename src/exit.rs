@@ -74,9 +74,19 @@ impl From<anyhow::Error> for CommandError {
     }
 }
 
+/// The error and its causes, `: ` between them; a cause whose text the message already holds
+/// (an error that names its own source, `state file X: Is a directory`) is said once.
 impl std::fmt::Display for CommandError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:#}", self.0)
+        let mut said = self.0.to_string();
+        for cause in self.0.chain().skip(1) {
+            let text = cause.to_string();
+            if !said.contains(&text) {
+                said.push_str(": ");
+                said.push_str(&text);
+            }
+        }
+        f.write_str(&said)
     }
 }
 
@@ -134,6 +144,19 @@ mod tests {
         let e = anyhow::Error::new(std::io::Error::from(std::io::ErrorKind::BrokenPipe))
             .context("writing the status");
         assert_eq!(code_of(&e), Ending::Quiet);
+    }
+
+    #[test]
+    fn a_cause_the_message_already_names_is_said_once() {
+        let source = std::io::Error::from(std::io::ErrorKind::IsADirectory);
+        let cause = source.to_string();
+        let io = crate::journal::JournalError::Io {
+            path: "out/state.jsonl".into(),
+            source,
+        };
+        let said = CommandError(anyhow::Error::new(io).context("status")).to_string();
+        assert_eq!(said.matches(&cause).count(), 1, "{said}");
+        assert!(said.starts_with("status: state file out/state.jsonl: "), "{said}");
     }
 
     #[test]

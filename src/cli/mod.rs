@@ -189,7 +189,7 @@ pub struct ApiArgs {
         env = "VIDBATCH_REQUEST_TIMEOUT",
         default_value = "60s",
         value_name = "DUR",
-        value_parser = manifest::run::parse_duration_arg,
+        value_parser = manifest::run::parse_positive_duration_arg,
         help_heading = POLLING
     )]
     pub request_timeout: Duration,
@@ -227,17 +227,22 @@ pub struct RunArgs {
     #[command(flatten, next_help_heading = MANIFEST)]
     pub manifest: ManifestArgs,
     /// API requests per minute (token bucket rate) [default: 60] [with --sim: 600]
-    #[arg(long, env = "VIDBATCH_RPM", help_heading = RATE)]
+    #[arg(long, env = "VIDBATCH_RPM", value_parser = clap::value_parser!(u32).range(1..), help_heading = RATE)]
     pub rpm: Option<u32>,
     /// Requests allowed at once above the steady rate [default: 5]
-    #[arg(long, env = "VIDBATCH_BURST", help_heading = RATE)]
+    #[arg(long, env = "VIDBATCH_BURST", value_parser = clap::value_parser!(u32).range(1..), help_heading = RATE)]
     pub burst: Option<u32>,
     /// Tasks queued or processing on the server at once: `auto` learns the account's
     /// processing slots and keeps a small queue ahead of them; a number is a hard cap [default: auto]
     #[arg(long, env = "VIDBATCH_CONCURRENCY", value_name = "auto|N", help_heading = RATE)]
     pub concurrency: Option<Concurrency>,
     /// Downloads at once [default: 4]
-    #[arg(long, env = "VIDBATCH_DOWNLOAD_CONCURRENCY", help_heading = RATE)]
+    #[arg(
+        long,
+        env = "VIDBATCH_DOWNLOAD_CONCURRENCY",
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..),
+        help_heading = RATE
+    )]
     pub download_concurrency: Option<usize>,
     /// Shortest interval between sweeps of the task list (the interval follows the spare request
     /// budget), e.g. 3s [default: 3s] [with --sim: 200ms]
@@ -245,7 +250,7 @@ pub struct RunArgs {
         long,
         env = "VIDBATCH_POLL_INTERVAL",
         value_name = "DUR",
-        value_parser = manifest::run::parse_duration_arg,
+        value_parser = manifest::run::parse_positive_duration_arg,
         help_heading = POLLING
     )]
     pub poll_interval: Option<Duration>,
@@ -254,14 +259,14 @@ pub struct RunArgs {
     pub max_retries: Option<u32>,
     /// First delay of the retry backoff (the longest is 120 times it) [default: 500ms]; not in
     /// --help: for tests that fault every request and should not wait like a real run.
-    #[arg(long, env = "VIDBATCH_RETRY_BASE_DELAY", hide = true, value_parser = manifest::run::parse_duration_arg)]
+    #[arg(long, env = "VIDBATCH_RETRY_BASE_DELAY", hide = true, value_parser = manifest::run::parse_positive_duration_arg)]
     pub retry_base_delay: Option<Duration>,
     /// Longest a job may take from submit to finish before it is cancelled, e.g. 1h [default: 1h]
     #[arg(
         long,
         env = "VIDBATCH_JOB_TIMEOUT",
         value_name = "DUR",
-        value_parser = manifest::run::parse_duration_arg,
+        value_parser = manifest::run::parse_positive_duration_arg,
         help_heading = POLLING
     )]
     pub job_timeout: Option<Duration>,

@@ -40,7 +40,12 @@ pub enum JournalError {
         source: io::Error,
     },
     /// A line other than the last is not an event.
-    #[error("state file {path}, line {line}: not a vidbatch event ({reason}); the file is damaged")]
+    #[error(
+        "state file {path}, line {line}: not a vidbatch event ({reason}); the file is damaged. \
+         Nothing was changed: mend line {line} (one JSON object per line; copy the file first), \
+         or start over with `vidbatch run --fresh`, which keeps this state file and its videos \
+         in the out dir's earlier/ folder"
+    )]
     Corrupt {
         /// The file.
         path: PathBuf,

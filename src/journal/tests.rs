@@ -103,7 +103,10 @@ async fn a_bad_line_before_good_ones_is_kept_and_reported() {
     std::fs::write(&path, &text).unwrap();
     drop(Journal::open(&path).unwrap());
     assert_eq!(std::fs::read(&path).unwrap(), text);
-    assert!(matches!(load(&path), Err(JournalError::Corrupt { line: 2, .. })));
+    let damaged = load(&path).unwrap_err();
+    assert!(matches!(damaged, JournalError::Corrupt { line: 2, .. }));
+    let said = damaged.to_string();
+    assert!(said.contains("mend line 2") && said.contains("--fresh"), "{said}");
 }
 
 #[test]

@@ -10,7 +10,9 @@ use crate::api::Ratio;
 /// it was typed as (`16:9`), if it is one.
 pub fn time_as_ratio(s: &str) -> Option<String> {
     let t = s.trim();
-    let (t, pm) = match t.len().checked_sub(2).map(|i| t.split_at(i)) {
+    // Split off the last two bytes only at a character boundary: in `16∶9` (a ratio sign of
+    // three bytes) they fall inside the sign.
+    let (t, pm) = match t.len().checked_sub(2).and_then(|i| t.split_at_checked(i)) {
         Some((a, b)) if b.eq_ignore_ascii_case("PM") => (a.trim_end(), Some(true)),
         Some((a, b)) if b.eq_ignore_ascii_case("AM") => (a.trim_end(), Some(false)),
         _ => (t, None),
@@ -109,5 +111,14 @@ mod tests {
             time_as_ratio(&day_fraction_as_time("0.16875").unwrap_or_default()).as_deref(),
             Some("4:3")
         );
+    }
+
+    #[test]
+    fn a_cell_ending_in_a_wide_character_is_no_time_and_no_panic() {
+        // The ratio sign (U+2236) and the ellipsis an app puts for `...` take three bytes.
+        for cell in ["16\u{2236}9", "16:9\u{2026}", "\u{20ac}", "9:\u{f631}"] {
+            assert_eq!(time_as_ratio(cell), None, "{cell}");
+        }
+        assert_eq!(time_as_ratio("4:03 PM").as_deref(), Some("16:3"));
     }
 }

@@ -1,6 +1,66 @@
 //! A sheet read from a workbook, cell by cell as the app shows it: the main structure here is
 //! [`Grid`] (with [`Workbook`], the sheet names around it).
 
+use std::path::Path;
+
+/// The most bytes one part of a workbook (a sheet's XML) may unpack to: far more than a sheet
+/// of a million rows takes, far less than what a zip bomb of a few megabytes would have vidbatch
+/// hold in memory.
+pub const MAX_PART_BYTES: u64 = 512 * 1024 * 1024;
+
+/// The most cells (rows × columns, from the first cell to the last) a sheet may span: ten times
+/// a sheet of 100,000 rows of ten columns. Readers hold a sheet's span whole, and one stray value
+/// in the last cell of a sheet (XFD1048576) spans 17 billion.
+pub const MAX_SPAN_CELLS: u64 = 10_000_000;
+
+/// Whether cells from (`first_row`, `first_col`) to (`last_row`, `last_col`), 0-based and
+/// inclusive, span more than [`MAX_SPAN_CELLS`].
+pub fn span_too_large(first: (u32, u32), last: (u32, u32)) -> bool {
+    let rows = u64::from(last.0.saturating_sub(first.0)) + 1;
+    let cols = u64::from(last.1.saturating_sub(first.1)) + 1;
+    rows * cols > MAX_SPAN_CELLS
+}
+
+/// The message for a sheet whose cells reach `last` (0-based) and span too much.
+pub fn span_message(last: (u32, u32)) -> String {
+    format!(
+        "the sheet's cells reach {}, more than {MAX_SPAN_CELLS} cells from its first: a value or \
+         a format far from the others (or a row repeated a million times) makes the sheet that \
+         large; delete the rows and columns past the data, or export the used range as CSV",
+        cell_name(last.0, last.1)
+    )
+}
+
+/// The message for a workbook part `name` that unpacks to more than `limit` bytes.
+pub fn part_too_large(name: &str, limit: u64) -> String {
+    format!(
+        "the workbook's part `{name}` unpacks to more than {} MB, the most vidbatch reads: the \
+         file is damaged or not a plain spreadsheet; save it again from the spreadsheet app, or \
+         export the sheet as CSV",
+        limit / (1024 * 1024)
+    )
+}
+
+/// `Err` (a message) when a part of the zip-packed workbook at `path` says it unpacks to more
+/// than `limit` bytes, before anything is unpacked; a file that is not a zip is left to its
+/// reader to refuse.
+pub fn check_part_sizes(path: &Path, limit: u64) -> Result<(), String> {
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot read: {e}"))?;
+    let Ok(mut zip) = zip::ZipArchive::new(file) else {
+        return Ok(());
+    };
+    for i in 0..zip.len() {
+        let Ok(part) = zip.by_index_raw(i) else {
+            continue;
+        };
+        if part.size() > limit {
+            let name = part.name().map(|n| n.into_owned()).unwrap_or_default();
+            return Err(part_too_large(&name, limit));
+        }
+    }
+    Ok(())
+}
+
 /// One cell of a workbook, as shown, with what is known of its value.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Cell {
@@ -197,6 +257,36 @@ pub fn cell_name(row: u32, col: u32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_span_past_the_limit_is_too_large_and_names_its_last_cell() {
+        assert!(!span_too_large((0, 0), (99_999, 9)));
+        assert!(span_too_large((0, 0), (1_048_575, 16_383)));
+        assert!(!span_too_large((1_048_575, 16_383), (1_048_575, 16_383)));
+        assert!(span_message((1_048_575, 16_383)).contains("XFD1048576"));
+    }
+
+    #[test]
+    fn a_workbook_part_that_unpacks_past_the_limit_is_refused_before_it_is_read() {
+        let fixture = |p: &str| Path::new(env!("CARGO_MANIFEST_DIR")).join(p);
+        let ods = fixture("tests/fixtures/prompts.ods");
+        let xlsx = fixture("examples/prompts.xlsx");
+        for book in [&ods, &xlsx] {
+            assert_eq!(
+                check_part_sizes(book, MAX_PART_BYTES),
+                Ok(()),
+                "{}",
+                book.display()
+            );
+            let said = check_part_sizes(book, 100).expect_err("a part over 100 bytes");
+            assert!(
+                said.contains("unpacks to more than") && said.contains("export the sheet as CSV"),
+                "{said}"
+            );
+        }
+        // Not a zip: its own reader says what it is.
+        assert_eq!(check_part_sizes(&fixture("tests/fixtures/bad.csv"), 1), Ok(()));
+    }
 
     #[test]
     fn cell_names_and_error_spellings() {

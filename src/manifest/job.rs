@@ -131,7 +131,26 @@ fn choice<T: std::str::FromStr<Err = String>>(
     }
 }
 
+/// Whether a text is a number in scientific notation (`1.23457E+09`): how a spreadsheet shows,
+/// and exports, a long number in a narrow or General column, rounded to six digits.
+fn scientific_notation(text: &str) -> bool {
+    let t = text.trim();
+    t.contains(['e', 'E']) && t.parse::<f64>().is_ok_and(f64::is_finite)
+}
+
 fn int(n: &Node, field: &str, diags: &mut Vec<Diagnostic>) -> Option<i64> {
+    if let Value::Str(s) = &n.value
+        && scientific_notation(s)
+    {
+        diags.push(
+            type_error(n, field, "a whole number written out in digits").with_help(
+                "a number in scientific notation is how a spreadsheet shows a long number in a \
+                 narrow column, and it keeps only six digits (1234567890 becomes 1.23457E+09): \
+                 format the column as Number with 0 decimals (or as Text) and export again",
+            ),
+        );
+        return None;
+    }
     let v = match &n.value {
         Value::Int(i) => Some(*i),
         Value::Float(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Some(*f as i64),
@@ -531,6 +550,27 @@ mod tests {
         assert_eq!(b.request.prompt, "a cat");
         assert_eq!(b.request.duration, Some(5));
         assert_eq!(b.request.generate_audio, Some(true));
+    }
+
+    #[test]
+    fn a_cell_in_scientific_notation_is_refused_not_read_rounded() {
+        let (m, p, seed) = (
+            node(Value::Str("seedance-2.0".into())),
+            node(Value::Str("a cat".into())),
+            node(Value::Str("1.23457E+09".into())),
+        );
+        let fields = [("model", &m), ("prompt", &p), ("seed", &seed)];
+        let mut diags = Vec::new();
+        let b = build(&fields, &Vars::default(), &m.loc, &mut diags);
+        assert!(!b.ok);
+        let said: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
+        assert_eq!(said.len(), 1, "{said:?}");
+        assert!(
+            said[0].contains("seed") && said[0].contains("`1.23457E+09`"),
+            "{said:?}"
+        );
+        assert!(said[0].contains("0 decimals"), "{said:?}");
+        assert_eq!(b.request.seed, None);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::io::Read;
 use quick_xml::XmlVersion;
 use quick_xml::events::{BytesStart, Event};
 
-use super::grid::{Cell, Merge, Workbook};
+use super::grid::{Cell, MAX_PART_BYTES, MAX_SPAN_CELLS, Merge, Workbook, part_too_large, span_message};
 
 /// The most rows and columns read from one sheet (the ODS limits of LibreOffice).
 const MAX_ROWS: u32 = 1_048_576;
@@ -40,10 +40,15 @@ pub fn read_ods(path: &std::path::Path, sheet: Option<&str>) -> Result<Workbook,
     let file = std::fs::File::open(path).map_err(|e| format!("cannot read: {e}"))?;
     let mut zip = zip::ZipArchive::new(file).map_err(|e| format!("not an ODS file ({e})"))?;
     let mut xml = String::new();
+    // Bounded whatever the zip says of the part's size.
     zip.by_name("content.xml")
         .map_err(|e| format!("not an ODS file (content.xml: {e})"))?
+        .take(MAX_PART_BYTES + 1)
         .read_to_string(&mut xml)
         .map_err(|e| format!("cannot read content.xml: {e}"))?;
+    if xml.len() as u64 > MAX_PART_BYTES {
+        return Err(part_too_large("content.xml", MAX_PART_BYTES));
+    }
     parse_content(&xml, sheet)
 }
 
@@ -84,8 +89,37 @@ struct Row {
     repeat: u32,
 }
 
+/// The bytes of sheet cells the reader may still make, repeats and all (the cells'
+/// [`MAX_SPAN_CELLS`] at 100 bytes each): a few bytes of `number-rows-repeated` or
+/// `number-columns-repeated` on a filled cell would otherwise make billions of copies of it.
+struct Budget(u64);
+
+impl Budget {
+    fn new() -> Budget {
+        Budget(MAX_SPAN_CELLS * 100)
+    }
+
+    /// Takes `copies` of `cell` (whose last copy lands at `last`), or says the sheet is too large.
+    fn take(&mut self, cell: &Cell, copies: u64, last: (u32, u32)) -> Result<(), String> {
+        let each = (std::mem::size_of::<Cell>() + cell.text.len()) as u64;
+        match self.0.checked_sub(each.saturating_mul(copies)) {
+            Some(left) => {
+                self.0 = left;
+                Ok(())
+            }
+            None => Err(span_message(last)),
+        }
+    }
+}
+
 impl Row {
-    fn finish_cell(&mut self, mut p: Pending, row: u32, merges: &mut Vec<(u32, u32, u32, u32)>) {
+    fn finish_cell(
+        &mut self,
+        mut p: Pending,
+        row: u32,
+        merges: &mut Vec<(u32, u32, u32, u32)>,
+        budget: &mut Budget,
+    ) -> Result<(), String> {
         // a date shown without its time of day (Excel writes `2016-10-20T00:00:00` behind
         // `10/20/2016`) reads as the day, as from an XLSX
         if let Some(d) = p.cell.date.as_mut()
@@ -100,6 +134,9 @@ impl Row {
         if p.cell.is_blank() {
             self.col = self.col.saturating_add(p.repeat);
         } else {
+            let copies = p.repeat.min(MAX_COLS.saturating_sub(self.col));
+            let last_col = self.col.saturating_add(copies).saturating_sub(1);
+            budget.take(&p.cell, u64::from(copies), (row, last_col))?;
             for _ in 0..p.repeat {
                 if self.col >= MAX_COLS {
                     break;
@@ -108,6 +145,7 @@ impl Row {
                 self.col += 1;
             }
         }
+        Ok(())
     }
 }
 
@@ -124,6 +162,7 @@ pub fn parse_content(xml: &str, sheet: Option<&str>) -> Result<Workbook, String>
     let mut cur = Row::default();
     let mut cell: Option<Pending> = None;
     let mut merges: Vec<(u32, u32, u32, u32)> = Vec::new();
+    let mut budget = Budget::new();
     // depth inside a cell's comment (`office:annotation`), whose text is not the cell's
     let mut note = 0u32;
     loop {
@@ -160,6 +199,11 @@ pub fn parse_content(xml: &str, sheet: Option<&str>) -> Result<Workbook, String>
                 let mut n = cur.repeat;
                 if !cur.cells.is_empty() {
                     n = n.min(MAX_ROWS.saturating_sub(row));
+                    // The row was taken once as its cells were read; its repeats are taken here.
+                    let last = (row.saturating_add(n).saturating_sub(1), cur.col.saturating_sub(1));
+                    for (_, v) in &cur.cells {
+                        budget.take(v, u64::from(n.saturating_sub(1)), last)?;
+                    }
                     for k in 0..n {
                         for (c, v) in &cur.cells {
                             wb.grid.set(row + k, *c, v.clone());
@@ -169,13 +213,15 @@ pub fn parse_content(xml: &str, sheet: Option<&str>) -> Result<Workbook, String>
                 row = row.saturating_add(n).min(MAX_ROWS);
             }
             Event::Start(e) if reading && is_cell(&e) => cell = Some(start_cell(&e)),
-            Event::Empty(e) if reading && is_cell(&e) => cur.finish_cell(start_cell(&e), row, &mut merges),
+            Event::Empty(e) if reading && is_cell(&e) => {
+                cur.finish_cell(start_cell(&e), row, &mut merges, &mut budget)?;
+            }
             Event::End(e)
                 if reading
                     && matches!(e.name().as_ref(), "table:table-cell" | "table:covered-table-cell") =>
             {
                 if let Some(p) = cell.take() {
-                    cur.finish_cell(p, row, &mut merges);
+                    cur.finish_cell(p, row, &mut merges, &mut budget)?;
                 }
             }
             Event::Start(e) if e.name().as_ref() == "text:p" => {
@@ -279,6 +325,31 @@ mod tests {
         let c = wb.grid.get(0, 3).expect("cell");
         assert_eq!((c.text.as_str(), c.raw.as_deref()), ("007", Some("7")));
         assert_eq!(wb.grid.rows(), 1);
+    }
+
+    #[test]
+    fn repeats_that_would_copy_a_filled_cell_billions_of_times_are_refused() {
+        let filled = r#"<table:table-cell table:number-columns-repeated="2000" office:value-type="string"><text:p>x</text:p></table:table-cell>"#;
+        let rows = doc(&format!(
+            r#"<table:table table:name="A"><table:table-row table:number-rows-repeated="1000000">{filled}</table:table-row></table:table>"#
+        ));
+        let Err(said) = parse_content(&rows, None) else {
+            panic!("a span of 2 billion cells was read")
+        };
+        assert!(
+            said.contains("BXX1000000") && said.contains("export the used range as CSV"),
+            "{said}"
+        );
+        let long = "x".repeat(1 << 20);
+        let wide = doc(&format!(
+            r#"<table:table table:name="A"><table:table-row><table:table-cell table:number-columns-repeated="16384" office:value-type="string"><text:p>{long}</text:p></table:table-cell></table:table-row></table:table>"#
+        ));
+        assert!(parse_content(&wide, None).is_err());
+        // A filled row repeated a thousand times, as LibreOffice writes identical rows, is read.
+        let fine = doc(
+            r#"<table:table table:name="A"><table:table-row table:number-rows-repeated="1000"><table:table-cell office:value-type="string"><text:p>x</text:p></table:table-cell></table:table-row></table:table>"#,
+        );
+        assert_eq!(parse_content(&fine, None).expect("parses").grid.rows(), 1000);
     }
 
     #[test]

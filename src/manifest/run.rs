@@ -137,6 +137,20 @@ pub fn parse_duration_arg(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// Parses a duration flag of `vidbatch run` as [`parse_duration_arg`] does, refusing zero as the
+/// manifest's `run:` section does (a zero request or job timeout fails everything, a zero poll
+/// interval spins).
+pub fn parse_positive_duration_arg(s: &str) -> Result<Duration, String> {
+    let d = parse_duration_arg(s)?;
+    if d.is_zero() {
+        return Err(format!(
+            "`{}` is no time: expected a positive duration such as `3s`, `500ms` or `20m`",
+            s.trim()
+        ));
+    }
+    Ok(d)
+}
+
 fn duration(n: &Node, key: &str, diags: &mut Vec<Diagnostic>) -> Option<Duration> {
     let v = match &n.value {
         Value::Int(i) if *i > 0 => Some(Duration::from_secs(*i as u64)),

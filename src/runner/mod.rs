@@ -158,7 +158,7 @@ impl Runner {
         if journal::needs_compaction(&loaded) {
             journal::compact(&state_path, &loaded.state)?;
         }
-        check_names(&jobs, &loaded.state)?;
+        check_names(&jobs, &loaded.state, &out)?;
         let journal = Journal::open(&state_path)?;
         let run_id = loaded.state.run_id.clone().unwrap_or_else(new_run_id);
         let plan: Vec<String> = jobs.iter().map(|j| j.id.clone()).collect();
@@ -248,10 +248,18 @@ impl Runner {
     }
 }
 
+/// Creates `path` and its parents; a file where a folder of the out dir belongs is named as such
+/// (the system's own words for it are `File exists`).
 fn create_dir(path: &Path) -> Result<(), RunError> {
     std::fs::create_dir_all(path).map_err(|source| RunError::Io {
         path: path.to_path_buf(),
-        source,
+        source: match path.symlink_metadata() {
+            Ok(m) if !m.is_dir() => std::io::Error::new(
+                source.kind(),
+                "a file is where this folder belongs; move the file away, or give another --out",
+            ),
+            _ => source,
+        },
     })
 }
 
@@ -267,8 +275,11 @@ fn new_run_id() -> String {
 }
 
 /// Two jobs must not write one file: not two of the plan, and not one of the plan and a job
-/// that an earlier run (of this or another manifest) finished under that name.
-fn check_names(jobs: &[JobSpec], state: &RunState) -> Result<(), RunError> {
+/// that an earlier run (of this or another manifest) finished under that name. Nor may a job
+/// the state has never sent write over a video already in `out` (left by a run whose state
+/// file was lost, emptied or cut short, or put there by hand): that file is not the state's to
+/// replace.
+fn check_names(jobs: &[JobSpec], state: &RunState, out: &Path) -> Result<(), RunError> {
     let mut seen: HashMap<String, &str> = HashMap::new();
     for j in jobs {
         if let Some(other) = seen.insert(j.name.to_lowercase(), &j.id) {
@@ -289,6 +300,27 @@ fn check_names(jobs: &[JobSpec], state: &RunState) -> Result<(), RunError> {
                 outdir::video_file(&held.name),
                 held.id,
                 held.source
+            )));
+        }
+    }
+    for j in jobs {
+        // A job sent before and put back (its task gone with an embedded simulator) may find
+        // its own earlier file, and replaces it as a resume does.
+        let never_sent = state.jobs.get(&j.id).is_none_or(|known| {
+            known.phase == Phase::Pending && known.attempts == 0 && known.task_ids.is_empty()
+        });
+        let video = outdir::video_file(&j.name);
+        if never_sent && out.join(&video).symlink_metadata().is_ok() {
+            return Err(RunError::Plan(format!(
+                "job `{}` would write {video} in {}, which is already there though no run \
+                 recorded in its {} made it (that file is missing, empty or cut short, or the \
+                 video was put there by hand); vidbatch does not overwrite it: move it away, \
+                 give `{}` another `name`, or use --fresh to keep the earlier files in {}",
+                j.id,
+                out.display(),
+                outdir::STATE_FILE,
+                j.id,
+                out.join("earlier").display()
             )));
         }
     }

@@ -343,6 +343,64 @@ async fn fresh_moves_the_earlier_state_and_its_paid_videos_aside() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn videos_left_without_their_state_file_are_neither_overwritten_nor_paid_for_again() {
+    let (sim, dir) = crate::util::sim_and_dir(fast_sim()).await;
+    let m = manifest(dir.path(), 2);
+    let out = dir.path().join("out");
+    let args = ["run", m.to_str().unwrap(), "--out", out.to_str().unwrap()];
+    assert_eq!(output(vidbatch(&sim, &args)).await.status.code(), Some(0));
+    let videos = |dir: &Path| {
+        let mut found: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir.join(outdir::VIDEOS))
+            .unwrap()
+            .map(|e| e.unwrap())
+            .map(|e| {
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    std::fs::read(e.path()).unwrap(),
+                )
+            })
+            .collect();
+        found.sort();
+        found
+    };
+    let made = videos(&out);
+    assert_eq!(made.len(), 2);
+    // The state file emptied (a disk that filled up, a hand edit) and then gone altogether.
+    for lost in ["emptied", "deleted"] {
+        let state = out.join(outdir::STATE_FILE);
+        if lost == "emptied" {
+            std::fs::write(&state, b"").unwrap();
+        } else {
+            std::fs::remove_file(&state).unwrap();
+        }
+        let o = output(vidbatch(&sim, &args)).await;
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "state {lost}: {stderr}");
+        assert!(stderr.contains("videos/shot-"), "state {lost}: {stderr}");
+        assert!(stderr.contains("--fresh"), "state {lost}: {stderr}");
+        assert_eq!(
+            sim.stats().tasks_created,
+            2,
+            "state {lost}: nothing is paid for again"
+        );
+        assert_eq!(videos(&out), made, "state {lost}: the videos are untouched");
+    }
+    let mut fresh = args.to_vec();
+    fresh.push("--fresh");
+    assert_eq!(output(vidbatch(&sim, &fresh)).await.status.code(), Some(0));
+    let earlier: Vec<PathBuf> = std::fs::read_dir(out.join("earlier"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(earlier.len(), 1);
+    assert_eq!(
+        videos(&earlier[0]),
+        made,
+        "--fresh keeps the earlier videos whole"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resumed_run_says_what_it_found_which_settings_it_kept_and_where_the_report_is() {
     let (sim, dir) = crate::util::sim_and_dir(fast_sim()).await;
     let m = manifest(dir.path(), 2);

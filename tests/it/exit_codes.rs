@@ -124,6 +124,57 @@ async fn status_report_and_cancel_on_a_missing_out_dir_exit_2() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zero_rate_count_or_duration_flag_exits_2_as_in_the_manifest() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let m = crate::util::matrix_manifest(dir.path(), "m.yaml", "zero", "zero flag", 1, "");
+    let out = dir.path().join("out");
+    let (m, out) = (m.to_str().expect("utf-8 path"), out.to_str().expect("utf-8 path"));
+    // Each of these ran: --rpm 0 at one request a minute, --request-timeout 0s failing every
+    // request until killed, --job-timeout 0s failing jobs it had paid for.
+    for flag in [
+        ["--rpm", "0"],
+        ["--burst", "0"],
+        ["--download-concurrency", "0"],
+        ["--poll-interval", "0s"],
+        ["--job-timeout", "0s"],
+        ["--request-timeout", "0ms"],
+    ] {
+        let o = output(bare(&["run", m, "--sim", "--out", out, flag[0], flag[1]])).await;
+        assert_eq!(o.status.code(), Some(2), "{flag:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(flag[0]), "{flag:?}: {}", stderr(&o));
+    }
+    assert!(!Path::new(out).join("state.jsonl").exists(), "nothing ran");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_where_the_out_dir_or_its_videos_folder_belongs_is_named_and_exits_4() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let m = crate::util::matrix_manifest(dir.path(), "m.yaml", "in-the-way", "a file in the way", 1, "");
+    let m = m.to_str().expect("utf-8 path");
+    let out_is_a_file = dir.path().join("out-file");
+    std::fs::write(&out_is_a_file, b"notes").expect("write");
+    let videos_is_a_file = dir.path().join("out");
+    std::fs::create_dir(&videos_is_a_file).expect("mkdir");
+    std::fs::write(videos_is_a_file.join("videos"), b"notes").expect("write");
+    for out in [&out_is_a_file, &videos_is_a_file] {
+        let o = output(bare(&[
+            "run",
+            m,
+            "--sim",
+            "--out",
+            out.to_str().expect("utf-8 path"),
+        ]))
+        .await;
+        assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains("a file is where this folder belongs") && !stderr(&o).contains("File exists"),
+            "{}",
+            stderr(&o)
+        );
+    }
+}
+
 /// Runs `args` with a stdout whose reader has gone away: every write fails with a broken pipe.
 async fn with_closed_stdout(args: &[&str]) -> Output {
     let (reader, writer) = std::io::pipe().expect("pipe");

@@ -740,3 +740,47 @@ fn ragged_rows_and_a_wrong_delimiter_have_hints() {
         "{e}"
     );
 }
+
+#[test]
+fn a_yaml_manifest_in_utf16_is_read_and_one_in_latin1_names_the_byte_and_the_fix() {
+    let d = tempfile::tempdir().expect("tmp");
+    let text = "version: 1\njobs:\n  - prompt: Café at dawn\n    model: seedance-2.0\n";
+    // Windows Notepad's "Unicode": UTF-16 little-endian with a byte order mark.
+    let utf16: Vec<u8> = "\u{feff}"
+        .encode_utf16()
+        .chain(text.encode_utf16())
+        .flat_map(u16::to_le_bytes)
+        .collect();
+    let p = d.path().join("notepad.yaml");
+    std::fs::write(&p, utf16).expect("write");
+    let plan = load_plan(&args(&[&p])).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(plan.jobs[0].request.prompt, "Café at dawn");
+    let latin1: Vec<u8> = text
+        .chars()
+        .map(|c| u8::try_from(u32::from(c)).expect("Latin-1"))
+        .collect();
+    let p = d.path().join("latin1.yaml");
+    std::fs::write(&p, latin1).expect("write");
+    let e = load_plan(&args(&[&p])).expect_err("not UTF-8").to_string();
+    assert!(
+        e.contains("latin1.yaml")
+            && e.contains("byte 0xE9")
+            && e.contains("at line 3")
+            && e.contains("save it as UTF-8"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_zero_padded_number_keeps_its_zeros_in_ids_and_still_counts_in_number_fields() {
+    let d = tempfile::tempdir().expect("tmp");
+    let plan = plan_of(
+        d.path(),
+        "shots.yaml",
+        "version: 1\ndefaults: {model: seedance-2.0, duration: 05}\njobs:\n  - {id: 007, prompt: a}\n  \
+         - id: \"s{shot}\"\n    prompt: \"shot {shot}\"\n    matrix: {shot: [001, 002]}\n",
+    );
+    assert_eq!(ids(&plan), ["007", "s001", "s002"]);
+    assert_eq!(plan.jobs[1].request.prompt, "shot 001");
+    assert!(plan.jobs.iter().all(|j| j.request.duration == Some(5)));
+}

@@ -363,3 +363,16 @@ fn snapshot_sheet_errors() {
     }
     insta::assert_snapshot!(out);
 }
+
+#[test]
+fn a_stray_value_far_from_the_data_is_refused_naming_its_cell_not_read_whole() {
+    // One job, and a value left in IV65536: the sheet spans 16.7 million cells, which the XLSX
+    // reader would allocate whole (at XFD1048576, 17 billion: the process was killed).
+    let said = errors("stray-cell-gnumeric.xlsx", None);
+    assert!(
+        said.contains("stray-cell-gnumeric.xlsx")
+            && said.contains("reach IV65536")
+            && said.contains("export the used range as CSV"),
+        "{said}"
+    );
+}

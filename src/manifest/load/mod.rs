@@ -18,6 +18,10 @@ use crate::manifest::types::{Job, Plan, SourceFile, TOP_KEYS};
 use crate::manifest::yaml::{self, Node, Value};
 use crate::manifest::{Inputs, RunSection, estimate, expand, refs, run, sheet};
 
+/// How to save a YAML manifest that is not UTF-8.
+const SAVE_YAML_AS_UTF8: &str = "save it as UTF-8 in your editor (the encoding is usually offered \
+     in its Save As dialog or status bar)";
+
 /// The id maps' hasher: ids are not chosen by a remote party, and SipHash showed up in the
 /// 100,000-row benchmark.
 type FastMap<K, V> = rustc_hash::FxHashMap<K, V>;
@@ -229,19 +233,10 @@ impl Loader {
         delim: Option<u8>,
         sheet_arg: Option<&str>,
     ) {
-        let text = match std::fs::read(path) {
+        let bytes = match std::fs::read(path) {
             Ok(b) => {
                 self.add_source(path, &b);
-                match String::from_utf8(b) {
-                    Ok(t) => t,
-                    Err(_) => {
-                        self.diags.push(Diagnostic::error(
-                            SourceLocation::File { file: file.clone() },
-                            "not valid UTF-8",
-                        ));
-                        return;
-                    }
-                }
+                b
             }
             Err(e) => {
                 self.diags.push(Diagnostic::error(
@@ -250,6 +245,9 @@ impl Loader {
                 ));
                 return;
             }
+        };
+        let Some(text) = sheet::decode(&bytes, file, SAVE_YAML_AS_UTF8, &mut self.diags) else {
+            return;
         };
         let root = match yaml::parse(file, &text) {
             Ok(r) => r,

@@ -406,9 +406,18 @@ pub fn read_csv(
     read_csv_bytes(&data, file, delimiter, diags)
 }
 
-/// The text of a CSV: UTF-8 (a BOM dropped) or UTF-16 with a BOM; else one error naming the
-/// first byte that is not UTF-8.
-fn decode<'a>(data: &'a [u8], file: &Arc<str>, diags: &mut Vec<Diagnostic>) -> Option<Cow<'a, str>> {
+/// How to save a CSV so that [`decode`] reads it.
+const SAVE_CSV_AS_UTF8: &str =
+    "save it as \"CSV UTF-8\" (Excel) or with the character set \"Unicode (UTF-8)\" (LibreOffice)";
+
+/// The text of a file (a CSV, a YAML manifest): UTF-8 (a BOM dropped) or UTF-16 with a BOM;
+/// else one error naming the first byte that is not UTF-8, with `save_as` as its help.
+pub(crate) fn decode<'a>(
+    data: &'a [u8],
+    file: &Arc<str>,
+    save_as: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Cow<'a, str>> {
     let utf16 = |le: bool| -> Option<String> {
         let body = &data[2..];
         let units = body
@@ -436,7 +445,7 @@ fn decode<'a>(data: &'a [u8], file: &Arc<str>, diags: &mut Vec<Diagnostic>) -> O
                         file_loc(file),
                         "damaged UTF-16 text (starts with a UTF-16 byte order mark)",
                     )
-                    .with_help("save the sheet as CSV UTF-8"),
+                    .with_help(save_as),
                 );
                 None
             }
@@ -472,7 +481,7 @@ fn decode<'a>(data: &'a [u8], file: &Arc<str>, diags: &mut Vec<Diagnostic>) -> O
                         "not UTF-8: byte 0x{byte:02X}{latin} at line {line}, after `{context}`; the file looks saved in a legacy encoding"
                     ),
                 )
-                .with_help("save it as \"CSV UTF-8\" (Excel) or with the character set \"Unicode (UTF-8)\" (LibreOffice)"),
+                .with_help(save_as),
             );
             None
         }
@@ -486,7 +495,7 @@ pub fn read_csv_bytes(
     delimiter: Option<u8>,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<Table> {
-    let text = decode(data, file, diags)?;
+    let text = decode(data, file, SAVE_CSV_AS_UTF8, diags)?;
     let data = text.as_bytes();
     let delim = delimiter.unwrap_or_else(|| detect_delimiter(data));
     let mut rdr = csv::ReaderBuilder::new()

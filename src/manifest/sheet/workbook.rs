@@ -24,11 +24,11 @@ pub fn read_sheet(
         .and_then(|e| e.to_str())
         .map(str::to_ascii_lowercase)
         .unwrap_or_default();
-    let read = match ext.as_str() {
+    let read = grid::check_part_sizes(path, grid::MAX_PART_BYTES).and_then(|()| match ext.as_str() {
         "ods" => ods::read_ods(path, sheet),
         "xlsx" | "xlsm" => read_xlsx(path, sheet),
         _ => read_other(path, sheet),
-    };
+    });
     let wb = match read {
         Ok(wb) => wb,
         Err(e) => {
@@ -148,6 +148,9 @@ where
 pub(super) fn read_xlsx(path: &Path, sheet: Option<&str>) -> Result<Workbook, String> {
     let mut x: calamine::Xlsx<_> =
         calamine::open_workbook(path).map_err(|e| format!("cannot read the workbook: {e}"))?;
+    if let Some(name) = pick(&x.sheet_names(), sheet) {
+        check_span(&mut x, &name)?;
+    }
     let (mut wb, range) = chosen_range(&mut x, sheet)?;
     let Some(range) = range else {
         return Ok(wb);
@@ -172,6 +175,30 @@ pub(super) fn read_xlsx(path: &Path, sheet: Option<&str>) -> Result<Workbook, St
         });
     }
     Ok(wb)
+}
+
+/// Refuses an XLSX sheet whose cells (with a value or a format) span more than
+/// [`grid::MAX_SPAN_CELLS`], before calamine allocates the span whole, by one pass over its cells.
+fn check_span<RS: std::io::Read + std::io::Seek>(
+    x: &mut calamine::Xlsx<RS>,
+    name: &str,
+) -> Result<(), String> {
+    let mut cells = x
+        .worksheet_cells_reader(name)
+        .map_err(|e| format!("cannot read sheet `{name}`: {e}"))?;
+    let (mut first, mut last) = ((u32::MAX, u32::MAX), (0, 0));
+    while let Some(cell) = cells
+        .next_cell()
+        .map_err(|e| format!("cannot read sheet `{name}`: {e}"))?
+    {
+        let (r, c) = cell.get_position();
+        first = (first.0.min(r), first.1.min(c));
+        last = (last.0.max(r), last.1.max(c));
+    }
+    if first.0 <= last.0 && grid::span_too_large(first, last) {
+        return Err(grid::span_message(last));
+    }
+    Ok(())
 }
 
 /// Reads an XLS/XLSB through calamine (dates known, other number formats not).

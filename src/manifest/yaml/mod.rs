@@ -113,12 +113,21 @@ pub fn excerpt(s: &str, max: usize) -> String {
     out
 }
 
-/// Resolves a plain scalar by the YAML 1.2 core schema.
+/// Whether a plain scalar is a whole number written with leading zeros (`007`, `-01`): text
+/// such as a shot number, whose zeros an id, a name or a prompt keeps.
+fn zero_padded(s: &str) -> bool {
+    let digits = s.strip_prefix(['-', '+']).unwrap_or(s);
+    digits.len() > 1 && digits.starts_with('0') && digits.bytes().all(|c| c.is_ascii_digit())
+}
+
+/// Resolves a plain scalar by the YAML 1.2 core schema, except that a zero-padded whole number
+/// stays text (a number field still reads it as its number).
 fn resolve_plain(s: String) -> Value {
     match s.as_str() {
         "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
         "true" | "True" | "TRUE" => return Value::Bool(true),
         "false" | "False" | "FALSE" => return Value::Bool(false),
+        _ if zero_padded(&s) => return Value::Str(s),
         _ => {}
     }
     let b = s.as_bytes();
@@ -310,6 +319,39 @@ impl KeySet {
     }
 }
 
+/// A key written twice in one mapping is an error at the second, naming the first: YAML does not
+/// allow it, and reading either one would drop what the other says without a word (a second
+/// `jobs:` would drop every job of the first). `<<` merge keys may repeat.
+fn check_unique_keys(entries: &[(Node, Node)]) -> Result<(), Box<Diagnostic>> {
+    let mut first: HashMap<(u8, String), &SourceLocation> = HashMap::new();
+    for (k, _) in entries {
+        if matches!(&k.value, Value::Str(s) if s == "<<") {
+            continue;
+        }
+        let Some(key) = KeySet::scalar(&k.value) else {
+            continue;
+        };
+        let text = key.1.clone();
+        if let Some(earlier) = first.insert(key, &k.loc) {
+            return Err(Box::new(
+                Diagnostic::error(
+                    k.loc.clone(),
+                    format!(
+                        "the key `{}` is given twice in one mapping (first at {earlier})",
+                        excerpt(&text, 60)
+                    ),
+                )
+                .with_help(if text == "jobs" {
+                    "move the jobs of the second `jobs:` list into the first"
+                } else {
+                    "keep one of them, with what the two say"
+                }),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Applies `<<` merge keys: entries of the merged mappings are added where the mapping does not
 /// set the key itself (the first of several merged mappings wins).
 fn apply_merges(entries: Vec<(Node, Node)>) -> Result<Vec<(Node, Node)>, Box<Diagnostic>> {
@@ -418,7 +460,7 @@ impl MarkedEventReceiver for Builder {
             }
             Event::MappingEnd => {
                 if let Some(Frame::Map(entries, _, loc, anchor)) = self.stack.pop() {
-                    match apply_merges(entries) {
+                    match check_unique_keys(&entries).and_then(|()| apply_merges(entries)) {
                         Ok(entries) => self.finish_node(
                             Node {
                                 value: Value::Map(entries),
@@ -607,7 +649,8 @@ fn quote_fix(line: &str) -> Option<String> {
     Some(format!("{indent}{dash}{key}: \"{escaped}\"").trim().to_string())
 }
 
-/// Parses the first document of a YAML text into a located tree. An empty document is `Null`.
+/// Parses the one document of a YAML text into a located tree (a second one with content is an
+/// error). An empty document is `Null`.
 pub fn parse(file: &Arc<str>, text: &str) -> Result<Node, Box<Diagnostic>> {
     let mut b = Builder {
         file: file.clone(),
@@ -625,9 +668,23 @@ pub fn parse(file: &Arc<str>, text: &str) -> Result<Node, Box<Diagnostic>> {
     loop {
         match parser.next_token() {
             Ok((Event::StreamEnd, _)) => break,
+            // After the first document: only empty ones may follow (a trailing `---`).
+            Ok((Event::Scalar(t, ..), _)) if b.done && t.is_empty() => {}
+            Ok((
+                Event::Scalar(..) | Event::SequenceStart(..) | Event::MappingStart(..) | Event::Alias(_),
+                mark,
+            )) if b.done => {
+                return Err(Box::new(
+                    Diagnostic::error(
+                        b.loc(&mark),
+                        "a second YAML document (after a `---` line) starts here; vidbatch reads one document per manifest and would ignore this one",
+                    )
+                    .with_help("put everything in the first document (remove the `---` line), or give the second its own file and pass both files"),
+                ));
+            }
             Ok((ev, mark)) => {
                 b.on_event(ev, mark);
-                if b.error.is_some() || b.done {
+                if b.error.is_some() {
                     break;
                 }
             }

@@ -37,6 +37,16 @@ fn core_schema_scalars() {
 }
 
 #[test]
+fn zero_padded_numbers_keep_their_zeros() {
+    let n = p("a: 007\nb: -01\nc: 0\nd: 0.5\ne: 10\n");
+    assert_eq!(get(&n, "a").value, Value::Str("007".into()));
+    assert_eq!(get(&n, "b").value, Value::Str("-01".into()));
+    assert_eq!(get(&n, "c").value, Value::Int(0));
+    assert_eq!(get(&n, "d").value, Value::Float(0.5));
+    assert_eq!(get(&n, "e").value, Value::Int(10));
+}
+
+#[test]
 fn anchors_aliases_and_merge_keys() {
     let n = p("base: &b {x: 1, y: 2}\nother:\n  <<: *b\n  y: 3\nlist: [*b, *b]\n");
     let o = get(&n, "other");
@@ -54,6 +64,43 @@ fn merge_of_a_list_first_wins() {
     let c = get(&n, "c");
     assert_eq!(get(c, "x").value, Value::Int(1));
     assert_eq!(get(c, "z").value, Value::Int(9));
+}
+
+#[test]
+fn a_key_given_twice_is_an_error_naming_both_places() {
+    let e = parse(
+        &Arc::from("t.yaml"),
+        "version: 1\njobs:\n  - prompt: a\njobs:\n  - prompt: b\n",
+    )
+    .expect_err("two `jobs:`");
+    let said = e.to_string();
+    assert!(
+        said.starts_with("t.yaml:4:1:") && said.contains("`jobs`") && said.contains("first at t.yaml:2:1"),
+        "{said}"
+    );
+    let e = parse(&Arc::from("t.yaml"), "- {prompt: a, seed: 1, prompt: b}\n").expect_err("two prompts");
+    assert!(e.to_string().contains("`prompt` is given twice"), "{e}");
+    // Repeated merge keys, and a key a merge also brings, are not duplicates.
+    let n = p("a: &a {x: 1}\nb: &b {y: 2}\nc:\n  <<: *a\n  <<: *b\n  x: 3\n");
+    assert_eq!(get(get(&n, "c"), "x").value, Value::Int(3));
+    assert_eq!(get(get(&n, "c"), "y").value, Value::Int(2));
+}
+
+#[test]
+fn a_second_document_is_an_error_and_an_empty_one_is_not() {
+    let e = parse(
+        &Arc::from("t.yaml"),
+        "version: 1\njobs: []\n---\njobs:\n  - prompt: b\n",
+    )
+    .expect_err("a second document");
+    let said = e.to_string();
+    assert!(
+        said.starts_with("t.yaml:4:") && said.contains("second YAML document"),
+        "{said}"
+    );
+    for fine in ["a: 1\n---\n", "a: 1\n...\n", "---\na: 1\n---\n...\n"] {
+        assert_eq!(get(&p(fine), "a").value, Value::Int(1), "{fine:?}");
+    }
 }
 
 #[test]
