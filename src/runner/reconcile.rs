@@ -7,8 +7,9 @@
 //! drawn by vidbatch, recorded before its create, so its task can be told from any look-alike
 //! task on the key, another process's included. Jobs whose requests still look alike (a seed
 //! the user set, shared across prompts) are created one at a time (one [`match_key`] in
-//! flight), and their tasks are also matched on creation time. Two candidates for one create
-//! are never resolved by guessing.
+//! flight), and their tasks are also matched on creation time; even so, a task that fits such
+//! a job is never taken, as another run or client on the key may send the same request. Two
+//! candidates for one create are never resolved by guessing.
 
 use crate::api::{CreateRequest, Ratio, Resolution, ServiceTier, Task, TaskList, Timestamp};
 use crate::state::JobState;
