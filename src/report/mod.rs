@@ -179,7 +179,7 @@ pub struct JobReport {
     /// For a job not in the latest plan: the state it was left in; absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_state: Option<String>,
-    /// The request sent.
+    /// The request sent, with the seed vidbatch drew when the job set none.
     pub request: CreateRequest,
     /// Every task id it had, oldest first.
     pub task_ids: Vec<String>,
@@ -264,7 +264,7 @@ fn job_report(j: &JobState, in_plan: bool) -> JobReport {
         source: j.source.clone(),
         state,
         last_state,
-        request: j.request.clone(),
+        request: j.sent_request(),
         task_ids: j.task_ids.clone(),
         attempts: j.attempts,
         retries: j.retries,

@@ -5,7 +5,7 @@ use tokio::time::Instant;
 
 use crate::api::{Task, TaskList, TaskStatus, Timestamp};
 use crate::events::{Event, FailureKind};
-use crate::runner::reconcile::{self, Found, draws_seed, effective_request};
+use crate::runner::reconcile::{self, Found};
 use crate::runner::sweep::{self, Page, Seen};
 
 use super::*;
@@ -226,16 +226,16 @@ impl Dispatcher {
                 self.lost.remove(&id);
                 continue;
             };
-            let request = effective_request(job);
+            let request = job.sent_request();
             let tokens = job.estimated_tokens.unwrap_or(0);
             let (since_sent, later) = (lost.since, lost.later.clone());
             // A drawn seed is this job's alone: no time window is needed to tell its task.
             let offset = self.client.server_offset().unwrap_or(time::Duration::ZERO);
             let since =
-                (!draws_seed(&job.request)).then(|| Timestamp(lost.intent_at.0 + offset - CLOCK_SLACK));
+                (!job.request.draws_seed()).then(|| Timestamp(lost.intent_at.0 + offset - CLOCK_SLACK));
             let claimed = &self.state.claimed_tasks;
             let verdict = match reconcile::find(&request, since, pages, |t| claimed.contains(t)) {
-                Found::One(task) if draws_seed(&job.request) => Ok(task.clone()),
+                Found::One(task) if job.request.draws_seed() => Ok(task.clone()),
                 // The seed the manifest set is not this job's alone: another run or client on
                 // the key may send the same request, and its task would fit just as well.
                 Found::One(task) => Err(Some(format!(

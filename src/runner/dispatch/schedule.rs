@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use crate::api::Timestamp;
 use crate::events::{Event, Throttle};
 use crate::runner::StopKind;
-use crate::runner::reconcile::{self, draws_seed, effective_request};
+use crate::runner::reconcile;
 use crate::runner::spend::Reservation;
 use crate::runner::sweep::{self, PAGE};
 use crate::runner::work::{self, FetchPlan, ListFor, ReadFor, Report};
@@ -148,10 +148,10 @@ impl Dispatcher {
                     .enumerate()
                     .find_map(|(i, id)| {
                         let job = self.state.jobs.get(id)?;
-                        let free = draws_seed(&job.request)
+                        let free = job.request.draws_seed()
                             || !self
                                 .busy_keys
-                                .contains(&reconcile::match_key(&effective_request(job)));
+                                .contains(&reconcile::match_key(&job.sent_request()));
                         free.then(|| (i, job.estimated_tokens.unwrap_or(0)))
                     })?;
             let id = self.pending.get(index)?.clone();
@@ -282,8 +282,10 @@ impl Dispatcher {
                 }
             }
         };
-        let seed =
-            draws_seed(&job.request).then(|| job.seed.unwrap_or_else(|| i64::from(rand::random::<u32>())));
+        let seed = job
+            .request
+            .draws_seed()
+            .then(|| job.seed.unwrap_or_else(|| i64::from(rand::random::<u32>())));
         let key = idempotency_key(&self.run_id, job);
         let attempt = job.attempts + 1;
         let intent = self.emit(Event::SubmitIntent {
@@ -296,7 +298,7 @@ impl Dispatcher {
         let Some(job) = self.state.jobs.get(&id) else {
             return;
         };
-        let mut request = effective_request(job);
+        let mut request = job.sent_request();
         if let Some(content) = resolved {
             request.content = content;
         }
