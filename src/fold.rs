@@ -208,6 +208,9 @@ impl RunState {
                     && j.phase == Phase::Failed
                 {
                     j.phase = Phase::Pending;
+                    // A retry is a new generation: the seed drawn for the one that failed (and
+                    // would likely fail the same way) is not sent again; a new one is drawn.
+                    j.seed = None;
                 }
             }
             Event::RunFinished {

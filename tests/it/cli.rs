@@ -294,6 +294,13 @@ async fn failed_jobs_are_retried_only_with_retry_failed() {
     let o = output(vidbatch(&sim, &retry)).await;
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(sim.stats().tasks_created, 6);
+    // The seed of a task that failed is not sent again: the retry is a new request, with a
+    // new seed, not the same generation (and the same failure) once more.
+    assert_eq!(
+        sim.stats().duplicate_creates,
+        0,
+        "a retry re-sent a failed create"
+    );
     let r = report(&out);
     assert_eq!(r["summary"]["by_state"]["done"], 3);
 }
