@@ -321,7 +321,14 @@ impl Report {
 
     /// Builds a report from its run, its jobs and the request counts; the summary's totals
     /// are computed from the jobs.
-    pub fn from_jobs(run: RunInfo, jobs: Vec<JobReport>, counters: Counters) -> Report {
+    pub fn from_jobs(run: RunInfo, jobs: Vec<JobReport>, mut counters: Counters) -> Report {
+        // A run cut off (kill -9, a power cut) never wrote its request counts, but each create
+        // it sent is still recorded as an attempt of its job: creates are never counted short.
+        let attempts: u64 = jobs.iter().map(|j| u64::from(j.attempts)).sum();
+        if attempts > counters.creates {
+            counters.api_requests += attempts - counters.creates;
+            counters.creates = attempts;
+        }
         let mut by_state = BTreeMap::new();
         for j in &jobs {
             *by_state.entry(j.state.clone()).or_insert(0) += 1;
