@@ -95,7 +95,6 @@ impl RunState {
                     j.attempts = j.attempts.max(*attempt);
                     j.idempotency_key = Some(idempotency_key.clone());
                     j.intent_at = Some(*at);
-                    j.failure = None;
                 }
             }
             Event::SubmitNotCreated { job, .. } => {

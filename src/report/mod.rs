@@ -271,8 +271,12 @@ fn job_report(j: &JobState, in_plan: bool) -> JobReport {
         failures: j.failures,
         url_refreshes: j.url_refreshes,
         flaky: done && (j.failures > 0 || j.retries > 0),
-        // A job that left the plan is no failure of this run, whatever it was.
-        error: if done || !in_plan { None } else { j.failure.clone() },
+        // A job that left the plan is no failure of this run, whatever it was; a failed job
+        // sent again (`--retry-failed`) is judged by its new attempt.
+        error: j
+            .failure
+            .clone()
+            .filter(|f| !done && in_plan && (j.phase == Phase::Failed || f.kind.resumes_by_itself())),
         recovered_from: if done { j.failure.clone() } else { None },
         upstream: j.upstream.clone(),
         file: j.path.clone().filter(|_| done),

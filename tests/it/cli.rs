@@ -303,6 +303,9 @@ async fn failed_jobs_are_retried_only_with_retry_failed() {
     );
     let r = report(&out);
     assert_eq!(r["summary"]["by_state"]["done"], 3);
+    for job in r["jobs"].as_array().unwrap() {
+        assert_eq!(job["recovered_from"]["kind"], "task_failed", "{job}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
