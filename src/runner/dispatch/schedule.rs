@@ -288,6 +288,7 @@ impl Dispatcher {
             .then(|| job.seed.unwrap_or_else(|| i64::from(rand::random::<u32>())));
         let key = idempotency_key(&self.run_id, job);
         let attempt = job.attempts + 1;
+        discard_parts(&self.settings.out_dir, &job.name);
         let intent = self.emit(Event::SubmitIntent {
             job: id.clone(),
             attempt,
@@ -401,6 +402,25 @@ impl Dispatcher {
                 self.fresh.insert(job.clone(), (task.clone(), false));
             }
             self.workers.spawn(work::fetch(plan, job, task));
+        }
+    }
+}
+
+/// Deletes the `.part` files of the job named `name`, before a create: the task it makes is
+/// new, so a `.part` there holds another task's bytes (a download cut off, then its task
+/// failed or expired) and must never be finished with this task's.
+fn discard_parts(out_dir: &std::path::Path, name: &str) {
+    for file in [
+        crate::outdir::video_file(name),
+        crate::outdir::last_frame_file(name),
+    ] {
+        let part = crate::download::part_path(&out_dir.join(file));
+        match std::fs::remove_file(&part) {
+            Ok(()) => tracing::info!(part = %part.display(), "deleted a partial download of an earlier task"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(part = %part.display(), error = %e, "could not delete a partial download of an earlier task")
+            }
         }
     }
 }
