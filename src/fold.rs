@@ -95,7 +95,6 @@ impl RunState {
                     j.attempts = j.attempts.max(*attempt);
                     j.idempotency_key = Some(idempotency_key.clone());
                     j.intent_at = Some(*at);
-                    j.failure = None;
                 }
             }
             Event::SubmitNotCreated { job, .. } => {
@@ -208,6 +207,9 @@ impl RunState {
                     && j.phase == Phase::Failed
                 {
                     j.phase = Phase::Pending;
+                    // A retry is a new generation: the seed drawn for the one that failed (and
+                    // would likely fail the same way) is not sent again; a new one is drawn.
+                    j.seed = None;
                 }
             }
             Event::RunFinished {

@@ -236,8 +236,13 @@ fn scrub_detail(mut d: ErrorDetail, scrub: &Scrubber) -> ErrorDetail {
 
 /// The wait a 429 asks for: `Retry-After` (seconds or HTTP date), else `x-ratelimit-reset`
 /// (seconds from now, or a Unix time when it is larger than a day's worth of seconds).
+/// A date or Unix time is on the server's clock, so it is read against the answer's own
+/// `Date`; `now`, the local time, stands in only for an answer without one.
 pub fn server_wait(headers: &HeaderMap, now: OffsetDateTime) -> Option<Duration> {
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    let now = text("date")
+        .and_then(|v| httpdate::parse_http_date(v).ok())
+        .map_or(now, OffsetDateTime::from);
     if let Some(v) = text("retry-after") {
         if let Ok(secs) = v.parse::<f64>() {
             return secs_to_duration(secs);
@@ -311,6 +316,27 @@ mod tests {
         );
         assert_eq!(server_wait(&headers(&[]), now), None);
         assert_eq!(server_wait(&headers(&[("retry-after", "soon")]), now), None);
+        // A server two hours ahead: its dates are read against its own `Date`.
+        let server_now = now + time::Duration::hours(2);
+        let date_then = httpdate::fmt_http_date(std::time::SystemTime::from(server_now));
+        let date_later = httpdate::fmt_http_date(std::time::SystemTime::from(
+            server_now + time::Duration::seconds(30),
+        ));
+        assert_eq!(
+            server_wait(
+                &headers(&[("retry-after", &date_later), ("date", &date_then)]),
+                now
+            ),
+            Some(Duration::from_secs(30))
+        );
+        let reset = (server_now.unix_timestamp() + 12).to_string();
+        assert_eq!(
+            server_wait(
+                &headers(&[("x-ratelimit-reset", &reset), ("date", &date_then)]),
+                now
+            ),
+            Some(Duration::from_secs(12))
+        );
     }
 
     #[test]

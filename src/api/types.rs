@@ -73,6 +73,13 @@ pub struct CreateRequest {
     pub safety_identifier: Option<String>,
 }
 
+impl CreateRequest {
+    /// Whether vidbatch draws the seed of this request (it sets none, or -1 for "random").
+    pub fn draws_seed(&self) -> bool {
+        self.seed.is_none_or(|s| s < 0)
+    }
+}
+
 /// One tool a task may use.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Tool {

@@ -179,7 +179,7 @@ pub struct JobReport {
     /// For a job not in the latest plan: the state it was left in; absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_state: Option<String>,
-    /// The request sent.
+    /// The request sent, with the seed vidbatch drew when the job set none.
     pub request: CreateRequest,
     /// Every task id it had, oldest first.
     pub task_ids: Vec<String>,
@@ -264,15 +264,19 @@ fn job_report(j: &JobState, in_plan: bool) -> JobReport {
         source: j.source.clone(),
         state,
         last_state,
-        request: j.request.clone(),
+        request: j.sent_request(),
         task_ids: j.task_ids.clone(),
         attempts: j.attempts,
         retries: j.retries,
         failures: j.failures,
         url_refreshes: j.url_refreshes,
         flaky: done && (j.failures > 0 || j.retries > 0),
-        // A job that left the plan is no failure of this run, whatever it was.
-        error: if done || !in_plan { None } else { j.failure.clone() },
+        // A job that left the plan is no failure of this run, whatever it was; a failed job
+        // sent again (`--retry-failed`) is judged by its new attempt.
+        error: j
+            .failure
+            .clone()
+            .filter(|f| !done && in_plan && (j.phase == Phase::Failed || f.kind.resumes_by_itself())),
         recovered_from: if done { j.failure.clone() } else { None },
         upstream: j.upstream.clone(),
         file: j.path.clone().filter(|_| done),
@@ -321,7 +325,14 @@ impl Report {
 
     /// Builds a report from its run, its jobs and the request counts; the summary's totals
     /// are computed from the jobs.
-    pub fn from_jobs(run: RunInfo, jobs: Vec<JobReport>, counters: Counters) -> Report {
+    pub fn from_jobs(run: RunInfo, jobs: Vec<JobReport>, mut counters: Counters) -> Report {
+        // A run cut off (kill -9, a power cut) never wrote its request counts, but each create
+        // it sent is still recorded as an attempt of its job: creates are never counted short.
+        let attempts: u64 = jobs.iter().map(|j| u64::from(j.attempts)).sum();
+        if attempts > counters.creates {
+            counters.api_requests += attempts - counters.creates;
+            counters.creates = attempts;
+        }
         let mut by_state = BTreeMap::new();
         for j in &jobs {
             *by_state.entry(j.state.clone()).or_insert(0) += 1;

@@ -9,7 +9,7 @@
 
 use std::path::Path;
 
-use super::reconcile::{self, Found, draws_seed, effective_request};
+use super::reconcile::{self, Found};
 use super::sweep::PAGE;
 use super::{Pacer, RetryPolicy, RunError};
 use crate::api::{ApiError, Client, ListQuery, Task, TaskList, TaskStatus, Timestamp};
@@ -59,8 +59,8 @@ pub async fn cancel_run(
     let mut found: Vec<(String, String)> = Vec::new();
     for job in lost {
         let claimed = |t: &str| state.claimed_tasks.contains(t) || found.iter().any(|(_, f)| f == t);
-        match reconcile::find(&effective_request(job), None, &pages, claimed) {
-            Found::One(task) if draws_seed(&job.request) => {
+        match reconcile::find(&job.sent_request(), None, &pages, claimed) {
+            Found::One(task) if job.request.draws_seed() => {
                 journal
                     .append(&Event::Submitted {
                         job: job.id.clone(),

@@ -7,27 +7,11 @@
 //! drawn by vidbatch, recorded before its create, so its task can be told from any look-alike
 //! task on the key, another process's included. Jobs whose requests still look alike (a seed
 //! the user set, shared across prompts) are created one at a time (one [`match_key`] in
-//! flight), and their tasks are also matched on creation time. Two candidates for one create
-//! are never resolved by guessing.
+//! flight), and their tasks are also matched on creation time; even so, a task that fits such
+//! a job is never taken, as another run or client on the key may send the same request. Two
+//! candidates for one create are never resolved by guessing.
 
 use crate::api::{CreateRequest, Ratio, Resolution, ServiceTier, Task, TaskList, Timestamp};
-use crate::state::JobState;
-
-/// Whether vidbatch draws the seed of a job (its request sets none, or -1 for "random").
-pub(super) fn draws_seed(request: &CreateRequest) -> bool {
-    request.seed.is_none_or(|s| s < 0)
-}
-
-/// The request as sent: the job's, with the seed vidbatch drew for it.
-pub(super) fn effective_request(job: &JobState) -> CreateRequest {
-    let mut request = job.request.clone();
-    if draws_seed(&request)
-        && let Some(seed) = job.seed
-    {
-        request.seed = Some(seed);
-    }
-    request
-}
 
 /// What a task shows of a request: creates with equal keys could not be told apart.
 pub(super) fn match_key(req: &CreateRequest) -> String {
@@ -68,7 +52,7 @@ pub(super) fn matches(req: &CreateRequest, task: &Task) -> bool {
             task.service_tier.as_deref(),
         )
         && same(&req.frames, &task.frames)
-        && (req.seed.is_none_or(|s| s < 0) || same(&req.seed, &task.seed))
+        && (req.draws_seed() || same(&req.seed, &task.seed))
         && duration_ok
 }
 

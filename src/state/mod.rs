@@ -122,6 +122,17 @@ impl JobState {
     pub fn task_id(&self) -> Option<&str> {
         self.task_ids.last().map(String::as_str)
     }
+
+    /// The request as sent: the job's, with the seed vidbatch drew for it.
+    pub fn sent_request(&self) -> CreateRequest {
+        let mut request = self.request.clone();
+        if request.draws_seed()
+            && let Some(seed) = self.seed
+        {
+            request.seed = Some(seed);
+        }
+        request
+    }
 }
 
 /// Where one job stands, as far as a [`Tally`] counts it.

@@ -304,3 +304,32 @@ async fn the_idempotency_key_is_sent_on_create() {
     assert_eq!(sim.stats().tasks_created, 1);
     assert_eq!(sim.stats().idempotent_replays, 1);
 }
+
+/// A `Retry-After` HTTP date is on the server's clock: a server two hours ahead (or behind)
+/// asks for the same short wait, not two hours (or none at all).
+#[tokio::test]
+async fn a_retry_after_date_is_read_on_the_servers_clock() {
+    for clock_offset_secs in [7200.0, -7200.0] {
+        let limited = Sim::start(SimConfig {
+            rpm: 60,
+            rate_burst: Some(1),
+            retry_after: Some(vidbatch_sim::RetryAfterFormat::HttpDate),
+            clock_offset_secs,
+            ..fast()
+        })
+        .await
+        .unwrap();
+        let lc = client(&limited, "k");
+        lc.list_models().await.unwrap();
+        match lc.list_models().await.unwrap_err() {
+            ApiError::RateLimited { retry_after, .. } => {
+                let wait = retry_after.expect("the server's wait is read");
+                assert!(
+                    wait > Duration::ZERO && wait <= Duration::from_secs(3),
+                    "server clock {clock_offset_secs:+} s: asked to wait {wait:?}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -131,6 +131,13 @@ async fn killed_at_random_moments_and_resumed_every_job_runs_exactly_once() {
         serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
     let jobs = report["jobs"].as_array().unwrap();
     assert_eq!(jobs.len(), JOBS);
+    // The killed runs never wrote their request counts; their creates still count.
+    let creates = report["summary"]["creates"].as_u64().unwrap();
+    assert!(
+        creates >= stats.tasks_created,
+        "seed {seed}: the report counts {creates} creates for {} tasks",
+        stats.tasks_created
+    );
     for entry in jobs {
         let id = entry["id"].as_str().unwrap();
         let job = &state.jobs[id];

@@ -278,3 +278,37 @@ async fn a_run_whose_videos_cannot_be_written_exits_4_and_its_report_says_what_w
     assert_eq!(r["summary"]["creates"].as_u64(), Some(sim.stats().tasks_created));
     assert!(sim.stats().tasks_created > 0);
 }
+
+/// A job made again (here with `--retry-failed`) gets a new task; a `.part` an earlier task
+/// left (a download cut off, then the task expired) holds that task's bytes. The new task's
+/// video is downloaded whole, never stitched onto them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_made_again_never_finishes_the_download_an_earlier_task_began() {
+    let sim = sim(SimConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifest(dir.path(), 2, "");
+    let (first, out) = (dir.path().join("first"), dir.path().join("out"));
+    // A real video of another task, for the bytes an earlier task's download left.
+    let first_run = crate::util::vidbatch_run(&m, &first, &sim, "money-key", "auto");
+    assert_eq!(finish(first_run).await, Some(0));
+    let earlier = journal::load(&first.join(outdir::STATE_FILE)).unwrap().state;
+    let earlier_task = earlier.jobs["m-00"].task_id().unwrap().to_string();
+    let earlier_video = std::fs::read(first.join("videos/m-00.mp4")).unwrap();
+    sim.update(|c| c.fail_rate = 1.0);
+    let run = || crate::util::vidbatch_run(&m, &out, &sim, "money-key", "auto");
+    assert_eq!(finish(run()).await, Some(1));
+    sim.update(|c| c.fail_rate = 0.0);
+    let cut = &earlier_video[..earlier_video.len() - 8];
+    std::fs::write(out.join("videos/m-00.mp4.part"), cut).unwrap();
+    let mut retry = run();
+    retry.arg("--retry-failed");
+    assert_eq!(finish(retry).await, Some(0));
+    let state = journal::load(&out.join(outdir::STATE_FILE)).unwrap().state;
+    let task = state.jobs["m-00"].task_id().unwrap();
+    let video = std::fs::read(out.join("videos/m-00.mp4")).unwrap();
+    let names = |task: &str| video.windows(task.len()).any(|w| w == task.as_bytes());
+    assert!(
+        names(task) && !names(&earlier_task),
+        "the video of {task} was stitched onto the bytes of {earlier_task}"
+    );
+}

@@ -304,6 +304,32 @@ async fn last_frames_are_saved_as_valid_pngs() {
     assert!(r["jobs"][2]["last_frame"].is_null());
 }
 
+/// A job that sets no seed gets one drawn by vidbatch; the report shows the request as sent,
+/// that seed included, so the video can be made again: the seed its task shows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_report_shows_the_seed_vidbatch_drew_for_each_job() {
+    let (sim, dir) = crate::util::sim_and_dir(fast_sim()).await;
+    let summary = run(
+        &sim,
+        crate::util::fast_settings(dir.path()),
+        jobs(3, "seedless", false),
+    )
+    .await;
+    assert_eq!(summary.outcome, RunOutcome::Success);
+    let client = Client::new(&ClientConfig::new(sim.base_url(), ApiKey::new("report-key"))).unwrap();
+    let r = write_and_read(dir.path(), &summary, &Outputs::default());
+    for job in r["jobs"].as_array().unwrap() {
+        let task = client.get(job["task_ids"][0].as_str().unwrap()).await.unwrap();
+        let seed = job["request"]["seed"].as_i64();
+        assert!(seed.is_some(), "{} shows no seed", job["id"]);
+        assert_eq!(
+            seed, task.seed,
+            "{} shows another seed than its task's",
+            job["id"]
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_urls_are_refreshed_and_counted_in_the_report() {
     let (sim, dir) = crate::util::sim_and_dir(SimConfig {

@@ -167,3 +167,50 @@ async fn two_shards_of_one_manifest_on_one_key_at_once() {
     assert_eq!((ra, rb), (Some(0), Some(0)));
     assert_exactly_once(&sim, "world-key", &[&a, &b], 30);
 }
+
+/// Two runs of different manifests into different out dirs, on one key at once, whose jobs
+/// all carry the seed the manifest sets (so their tasks look alike in the lists), with many
+/// create answers lost, some before the create made anything. A lost create may not take a
+/// task that merely fits: it may be the other run's. Every done job holds the task made for
+/// its own prompt, no task is held twice, nothing is paid for twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_runs_whose_manifests_set_one_seed_never_take_each_others_tasks() {
+    let sim = sim(SimConfig {
+        ambiguous_create_rate: 0.3,
+        drop_rate: 0.15,
+        list_lag: Duration::from_secs(1),
+        ..SimConfig::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    // Inserted before `jobs:`, the line lands in `defaults`: every job sets seed 42.
+    let seed = "  seed: 42\n";
+    let m1 = crate::util::matrix_manifest(dir.path(), "m1.yaml", "a", "first batch", 30, seed);
+    let m2 = crate::util::matrix_manifest(dir.path(), "m2.yaml", "b", "second batch", 30, seed);
+    let (a, b) = (dir.path().join("out-a"), dir.path().join("out-b"));
+    let (ra, rb) = tokio::join!(
+        run(&m1, &a, &sim, "world-key", None),
+        run(&m2, &b, &sim, "world-key", None)
+    );
+    // A job whose lost create cannot be settled fails (exit 1); none may end otherwise.
+    assert!(
+        matches!(ra, Some(0 | 1)) && matches!(rb, Some(0 | 1)),
+        "{ra:?} {rb:?}"
+    );
+    assert_eq!(sim.stats().duplicate_creates, 0);
+    let prompts = sim.task_prompts("world-key");
+    let mut held = std::collections::HashSet::new();
+    for (out, prompt_prefix) in [(&a, "first batch"), (&b, "second batch")] {
+        let state = journal::load(&out.join(outdir::STATE_FILE)).unwrap().state;
+        for job in state.jobs_in_order() {
+            for task in &job.task_ids {
+                assert!(held.insert(task.clone()), "task {task} is held by two jobs");
+            }
+            if job.phase == vidbatch::state::Phase::Done {
+                let n = &job.id[2..];
+                let prompt = format!("{prompt_prefix} {n}");
+                crate::util::assert_done_with_own_task(out, job, &prompts, &prompt, &job.id);
+            }
+        }
+    }
+}

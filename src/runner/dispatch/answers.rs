@@ -8,7 +8,7 @@ use tokio::time::Instant;
 use crate::api::{ApiError, Task, TaskStatus, Timestamp};
 use crate::events::{Event, Failure, FailureKind};
 use crate::runner::StopKind;
-use crate::runner::reconcile::{self, effective_request};
+use crate::runner::reconcile;
 use crate::runner::spend::Reservation;
 use crate::runner::work::{Fetch, ListFor, ReadFor, Report};
 use crate::state::Phase;
@@ -128,7 +128,7 @@ impl Dispatcher {
         let Some(state) = self.state.jobs.get(&job) else {
             return;
         };
-        let key = reconcile::match_key(&effective_request(state));
+        let key = reconcile::match_key(&state.sent_request());
         let intent_at = state.intent_at.unwrap_or_else(Timestamp::now);
         match result {
             Ok(task) => {

@@ -5,7 +5,7 @@ use tokio::time::Instant;
 
 use crate::api::{Task, TaskList, TaskStatus, Timestamp};
 use crate::events::{Event, FailureKind};
-use crate::runner::reconcile::{self, Found, draws_seed, effective_request};
+use crate::runner::reconcile::{self, Found};
 use crate::runner::sweep::{self, Page, Seen};
 
 use super::*;
@@ -226,17 +226,27 @@ impl Dispatcher {
                 self.lost.remove(&id);
                 continue;
             };
-            let request = effective_request(job);
+            let request = job.sent_request();
             let tokens = job.estimated_tokens.unwrap_or(0);
             let (since_sent, later) = (lost.since, lost.later.clone());
             // A drawn seed is this job's alone: no time window is needed to tell its task.
             let offset = self.client.server_offset().unwrap_or(time::Duration::ZERO);
             let since =
-                (!draws_seed(&job.request)).then(|| Timestamp(lost.intent_at.0 + offset - CLOCK_SLACK));
+                (!job.request.draws_seed()).then(|| Timestamp(lost.intent_at.0 + offset - CLOCK_SLACK));
             let claimed = &self.state.claimed_tasks;
             let verdict = match reconcile::find(&request, since, pages, |t| claimed.contains(t)) {
-                Found::One(task) => Ok(task.clone()),
-                Found::Many(tasks) => Err(Some(tasks.iter().map(|t| t.id.clone()).collect::<Vec<_>>())),
+                Found::One(task) if job.request.draws_seed() => Ok(task.clone()),
+                // The seed the manifest set is not this job's alone: another run or client on
+                // the key may send the same request, and its task would fit just as well.
+                Found::One(task) => Err(Some(format!(
+                    "unprovable: task {} fits the create whose answer was lost, but the seed was set \
+                     in the manifest, so another run or client on the key may have made it",
+                    task.id
+                ))),
+                Found::Many(tasks) => Err(Some(format!(
+                    "ambiguous: tasks {} all fit the create whose answer was lost",
+                    tasks.iter().map(|t| t.id.as_str()).collect::<Vec<_>>().join(", ")
+                ))),
                 Found::None => Err(None),
             };
             match verdict {
@@ -259,8 +269,8 @@ impl Dispatcher {
                     });
                     self.fly(id, task, lost.since, now);
                 }
-                Err(Some(candidates)) => {
-                    // Never guess: either could be another's, and both may be paid for.
+                Err(Some(why)) => {
+                    // Never guess: a fit could be another's, and it and ours may both be paid for.
                     let Some(lost) = self.lost.remove(&id) else {
                         continue;
                     };
@@ -269,9 +279,7 @@ impl Dispatcher {
                         r.keep();
                     }
                     let message = format!(
-                        "ambiguous: tasks {} all fit the create whose answer was lost; none is taken \
-                         (check them with `vidbatch status`, then rerun with --retry-failed)",
-                        candidates.join(", ")
+                        "{why}; none is taken (check with `vidbatch status`, then rerun with --retry-failed)"
                     );
                     self.fail(&id, None, plain(FailureKind::SubmitFailed, message));
                 }

@@ -42,7 +42,7 @@ use sha2::{Digest, Sha256};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::reconcile::{self, effective_request};
+use super::reconcile;
 use super::slots::Slots;
 use super::spend::{Reservation, Spend};
 use super::work::{ListFor, ReadFor, Report};
@@ -431,7 +431,7 @@ impl Dispatcher {
             let Some(job) = self.state.jobs.get(&id) else {
                 continue;
             };
-            let key = reconcile::match_key(&effective_request(job));
+            let key = reconcile::match_key(&job.sent_request());
             self.busy_keys.insert(key.clone());
             let age = Duration::try_from(Timestamp::now().0 - intent_at.0).unwrap_or(Duration::ZERO);
             self.lost.insert(

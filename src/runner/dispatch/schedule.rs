@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use crate::api::Timestamp;
 use crate::events::{Event, Throttle};
 use crate::runner::StopKind;
-use crate::runner::reconcile::{self, draws_seed, effective_request};
+use crate::runner::reconcile;
 use crate::runner::spend::Reservation;
 use crate::runner::sweep::{self, PAGE};
 use crate::runner::work::{self, FetchPlan, ListFor, ReadFor, Report};
@@ -148,10 +148,10 @@ impl Dispatcher {
                     .enumerate()
                     .find_map(|(i, id)| {
                         let job = self.state.jobs.get(id)?;
-                        let free = draws_seed(&job.request)
+                        let free = job.request.draws_seed()
                             || !self
                                 .busy_keys
-                                .contains(&reconcile::match_key(&effective_request(job)));
+                                .contains(&reconcile::match_key(&job.sent_request()));
                         free.then(|| (i, job.estimated_tokens.unwrap_or(0)))
                     })?;
             let id = self.pending.get(index)?.clone();
@@ -282,10 +282,13 @@ impl Dispatcher {
                 }
             }
         };
-        let seed =
-            draws_seed(&job.request).then(|| job.seed.unwrap_or_else(|| i64::from(rand::random::<u32>())));
+        let seed = job
+            .request
+            .draws_seed()
+            .then(|| job.seed.unwrap_or_else(|| i64::from(rand::random::<u32>())));
         let key = idempotency_key(&self.run_id, job);
         let attempt = job.attempts + 1;
+        discard_parts(&self.settings.out_dir, &job.name);
         let intent = self.emit(Event::SubmitIntent {
             job: id.clone(),
             attempt,
@@ -296,7 +299,7 @@ impl Dispatcher {
         let Some(job) = self.state.jobs.get(&id) else {
             return;
         };
-        let mut request = effective_request(job);
+        let mut request = job.sent_request();
         if let Some(content) = resolved {
             request.content = content;
         }
@@ -399,6 +402,25 @@ impl Dispatcher {
                 self.fresh.insert(job.clone(), (task.clone(), false));
             }
             self.workers.spawn(work::fetch(plan, job, task));
+        }
+    }
+}
+
+/// Deletes the `.part` files of the job named `name`, before a create: the task it makes is
+/// new, so a `.part` there holds another task's bytes (a download cut off, then its task
+/// failed or expired) and must never be finished with this task's.
+fn discard_parts(out_dir: &std::path::Path, name: &str) {
+    for file in [
+        crate::outdir::video_file(name),
+        crate::outdir::last_frame_file(name),
+    ] {
+        let part = crate::download::part_path(&out_dir.join(file));
+        match std::fs::remove_file(&part) {
+            Ok(()) => tracing::info!(part = %part.display(), "deleted a partial download of an earlier task"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(part = %part.display(), error = %e, "could not delete a partial download of an earlier task")
+            }
         }
     }
 }
