@@ -149,28 +149,9 @@ pub(super) fn settings(
     (settings, remembered)
 }
 
-/// Why an out dir's earlier run is moved aside.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum MoveAside {
-    /// The user asked to start over.
-    Fresh,
-    /// Videos are there but no state file accounts for them: a new run would download over them.
-    Unaccounted,
-}
-
-/// Whether `out` holds videos (or last frames) that no state file accounts for.
-fn unaccounted_videos(out: &Path) -> bool {
-    let is_media = |entry: std::fs::DirEntry| {
-        let path = entry.path();
-        path.is_file() && path.extension().is_some_and(|e| e == "mp4" || e == "png")
-    };
-    !out.join(outdir::STATE_FILE).exists()
-        && std::fs::read_dir(out.join(outdir::VIDEOS)).is_ok_and(|d| d.flatten().any(is_media))
-}
-
-/// Moves an out dir's earlier run aside: its state, videos and reports go to
+/// Moves an out dir's earlier run aside for `--fresh`: its state, videos and reports go to
 /// `OUT/earlier/<time>/`, never deleted or overwritten, and the new run starts empty.
-fn move_earlier_run(out: &Path, why: MoveAside) -> anyhow::Result<()> {
+pub(super) fn move_earlier_run(out: &Path) -> anyhow::Result<()> {
     let parts = [
         outdir::STATE_FILE,
         outdir::VIDEOS,
@@ -202,20 +183,13 @@ fn move_earlier_run(out: &Path, why: MoveAside) -> anyhow::Result<()> {
         }
     }
     outdir::sync_dir(out);
-    let message = match why {
-        MoveAside::Fresh => format!(
+    note(
+        display::log::json(),
+        &format!(
             "--fresh: the earlier run (state, videos, reports) is kept in {}",
             dest.display()
         ),
-        MoveAside::Unaccounted => format!(
-            "{} holds videos that no state file accounts for (an earlier run whose {} is gone): \
-             they are kept in {}, not downloaded over",
-            out.join(outdir::VIDEOS).display(),
-            outdir::STATE_FILE,
-            dest.display()
-        ),
-    };
-    note(display::log::json(), &message);
+    );
     Ok(())
 }
 
@@ -301,19 +275,14 @@ pub(super) async fn cmd_run(
             estimated_tokens: j.estimated_tokens,
         })
         .collect();
-    let move_aside = if args.fresh {
-        Some(MoveAside::Fresh)
-    } else {
-        unaccounted_videos(&out).then_some(MoveAside::Unaccounted)
-    };
-    if let Some(why) = move_aside {
+    if args.fresh {
         std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
         let _lock = match outdir::lock(&out) {
             Ok(l) => l,
             Err(e @ outdir::LockError::Held { .. }) => return usage(e),
             Err(e) => return Err(e.into()),
         };
-        move_earlier_run(&out, why)?;
+        move_earlier_run(&out)?;
     }
     let previous = journal::load(&out.join(outdir::STATE_FILE))
         .ok()

@@ -352,39 +352,6 @@ async fn fresh_moves_the_earlier_state_and_its_paid_videos_aside() {
     );
 }
 
-/// An out dir whose state file is gone (deleted to "start over", lost with a disk) still
-/// holds the videos that run paid for: the next run moves them aside, as `--fresh` does,
-/// instead of downloading its own videos over them.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_run_whose_state_file_is_gone_moves_the_videos_it_finds_aside_never_over_them() {
-    let (sim, dir) = crate::util::sim_and_dir(fast_sim()).await;
-    let m = manifest(dir.path(), 2);
-    let out = dir.path().join("out");
-    let args = ["run", m.to_str().unwrap(), "--out", out.to_str().unwrap()];
-    assert_eq!(output(vidbatch(&sim, &args)).await.status.code(), Some(0));
-    let paid = journal::load(&out.join(outdir::STATE_FILE)).unwrap().state;
-    std::fs::remove_file(out.join(outdir::STATE_FILE)).unwrap();
-    let o = output(vidbatch(&sim, &args)).await;
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
-    assert_eq!(sim.stats().tasks_created, 4);
-    let earlier: Vec<_> = std::fs::read_dir(out.join("earlier"))
-        .expect("the earlier videos were moved aside")
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .collect();
-    assert_eq!(earlier.len(), 1);
-    for job in paid.jobs.values() {
-        let file = earlier[0].join(job.path.as_ref().unwrap());
-        let found = vidbatch::download::verify_file(&file, vidbatch::download::MediaKind::Mp4).unwrap();
-        assert_eq!(
-            Some(found.sha256),
-            job.sha256,
-            "{} was overwritten",
-            file.display()
-        );
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn videos_left_without_their_state_file_are_neither_overwritten_nor_paid_for_again() {
     let (sim, dir) = crate::util::sim_and_dir(fast_sim()).await;
