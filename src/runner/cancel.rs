@@ -59,8 +59,14 @@ pub async fn cancel_run(
     let mut found: Vec<(String, String)> = Vec::new();
     for job in lost {
         let claimed = |t: &str| state.claimed_tasks.contains(t) || found.iter().any(|(_, f)| f == t);
-        match reconcile::find(&job.sent_request(), None, &pages, claimed) {
-            Found::One(task) if job.request.draws_seed() => {
+        match reconcile::find(
+            &job.sent_request(),
+            job.request.draws_seed(),
+            None,
+            &pages,
+            claimed,
+        ) {
+            Found::Proven(task) => {
                 journal
                     .append(&Event::Submitted {
                         job: job.id.clone(),

@@ -4,8 +4,9 @@
 //! made a task that is being paid for. Before anything is sent again, the task lists are read
 //! and matched on what a task shows of its request: model, prompt when echoed, ratio,
 //! resolution, duration, frames, service tier, and the seed. A job that sets no seed gets one
-//! drawn by vidbatch, recorded before its create, so its task can be told from any look-alike
-//! task on the key, another process's included. Jobs whose requests still look alike (a seed
+//! drawn by vidbatch, recorded before its create, so the task that shows that seed is its own
+//! and can be told from any look-alike task on the key, another process's included; a task
+//! that shows no seed proves nothing. Jobs whose requests still look alike (a seed
 //! the user set, shared across prompts) are created one at a time (one [`match_key`] in
 //! flight), and their tasks are also matched on creation time; even so, a task that fits such
 //! a job is never taken, as another run or client on the key may send the same request. Two
@@ -59,18 +60,22 @@ pub(super) fn matches(req: &CreateRequest, task: &Task) -> bool {
 /// What the lists say of a lost create.
 #[derive(Debug, PartialEq)]
 pub(super) enum Found<'a> {
-    /// Exactly one task fits: the create made it.
-    One(&'a Task),
-    /// Several tasks fit and nothing tells them apart.
-    Many(Vec<&'a Task>),
+    /// The one task that shows the seed vidbatch drew for the job: the create made it.
+    Proven(&'a Task),
+    /// Tasks fit, but none proves to be the job's: its seed was set in the manifest (another
+    /// run or client on the key may send the same request), the tasks show no seed, or
+    /// several fit.
+    Unproven(Vec<&'a Task>),
     /// No task fits on these pages.
     None,
 }
 
-/// Looks for the task a create of `req` made, among tasks no job owns. `since`, when given,
-/// skips tasks created before it (by the server's clock).
+/// Looks for the task a create of `req` (as sent) made, among tasks no job owns. `drawn`: the
+/// seed in `req` is the one vidbatch drew for the job, so a task showing it is the job's and
+/// nobody else's. `since`, when given, skips tasks created before it (by the server's clock).
 pub(super) fn find<'a>(
     req: &CreateRequest,
+    drawn: bool,
     since: Option<Timestamp>,
     pages: impl IntoIterator<Item = &'a TaskList>,
     owned: impl Fn(&str) -> bool,
@@ -88,10 +93,32 @@ pub(super) fn find<'a>(
             fits.push(task);
         }
     }
-    match fits.len() {
-        0 => Found::None,
-        1 => Found::One(fits[0]),
-        _ => Found::Many(fits),
+    // A task that shows no seed fits, but proves nothing.
+    let shown: Vec<&Task> = fits
+        .iter()
+        .copied()
+        .filter(|t| drawn && t.seed.is_some() && t.seed == req.seed)
+        .collect();
+    match shown[..] {
+        _ if fits.is_empty() => Found::None,
+        [task] => Found::Proven(task),
+        _ => Found::Unproven(fits),
+    }
+}
+
+/// Why the tasks that fit a lost create are not taken, for the job's failure.
+pub(super) fn unproven(tasks: &[&Task], drawn: bool) -> String {
+    let ids = tasks.iter().map(|t| t.id.as_str()).collect::<Vec<_>>().join(", ");
+    match tasks {
+        [_] if drawn => format!(
+            "unprovable: task {ids} fits the create whose answer was lost but shows no seed, so \
+             nothing tells whether this run made it"
+        ),
+        [_] => format!(
+            "unprovable: task {ids} fits the create whose answer was lost, but the seed was set \
+             in the manifest, so another run or client on the key may have made it"
+        ),
+        _ => format!("ambiguous: tasks {ids} all fit the create whose answer was lost"),
     }
 }
 
@@ -145,10 +172,39 @@ mod tests {
             ],
             total: None,
         };
-        let found = find(&request(Some(42)), None, [&page], |id| id == "owned");
-        assert!(matches!(found, Found::One(t) if t.id == "mine"));
-        let both = find(&request(None), None, [&page], |id| id == "owned");
-        assert!(matches!(both, Found::Many(ref v) if v.len() == 2));
-        assert_eq!(find(&request(Some(1)), None, [&page], |_| false), Found::None);
+        let found = find(&request(Some(42)), true, None, [&page], |id| id == "owned");
+        assert!(matches!(found, Found::Proven(t) if t.id == "mine"));
+        // The same seed set in the manifest proves nothing: another run may send it too.
+        let set = find(&request(Some(42)), false, None, [&page], |id| id == "owned");
+        assert!(matches!(set, Found::Unproven(ref v) if v.len() == 1));
+        let both = find(&request(None), false, None, [&page], |id| id == "owned");
+        assert!(matches!(both, Found::Unproven(ref v) if v.len() == 2));
+        assert_eq!(
+            find(&request(Some(1)), true, None, [&page], |_| false),
+            Found::None
+        );
+    }
+
+    #[test]
+    fn a_task_that_shows_no_seed_never_proves_a_drawn_one() {
+        let page = TaskList {
+            items: vec![task(
+                serde_json::json!({"id":"blank","status":"queued","model":"seedance-1.5-pro"}),
+            )],
+            total: None,
+        };
+        let found = find(&request(Some(42)), true, None, [&page], |_| false);
+        assert!(
+            matches!(found, Found::Unproven(ref v) if v.len() == 1),
+            "{found:?}"
+        );
+        assert!(unproven(&[&page.items[0]], true).contains("shows no seed"));
+        // Beside a task that shows the drawn seed, it does not stand in the way.
+        let mut with_mine = page.clone();
+        with_mine.items.push(task(
+            serde_json::json!({"id":"mine","status":"queued","model":"seedance-1.5-pro","seed":42}),
+        ));
+        let found = find(&request(Some(42)), true, None, [&with_mine], |_| false);
+        assert!(matches!(found, Found::Proven(t) if t.id == "mine"), "{found:?}");
     }
 }

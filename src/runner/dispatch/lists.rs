@@ -234,19 +234,10 @@ impl Dispatcher {
             let since =
                 (!job.request.draws_seed()).then(|| Timestamp(lost.intent_at.0 + offset - CLOCK_SLACK));
             let claimed = &self.state.claimed_tasks;
-            let verdict = match reconcile::find(&request, since, pages, |t| claimed.contains(t)) {
-                Found::One(task) if job.request.draws_seed() => Ok(task.clone()),
-                // The seed the manifest set is not this job's alone: another run or client on
-                // the key may send the same request, and its task would fit just as well.
-                Found::One(task) => Err(Some(format!(
-                    "unprovable: task {} fits the create whose answer was lost, but the seed was set \
-                     in the manifest, so another run or client on the key may have made it",
-                    task.id
-                ))),
-                Found::Many(tasks) => Err(Some(format!(
-                    "ambiguous: tasks {} all fit the create whose answer was lost",
-                    tasks.iter().map(|t| t.id.as_str()).collect::<Vec<_>>().join(", ")
-                ))),
+            let drawn = job.request.draws_seed();
+            let verdict = match reconcile::find(&request, drawn, since, pages, |t| claimed.contains(t)) {
+                Found::Proven(task) => Ok(task.clone()),
+                Found::Unproven(tasks) => Err(Some(reconcile::unproven(&tasks, drawn))),
                 Found::None => Err(None),
             };
             match verdict {
