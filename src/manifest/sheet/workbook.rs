@@ -144,30 +144,50 @@ where
     Ok((wb, Some(range)))
 }
 
-/// Reads an XLSX through calamine, with each cell's number format and the merged ranges.
+/// Reads an XLSX through calamine, with each cell's number format and the merged ranges, in
+/// one pass over the sheet's cells. A sheet whose values span more than
+/// [`grid::MAX_SPAN_CELLS`] (a stray value far from the data) is refused as soon as the pass
+/// meets the far cell, before anything the size of the span is made.
 pub(super) fn read_xlsx(path: &Path, sheet: Option<&str>) -> Result<Workbook, String> {
     let mut x: calamine::Xlsx<_> =
         calamine::open_workbook(path).map_err(|e| format!("cannot read the workbook: {e}"))?;
-    if let Some(name) = pick(&x.sheet_names(), sheet) {
-        check_span(&mut x, &name)?;
-    }
-    let (mut wb, range) = chosen_range(&mut x, sheet)?;
-    let Some(range) = range else {
+    let sheets = x.sheet_names();
+    let mut wb = Workbook {
+        sheet: pick(&sheets, sheet),
+        sheets,
+        grid: Grid::default(),
+    };
+    let Some(name) = wb.sheet.clone() else {
         return Ok(wb);
     };
-    let name = wb.sheet.clone().unwrap_or_default();
-    let styles = x.worksheet_style(&name).ok();
     let is_1904 = x.has_1904_epoch();
-    for (r, c, d) in range.used_cells() {
-        let (r0, c0) = range.start().unwrap_or((0, 0));
-        let (r, c) = (r0 + r as u32, c0 + c as u32);
-        let code = styles
-            .as_ref()
-            .and_then(|s| s.get((r, c)))
+    let cannot = |e: calamine::XlsxError| format!("cannot read sheet `{name}`: {e}");
+    let mut cells = match x.worksheet_cells_reader(&name) {
+        Ok(cells) => cells,
+        // A chart sheet: no cells.
+        Err(calamine::XlsxError::NotAWorksheet(_)) => return Ok(wb),
+        Err(e) => return Err(cannot(e)),
+    };
+    let (mut first, mut last) = ((u32::MAX, u32::MAX), (0, 0));
+    while let Some((cell, style)) = cells.next_cell_with_style_id().map_err(cannot)? {
+        if *cell.get_value() == calamine::DataRef::Empty {
+            continue;
+        }
+        let (r, c) = cell.get_position();
+        first = (first.0.min(r), first.1.min(c));
+        last = (last.0.max(r), last.1.max(c));
+        if grid::span_too_large(first, last) {
+            return Err(grid::span_message(last));
+        }
+        let code = cells
+            .styles()
+            .get(style)
             .and_then(|s| s.number_format.as_ref())
             .map_or("General", |f| f.format_code.as_str());
-        wb.grid.set(r, c, data_cell(d, code, is_1904));
+        let value = Data::from(cell.get_value().clone());
+        wb.grid.set(r, c, data_cell(&value, code, is_1904));
     }
+    drop(cells);
     for m in x.merge_cells_by_sheet_name(&name).unwrap_or_default() {
         wb.grid.merge(Merge {
             first: m.start,
@@ -175,30 +195,6 @@ pub(super) fn read_xlsx(path: &Path, sheet: Option<&str>) -> Result<Workbook, St
         });
     }
     Ok(wb)
-}
-
-/// Refuses an XLSX sheet whose cells (with a value or a format) span more than
-/// [`grid::MAX_SPAN_CELLS`], before calamine allocates the span whole, by one pass over its cells.
-fn check_span<RS: std::io::Read + std::io::Seek>(
-    x: &mut calamine::Xlsx<RS>,
-    name: &str,
-) -> Result<(), String> {
-    let mut cells = x
-        .worksheet_cells_reader(name)
-        .map_err(|e| format!("cannot read sheet `{name}`: {e}"))?;
-    let (mut first, mut last) = ((u32::MAX, u32::MAX), (0, 0));
-    while let Some(cell) = cells
-        .next_cell()
-        .map_err(|e| format!("cannot read sheet `{name}`: {e}"))?
-    {
-        let (r, c) = cell.get_position();
-        first = (first.0.min(r), first.1.min(c));
-        last = (last.0.max(r), last.1.max(c));
-    }
-    if first.0 <= last.0 && grid::span_too_large(first, last) {
-        return Err(grid::span_message(last));
-    }
-    Ok(())
 }
 
 /// Reads an XLS/XLSB through calamine (dates known, other number formats not).
