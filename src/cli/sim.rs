@@ -139,6 +139,9 @@ pub struct SimArgs {
     /// List answers carry video URLs for completed tasks (default: only a task's own read does).
     #[arg(long)]
     pub list_urls: bool,
+    /// List answers show each task's seed (default: only a task's own read does).
+    #[arg(long)]
+    pub list_seeds: bool,
     /// Real time a new task takes to show in lists, e.g. 2s (lists are eventually consistent).
     #[arg(long, default_value = "0s", value_parser = parse_duration)]
     pub list_lag: Duration,
@@ -186,6 +189,7 @@ impl SimArgs {
             video_size: self.video_size,
             honour_idempotency_key: self.honour_idempotency_key,
             list_urls: self.list_urls,
+            list_seeds: self.list_seeds,
             list_lag: self.list_lag,
             clock_offset_secs: self.clock_offset,
             lookalike_rate: self.lookalike_rate,

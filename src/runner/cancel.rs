@@ -59,13 +59,17 @@ pub async fn cancel_run(
     let mut found: Vec<(String, String)> = Vec::new();
     for job in lost {
         let claimed = |t: &str| state.claimed_tasks.contains(t) || found.iter().any(|(_, f)| f == t);
-        match reconcile::find(
-            &job.sent_request(),
-            job.request.draws_seed(),
-            None,
-            &pages,
-            claimed,
-        ) {
+        let (sent, drawn) = (job.sent_request(), job.request.draws_seed());
+        let mut verdict = reconcile::find(&sent, drawn, None, &pages, claimed);
+        // Fits whose list items show no seed are read on their own, which may show it.
+        let read = match &verdict {
+            Found::Unproven(fits) if drawn => read_seedless(client, &mut pacer, fits).await,
+            _ => TaskList::default(),
+        };
+        if !read.items.is_empty() {
+            verdict = reconcile::find(&sent, drawn, None, [&read], claimed);
+        }
+        match verdict {
             Found::Proven(task) => {
                 journal
                     .append(&Event::Submitted {
@@ -93,6 +97,18 @@ pub async fn cancel_run(
     }
     journal.sync().await?;
     Ok(summary)
+}
+
+/// The tasks among `fits` whose list items show no seed, each as its own read shows it (a
+/// read that fails is left out).
+async fn read_seedless(client: &Client, pacer: &mut Pacer, fits: &[&Task]) -> TaskList {
+    let mut read = TaskList::default();
+    for fit in fits.iter().filter(|t| t.seed.is_none()) {
+        if let Ok(task) = paced(pacer, 10, || client.get(&fit.id)).await {
+            read.items.push(task);
+        }
+    }
+    read
 }
 
 /// The newest page of every status, to find the tasks of lost creates (a page that fails is

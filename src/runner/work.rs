@@ -27,6 +27,8 @@ pub(super) enum ReadFor {
     Deadline,
     /// Fresh URLs of a finished job that other jobs refer to (`job://`).
     Upstream,
+    /// A task that may be a lost create's, whose list item showed no seed: its own read may.
+    Candidate,
 }
 
 /// Why a page of the task list is read.

@@ -97,6 +97,9 @@ pub struct SimConfig {
     /// List answers carry `video_url` for completed tasks (default: only a task's own GET does, the
     /// harsher case).
     pub list_urls: bool,
+    /// List answers show each task's `seed` (default: only a task's own GET does, the harsher
+    /// case: a client can tell its task in a list only by reading it).
+    pub list_seeds: bool,
     /// Real time a new task takes to show in list answers (lists are eventually consistent).
     pub list_lag: Duration,
     /// Seconds the server's clock is ahead of the real one (negative: behind). Every timestamp
@@ -142,6 +145,7 @@ impl Default for SimConfig {
             video_size: None,
             honour_idempotency_key: false,
             list_urls: false,
+            list_seeds: false,
             list_lag: Duration::ZERO,
             clock_offset_secs: 0.0,
             lookalike_rate: 0.0,

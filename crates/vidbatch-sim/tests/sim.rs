@@ -1309,6 +1309,22 @@ async fn list_filters_limits_and_orders_newest_first() {
 }
 
 #[tokio::test]
+async fn list_items_show_seeds_only_when_asked_and_a_task_read_always_does() {
+    for list_seeds in [false, true] {
+        let c = Client::start(SimConfig { list_seeds, ..fast() }).await;
+        let id = c.create_ok("seeded").await;
+        let (_, page) = c.get("/videos/generations").await;
+        let item = &page["items"][0];
+        assert_eq!(item["id"], id.as_str());
+        assert_eq!(item.get("seed").is_some(), list_seeds, "{item}");
+        assert!(
+            c.task(&id).await["seed"].is_i64(),
+            "a task's own read shows its seed"
+        );
+    }
+}
+
+#[tokio::test]
 async fn stats_and_config_over_http() {
     let c = Client::start(fast()).await;
     c.create_ok("x").await;

@@ -42,6 +42,7 @@ impl Dispatcher {
                 match why {
                     ReadFor::Url => self.on_url_read(job, result),
                     ReadFor::Upstream => self.on_upstream_read(job, result),
+                    ReadFor::Candidate => self.on_candidate_read(task_id, result),
                     ReadFor::Status | ReadFor::Deadline => self.on_read(task_id, why, result, now),
                 }
             }

@@ -3,7 +3,7 @@
 
 use tokio::time::Instant;
 
-use crate::api::{Task, TaskList, TaskStatus, Timestamp};
+use crate::api::{ApiError, Task, TaskList, TaskStatus, Timestamp};
 use crate::events::{Event, FailureKind};
 use crate::runner::reconcile::{self, Found};
 use crate::runner::sweep::{self, Page, Seen};
@@ -216,8 +216,10 @@ impl Dispatcher {
     /// have had time to show it.
     pub(super) fn settle_lost(&mut self, pages: &[TaskList], covering: bool, now: Instant) {
         if self.lost.is_empty() {
+            self.candidates.clear();
             return;
         }
+        let pages = &self.with_candidates_read(pages);
         let grace = self.lost_grace();
         let mut ids: Vec<(Instant, String)> = self.lost.iter().map(|(id, l)| (l.since, id.clone())).collect();
         ids.sort();
@@ -236,12 +238,34 @@ impl Dispatcher {
             let claimed = &self.state.claimed_tasks;
             let drawn = job.request.draws_seed();
             let verdict = match reconcile::find(&request, drawn, since, pages, |t| claimed.contains(t)) {
-                Found::Proven(task) => Ok(task.clone()),
-                Found::Unproven(tasks) => Err(Some(reconcile::unproven(&tasks, drawn))),
-                Found::None => Err(None),
+                Found::Proven(task) => Settle::Take(Box::new(task.clone())),
+                Found::Unproven(tasks) => {
+                    // A fit whose list item shows no seed may show it when read on its own.
+                    let unread: Vec<String> = tasks
+                        .iter()
+                        .filter(|t| {
+                            drawn && t.seed.is_none() && !matches!(self.candidates.get(&t.id), Some(Some(_)))
+                        })
+                        .map(|t| t.id.clone())
+                        .collect();
+                    if unread.is_empty() {
+                        Settle::Refuse(reconcile::unproven(&tasks, drawn))
+                    } else {
+                        Settle::Read(unread)
+                    }
+                }
+                Found::None => Settle::Nothing,
             };
             match verdict {
-                Ok(task) => {
+                Settle::Read(tasks) => {
+                    for task in tasks {
+                        if !self.candidates.contains_key(&task) {
+                            self.candidates.insert(task.clone(), None);
+                            self.reads.push_back((task, ReadFor::Candidate));
+                        }
+                    }
+                }
+                Settle::Take(task) => {
                     let Some(lost) = self.lost.remove(&id) else {
                         continue;
                     };
@@ -258,9 +282,9 @@ impl Dispatcher {
                         at: task.created_at.unwrap_or_else(Timestamp::now),
                         reconciled: true,
                     });
-                    self.fly(id, task, lost.since, now);
+                    self.fly(id, *task, lost.since, now);
                 }
-                Err(Some(why)) => {
+                Settle::Refuse(why) => {
                     // Never guess: a fit could be another's, and it and ours may both be paid for.
                     let Some(lost) = self.lost.remove(&id) else {
                         continue;
@@ -274,7 +298,7 @@ impl Dispatcher {
                     );
                     self.fail(&id, None, plain(FailureKind::SubmitFailed, message));
                 }
-                Err(None) => {
+                Settle::Nothing => {
                     let waited = now.duration_since(since_sent);
                     let later_listed = later
                         .as_ref()
@@ -296,4 +320,45 @@ impl Dispatcher {
             }
         }
     }
+
+    /// `pages` with each task a candidate read has shown in its read form, seed and all.
+    fn with_candidates_read(&self, pages: &[TaskList]) -> Vec<TaskList> {
+        let read = |t: &Task| match self.candidates.get(&t.id) {
+            Some(Some(seen)) => seen.clone(),
+            _ => t.clone(),
+        };
+        pages
+            .iter()
+            .map(|p| TaskList {
+                items: p.items.iter().map(read).collect(),
+                total: p.total,
+            })
+            .collect()
+    }
+
+    /// Keeps what the read of a lost create's candidate showed, for the next settling; after
+    /// a failed read it is read again then.
+    pub(super) fn on_candidate_read(&mut self, task_id: String, result: Result<Task, ApiError>) {
+        self.reading.remove(&task_id);
+        match result {
+            Ok(task) => {
+                self.candidates.insert(task_id, Some(task));
+            }
+            Err(_) => {
+                self.candidates.remove(&task_id);
+            }
+        }
+    }
+}
+
+/// What settling decides for one lost create.
+enum Settle {
+    /// Its task, proven by the seed it shows.
+    Take(Box<Task>),
+    /// Tasks fit and none proves to be the job's: the job fails, for this reason.
+    Refuse(String),
+    /// Tasks fit whose list items show no seed: they are read on their own first.
+    Read(Vec<String>),
+    /// No task fits.
+    Nothing,
 }

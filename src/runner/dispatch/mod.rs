@@ -261,6 +261,9 @@ pub(super) struct Dispatcher {
     upstream: HashMap<String, Vec<String>>,
     /// The jobs of the plan that refer to each job.
     downstream: HashMap<String, Vec<String>>,
+    /// Tasks that may be lost creates', whose list items showed no seed: `None` while their
+    /// read waits or is on the wire, then the task as its read showed it.
+    candidates: HashMap<String, Option<Task>>,
     /// The work each job holds up (see [`chains::Work`]).
     behind: HashMap<String, chains::Work>,
     /// Jobs to create once the jobs they refer to are done and their URLs are at hand.
@@ -340,6 +343,7 @@ impl Dispatcher {
             upstream: HashMap::new(),
             downstream: HashMap::new(),
             behind: HashMap::new(),
+            candidates: HashMap::new(),
             waiting: HashSet::new(),
             fresh: HashMap::new(),
             upstream_reads: VecDeque::new(),

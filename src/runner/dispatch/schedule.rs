@@ -228,6 +228,11 @@ impl Dispatcher {
                 self.note_use(now);
                 self.counters.reads += 1;
                 self.reads.retain(|(t, _)| *t != task);
+                if why == ReadFor::Candidate {
+                    self.reading.insert(task.clone());
+                    self.spawn_api(work::read(client, String::new(), task, why));
+                    return;
+                }
                 let Some(flight) = self.flights.get_mut(&task) else {
                     return;
                 };

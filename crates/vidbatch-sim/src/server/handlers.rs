@@ -228,11 +228,17 @@ pub(super) async fn list(
                     .collect()
             })
             .unwrap_or_default();
-        let with_urls = st.cfg.list_urls;
+        let (with_urls, with_seeds) = (st.cfg.list_urls, st.cfg.list_seeds);
         let items: Vec<Value> = matching
             .iter()
             .take(limit)
-            .map(|&i| render(inner, st, key, i, with_urls))
+            .map(|&i| {
+                let mut item = render(inner, st, key, i, with_urls);
+                if !with_seeds && let Some(fields) = item.as_object_mut() {
+                    fields.remove("seed");
+                }
+                item
+            })
             .collect();
         Ok(Reply::ok(json!({"items": items, "total": matching.len()})))
     })
