@@ -109,7 +109,9 @@ fn string(n: &Node, field: &str, vars: &Vars, diags: &mut Vec<Diagnostic>) -> Op
 }
 
 /// One of a closed set of values ([`Ratio`](crate::api::Ratio) and the like), spelled as the
-/// API spells it.
+/// API spells it. Whitespace around it is dropped, as around a number or an id: a sheet cell
+/// often carries a stray space, tab or no-break space (U+00A0, which Excel and LibreOffice
+/// exports write) that the user never sees.
 fn choice<T: std::str::FromStr<Err = String>>(
     n: &Node,
     field: &str,
@@ -117,13 +119,14 @@ fn choice<T: std::str::FromStr<Err = String>>(
     diags: &mut Vec<Diagnostic>,
 ) -> Option<T> {
     let text = string(n, field, vars, diags)?;
-    match text.parse() {
+    let value = text.trim();
+    match value.parse() {
         Ok(v) => Some(v),
         Err(expected) => {
             diags.push(Diagnostic::field_error(
                 n.loc.clone(),
                 field,
-                format!("`{}`", super::yaml::excerpt(&text, 60)),
+                format!("`{}`", super::yaml::excerpt(value, 60)),
                 expected,
             ));
             None

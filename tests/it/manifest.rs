@@ -389,6 +389,46 @@ fn csv_dialects_give_the_same_jobs() {
 }
 
 #[test]
+fn choices_read_through_stray_spaces_and_prompts_keep_theirs() {
+    let d = tempfile::tempdir().expect("tmp");
+    // a space, a tab and the no-break space (U+00A0) that Excel and LibreOffice exports carry
+    let csv = plan_of(
+        d.path(),
+        "p.csv",
+        "id,model,prompt,ratio,resolution,service_tier\n\
+         a,seedance-1.5-pro,  A cat surfing ,16:9\u{a0}, 720p,\tflex \n",
+    );
+    let yaml = plan_of(
+        d.path(),
+        "m.yaml",
+        "version: 1\njobs:\n  - id: a\n    model: seedance-1.5-pro\n    prompt: \"  A cat surfing \"\n    \
+         ratio: \"\\u00a016:9\"\n    resolution: \"720p\\t\"\n    service_tier: \" flex\"\n",
+    );
+    for plan in [&csv, &yaml] {
+        let r = &plan.jobs[0].request;
+        assert_eq!(
+            (
+                r.ratio.map(|x| x.as_str()),
+                r.resolution.map(|x| x.as_str()),
+                r.service_tier.map(|x| x.as_str())
+            ),
+            (Some("16:9"), Some("720p"), Some("flex"))
+        );
+        assert_eq!(r.prompt, "  A cat surfing ", "a prompt is the user's text");
+    }
+    // the value a cell names is the one an error shows
+    let e = errors_of(
+        d.path(),
+        "q.csv",
+        "prompt,model,ratio\nok,seedance-1.5-pro,\u{a0}16:10 \n",
+    );
+    assert!(
+        e.contains("column `ratio`: error: field `ratio`: found `16:10`, expected one of"),
+        "{e}"
+    );
+}
+
+#[test]
 fn csv_errors_name_row_and_column() {
     let d = tempfile::tempdir().expect("tmp");
     let e = errors_of(
