@@ -429,6 +429,25 @@ fn choices_read_through_stray_spaces_and_prompts_keep_theirs() {
 }
 
 #[test]
+fn a_manifest_larger_than_vidbatch_reads_is_refused_unread() {
+    let d = tempfile::tempdir().expect("tmp");
+    for name in ["big.csv", "big.yaml"] {
+        let p = d.path().join(name);
+        // sparse: no disk is used, and vidbatch must not read it to find out
+        std::fs::File::create(&p)
+            .and_then(|f| f.set_len(manifest::sheet::MAX_MANIFEST_BYTES + 1))
+            .expect("sparse file");
+        let e = load_plan(&args(&[&p])).expect_err("too large").to_string();
+        assert!(
+            e.contains(&format!(
+                "{name}: error: the file holds more than 512 MB, the most vidbatch reads of one manifest"
+            )) && e.contains("split the jobs over several manifests or rows files"),
+            "{e}"
+        );
+    }
+}
+
+#[test]
 fn csv_errors_name_row_and_column() {
     let d = tempfile::tempdir().expect("tmp");
     let e = errors_of(
