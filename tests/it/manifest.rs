@@ -448,6 +448,38 @@ fn a_manifest_larger_than_vidbatch_reads_is_refused_unread() {
 }
 
 #[test]
+fn a_ratio_a_spreadsheet_made_a_date_is_an_error_saying_so() {
+    let d = tempfile::tempdir().expect("tmp");
+    let e = errors_of(
+        d.path(),
+        "p.csv",
+        "prompt,model,ratio\n\
+         a,seedance-1.5-pro,9/16/2024\n\
+         b,seedance-1.5-pro,2024-09-16\n\
+         c,seedance-1.5-pro,16-Sep\n\
+         d,seedance-1.5-pro,Sep-16\n\
+         e,seedance-1.5-pro,16:10\n",
+    );
+    let line = |row: u32| {
+        e.lines()
+            .find(|l| l.contains(&format!("row {row}, column `ratio`: error")))
+            .unwrap_or_else(|| panic!("no error in row {row}: {e}"))
+    };
+    for (row, cell) in [(2, "9/16/2024"), (3, "2024-09-16"), (4, "16-Sep"), (5, "Sep-16")] {
+        assert!(
+            line(row).contains(&format!("found `{cell}`, expected one of"))
+                && line(row).contains("looks like a date that a spreadsheet app made of a ratio")
+                && line(row).contains("format the ratio column as Text"),
+            "{e}"
+        );
+    }
+    assert!(
+        !line(6).contains("date"),
+        "a ratio that is no date gets no date help: {e}"
+    );
+}
+
+#[test]
 fn csv_errors_name_row_and_column() {
     let d = tempfile::tempdir().expect("tmp");
     let e = errors_of(
