@@ -1,5 +1,5 @@
-//! Cells read by what their field means: a ratio a spreadsheet turned into a time, a date
-//! written with `/` that breaks a file name.
+//! Cells read by what their field means: a ratio a spreadsheet turned into a time or a date, a
+//! date written with `/` that breaks a file name.
 
 use super::diag::{Diagnostic, SourceLocation};
 use super::job::Vars;
@@ -71,6 +71,51 @@ pub(super) fn ratio_cell(
     r
 }
 
+/// Whether a text is a date as a spreadsheet shows or exports one: three numbers joined by `/`,
+/// `-` or `.` (`9/16/2024`, `2024-09-16`, `16.09.2024`), or a day and a month's name
+/// (`16-Sep`, `Sep-16`, `16-Sep-2024`), a time after it allowed (`2024-09-16 00:00:00`).
+fn looks_like_date(s: &str) -> bool {
+    const MONTHS: [&str; 12] = [
+        "january",
+        "february",
+        "march",
+        "april",
+        "may",
+        "june",
+        "july",
+        "august",
+        "september",
+        "october",
+        "november",
+        "december",
+    ];
+    let date = s.trim().split(' ').next().unwrap_or_default();
+    let number = |p: &str| (1..=4).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit());
+    let month = |p: &str| {
+        let p = p.to_ascii_lowercase();
+        p.len() >= 3 && MONTHS.iter().any(|m| m.starts_with(&p))
+    };
+    let numeric = ['/', '-', '.'].into_iter().any(|sep| {
+        let parts: Vec<&str> = date.split(sep).collect();
+        parts.len() == 3 && parts.iter().all(|p| number(p))
+    });
+    let parts: Vec<&str> = date.split('-').collect();
+    let named = (2..=3).contains(&parts.len())
+        && parts.iter().filter(|p| month(p)).count() == 1
+        && parts.iter().all(|p| month(p) || number(p));
+    numeric || named
+}
+
+/// Help for a `ratio` that reads as a date: what a spreadsheet app makes of a ratio typed with
+/// `/` (`9/16` becomes the 16th of September). The ratio is not guessed back from the date.
+pub(super) fn date_ratio_help(value: &str) -> Option<String> {
+    looks_like_date(value).then(|| {
+        "this looks like a date that a spreadsheet app made of a ratio typed as 9/16 or 16/9: \
+         format the ratio column as Text and type the ratio again as 9:16 or 16:9"
+            .to_string()
+    })
+}
+
 /// Help for an id or file name that a template variable made unsafe by holding a date written
 /// with `/` (`2024/03/15`, as Gnumeric's default CSV export writes a date).
 pub(super) fn slashed_date_help(tpl: &str, vars: &Vars) -> Option<String> {
@@ -111,6 +156,29 @@ mod tests {
             time_as_ratio(&day_fraction_as_time("0.16875").unwrap_or_default()).as_deref(),
             Some("4:3")
         );
+    }
+
+    #[test]
+    fn dates_a_spreadsheet_shows_look_like_dates_and_ratios_do_not() {
+        for date in [
+            "9/16/2024",
+            "16/9/24",
+            "2024-09-16",
+            "2024-09-16 00:00:00",
+            "16.09.2024",
+            "16-Sep",
+            "Sep-16",
+            "16-sep-2024",
+            "September-16",
+            "16-OCT",
+        ] {
+            assert!(looks_like_date(date), "{date}");
+        }
+        for other in [
+            "16:9", "9:16", "16:10", "9/16", "adaptive", "16-9", "Se-16", "Sep-Oct", "",
+        ] {
+            assert!(!looks_like_date(other), "{other}");
+        }
     }
 
     #[test]

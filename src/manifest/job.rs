@@ -4,6 +4,7 @@
 use std::borrow::Cow;
 
 use super::canonical::fingerprint;
+use super::cells::date_ratio_help;
 use super::diag::{Diagnostic, Severity, SourceLocation};
 use super::expand::{self, TemplateError};
 use super::fields::{job_keys, unknown_key};
@@ -109,26 +110,40 @@ fn string(n: &Node, field: &str, vars: &Vars, diags: &mut Vec<Diagnostic>) -> Op
 }
 
 /// One of a closed set of values ([`Ratio`](crate::api::Ratio) and the like), spelled as the
-/// API spells it.
+/// API spells it. Whitespace around it is dropped, as around a number or an id: a sheet cell
+/// often carries a stray space, tab or no-break space (U+00A0, which Excel and LibreOffice
+/// exports write) that the user never sees. `help` gives the help of a value outside the set,
+/// when it knows how the value came about.
 fn choice<T: std::str::FromStr<Err = String>>(
     n: &Node,
     field: &str,
     vars: &Vars,
     diags: &mut Vec<Diagnostic>,
+    help: fn(&str) -> Option<String>,
 ) -> Option<T> {
     let text = string(n, field, vars, diags)?;
-    match text.parse() {
+    let value = text.trim();
+    match value.parse() {
         Ok(v) => Some(v),
         Err(expected) => {
-            diags.push(Diagnostic::field_error(
+            let d = Diagnostic::field_error(
                 n.loc.clone(),
                 field,
-                format!("`{}`", super::yaml::excerpt(&text, 60)),
+                format!("`{}`", super::yaml::excerpt(value, 60)),
                 expected,
-            ));
+            );
+            diags.push(match help(value) {
+                Some(h) => d.with_help(h),
+                None => d,
+            });
             None
         }
     }
+}
+
+/// The `help` of a [`choice`] that has nothing to add.
+fn no_help(_: &str) -> Option<String> {
+    None
 }
 
 /// Whether a text is a number in scientific notation (`1.23457E+09`): how a spreadsheet shows,
@@ -365,10 +380,10 @@ pub fn build(
         match key {
             "model" => req.model = string(n, key, vars, diags).unwrap_or_default(),
             "prompt" => req.prompt = string(n, key, vars, diags).unwrap_or_default(),
-            "ratio" => req.ratio = choice(n, key, vars, diags),
-            "resolution" => req.resolution = choice(n, key, vars, diags),
+            "ratio" => req.ratio = choice(n, key, vars, diags, date_ratio_help),
+            "resolution" => req.resolution = choice(n, key, vars, diags, no_help),
             "callback_url" => req.callback_url = string(n, key, vars, diags),
-            "service_tier" => req.service_tier = choice(n, key, vars, diags),
+            "service_tier" => req.service_tier = choice(n, key, vars, diags, no_help),
             "safety_identifier" => req.safety_identifier = string(n, key, vars, diags),
             "duration" => req.duration = int(n, key, diags),
             "frames" => req.frames = int(n, key, diags),

@@ -389,6 +389,97 @@ fn csv_dialects_give_the_same_jobs() {
 }
 
 #[test]
+fn choices_read_through_stray_spaces_and_prompts_keep_theirs() {
+    let d = tempfile::tempdir().expect("tmp");
+    // a space, a tab and the no-break space (U+00A0) that Excel and LibreOffice exports carry
+    let csv = plan_of(
+        d.path(),
+        "p.csv",
+        "id,model,prompt,ratio,resolution,service_tier\n\
+         a,seedance-1.5-pro,  A cat surfing ,16:9\u{a0}, 720p,\tflex \n",
+    );
+    let yaml = plan_of(
+        d.path(),
+        "m.yaml",
+        "version: 1\njobs:\n  - id: a\n    model: seedance-1.5-pro\n    prompt: \"  A cat surfing \"\n    \
+         ratio: \"\\u00a016:9\"\n    resolution: \"720p\\t\"\n    service_tier: \" flex\"\n",
+    );
+    for plan in [&csv, &yaml] {
+        let r = &plan.jobs[0].request;
+        assert_eq!(
+            (
+                r.ratio.map(|x| x.as_str()),
+                r.resolution.map(|x| x.as_str()),
+                r.service_tier.map(|x| x.as_str())
+            ),
+            (Some("16:9"), Some("720p"), Some("flex"))
+        );
+        assert_eq!(r.prompt, "  A cat surfing ", "a prompt is the user's text");
+    }
+    // the value a cell names is the one an error shows
+    let e = errors_of(
+        d.path(),
+        "q.csv",
+        "prompt,model,ratio\nok,seedance-1.5-pro,\u{a0}16:10 \n",
+    );
+    assert!(
+        e.contains("column `ratio`: error: field `ratio`: found `16:10`, expected one of"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_manifest_larger_than_vidbatch_reads_is_refused_unread() {
+    let d = tempfile::tempdir().expect("tmp");
+    for name in ["big.csv", "big.yaml"] {
+        let p = d.path().join(name);
+        // sparse: no disk is used, and vidbatch must not read it to find out
+        std::fs::File::create(&p)
+            .and_then(|f| f.set_len(manifest::sheet::MAX_MANIFEST_BYTES + 1))
+            .expect("sparse file");
+        let e = load_plan(&args(&[&p])).expect_err("too large").to_string();
+        assert!(
+            e.contains(&format!(
+                "{name}: error: the file holds more than 512 MB, the most vidbatch reads of one manifest"
+            )) && e.contains("split the jobs over several manifests or rows files"),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn a_ratio_a_spreadsheet_made_a_date_is_an_error_saying_so() {
+    let d = tempfile::tempdir().expect("tmp");
+    let e = errors_of(
+        d.path(),
+        "p.csv",
+        "prompt,model,ratio\n\
+         a,seedance-1.5-pro,9/16/2024\n\
+         b,seedance-1.5-pro,2024-09-16\n\
+         c,seedance-1.5-pro,16-Sep\n\
+         d,seedance-1.5-pro,Sep-16\n\
+         e,seedance-1.5-pro,16:10\n",
+    );
+    let line = |row: u32| {
+        e.lines()
+            .find(|l| l.contains(&format!("row {row}, column `ratio`: error")))
+            .unwrap_or_else(|| panic!("no error in row {row}: {e}"))
+    };
+    for (row, cell) in [(2, "9/16/2024"), (3, "2024-09-16"), (4, "16-Sep"), (5, "Sep-16")] {
+        assert!(
+            line(row).contains(&format!("found `{cell}`, expected one of"))
+                && line(row).contains("looks like a date that a spreadsheet app made of a ratio")
+                && line(row).contains("format the ratio column as Text"),
+            "{e}"
+        );
+    }
+    assert!(
+        !line(6).contains("date"),
+        "a ratio that is no date gets no date help: {e}"
+    );
+}
+
+#[test]
 fn csv_errors_name_row_and_column() {
     let d = tempfile::tempdir().expect("tmp");
     let e = errors_of(

@@ -47,8 +47,9 @@ pub fn load_plan(args: &Inputs) -> Result<Plan, Diagnostics> {
                 }
             }
             Some(FileKind::Sheet) => {
-                ctx.hash_file(path);
-                if let Some(t) = sheet::read_sheet(path, &file, args.sheet.as_deref(), &mut ctx.diags) {
+                if ctx.read_file(path, &file).is_some()
+                    && let Some(t) = sheet::read_sheet(path, &file, args.sheet.as_deref(), &mut ctx.diags)
+                {
                     let base: Vec<(&str, &Node)> = cli.iter().map(|(k, n)| (k.as_str(), n)).collect();
                     ctx.rows(t, &base);
                 }
@@ -211,9 +212,18 @@ impl Loader {
         }
     }
 
-    fn hash_file(&mut self, path: &Path) {
-        if let Ok(bytes) = std::fs::read(path) {
-            self.add_source(path, &bytes);
+    /// The bytes of a manifest file, its hash recorded among the plan's sources; `None` after
+    /// reporting why it cannot be read.
+    fn read_file(&mut self, path: &Path, file: &Arc<str>) -> Option<Vec<u8>> {
+        match sheet::read_manifest_file(path, file, sheet::MAX_MANIFEST_BYTES) {
+            Ok(bytes) => {
+                self.add_source(path, &bytes);
+                Some(bytes)
+            }
+            Err(d) => {
+                self.diags.push(*d);
+                None
+            }
         }
     }
 
@@ -233,18 +243,8 @@ impl Loader {
         delim: Option<u8>,
         sheet_arg: Option<&str>,
     ) {
-        let bytes = match std::fs::read(path) {
-            Ok(b) => {
-                self.add_source(path, &b);
-                b
-            }
-            Err(e) => {
-                self.diags.push(Diagnostic::error(
-                    SourceLocation::File { file: file.clone() },
-                    format!("cannot read: {e}"),
-                ));
-                return;
-            }
+        let Some(bytes) = self.read_file(path, file) else {
+            return;
         };
         let Some(text) = sheet::decode(&bytes, file, SAVE_YAML_AS_UTF8, &mut self.diags) else {
             return;

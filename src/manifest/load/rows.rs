@@ -199,19 +199,8 @@ impl Loader {
         file: &Arc<str>,
         delimiter: Option<u8>,
     ) -> Option<sheet::Table> {
-        match std::fs::read(path) {
-            Ok(bytes) => {
-                self.add_source(path, &bytes);
-                sheet::read_csv_bytes(&bytes, file, delimiter, &mut self.diags)
-            }
-            Err(e) => {
-                self.diags.push(Diagnostic::error(
-                    SourceLocation::File { file: file.clone() },
-                    format!("cannot read: {e}"),
-                ));
-                None
-            }
-        }
+        let bytes = self.read_file(path, file)?;
+        sheet::read_csv_bytes(&bytes, file, delimiter, &mut self.diags)
     }
 
     pub(super) fn rows_entry(
@@ -290,10 +279,9 @@ impl Loader {
         }
         let table = match file_kind(&full) {
             Some(FileKind::Csv) => self.read_csv(&full, &file, d),
-            Some(FileKind::Sheet) => {
-                self.hash_file(&full);
-                sheet::read_sheet(&full, &file, sheet.as_deref(), &mut self.diags)
-            }
+            Some(FileKind::Sheet) => self
+                .read_file(&full, &file)
+                .and_then(|_| sheet::read_sheet(&full, &file, sheet.as_deref(), &mut self.diags)),
             _ => {
                 self.diags.push(Diagnostic::field_error(
                     e.loc.clone(),

@@ -389,6 +389,47 @@ impl Builder {
     }
 }
 
+/// The most bytes vidbatch reads of one manifest file (YAML, CSV, a workbook): as much as one
+/// sheet of a workbook may unpack to ([`grid::MAX_PART_BYTES`]), far more than a million rows
+/// take, and a bound on what a path to an endless source (`/dev/zero`) can make vidbatch hold.
+pub const MAX_MANIFEST_BYTES: u64 = grid::MAX_PART_BYTES;
+
+/// The bytes of the manifest file at `path` (named `file` in messages), or the error of a file
+/// that cannot be read or holds more than `limit` bytes; one larger than `limit` on disk is
+/// refused unread.
+pub fn read_manifest_file(path: &Path, file: &Arc<str>, limit: u64) -> Result<Vec<u8>, Box<Diagnostic>> {
+    use std::io::Read;
+    let cannot_read =
+        |e: std::io::Error| Box::new(Diagnostic::error(file_loc(file), format!("cannot read: {e}")));
+    let too_large = || {
+        Box::new(
+            Diagnostic::error(
+                file_loc(file),
+                format!(
+                    "the file holds more than {} MB, the most vidbatch reads of one manifest",
+                    limit / (1024 * 1024)
+                ),
+            )
+            .with_help(
+                "split the jobs over several manifests or rows files and name them all \
+             (`vidbatch run part1.csv part2.csv`); a device or an endless pipe is no manifest",
+            ),
+        )
+    };
+    let f = std::fs::File::open(path).map_err(cannot_read)?;
+    if f.metadata().is_ok_and(|m| m.len() > limit) {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::new();
+    f.take(limit.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(cannot_read)?;
+    if bytes.len() as u64 > limit {
+        return Err(too_large());
+    }
+    Ok(bytes)
+}
+
 /// Reads a CSV file. `delimiter` `None` detects it from the first line.
 pub fn read_csv(
     path: &Path,
@@ -396,14 +437,13 @@ pub fn read_csv(
     delimiter: Option<u8>,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<Table> {
-    let data = match std::fs::read(path) {
-        Ok(d) => d,
-        Err(e) => {
-            diags.push(Diagnostic::error(file_loc(file), format!("cannot read: {e}")));
-            return None;
+    match read_manifest_file(path, file, MAX_MANIFEST_BYTES) {
+        Ok(data) => read_csv_bytes(&data, file, delimiter, diags),
+        Err(d) => {
+            diags.push(*d);
+            None
         }
-    };
-    read_csv_bytes(&data, file, delimiter, diags)
+    }
 }
 
 /// How to save a CSV so that [`decode`] reads it.
@@ -590,6 +630,33 @@ mod tests {
         assert_eq!(tb.cell(0, 1), "x");
         assert_eq!(tb.row_number(1), 5);
         assert_eq!(tb.cell(1, 7), "");
+    }
+
+    #[test]
+    fn a_manifest_past_the_limit_is_refused_naming_the_file_the_limit_and_the_fix() {
+        let mib = 1024 * 1024;
+        let file = Arc::from("x.csv");
+        // what `ln -s /dev/zero x.csv` gives: no size on disk, and no end
+        let said = read_manifest_file(Path::new("/dev/zero"), &file, 3 * mib)
+            .expect_err("an endless file")
+            .to_string();
+        assert!(
+            said.contains(
+                "x.csv: error: the file holds more than 3 MB, the most vidbatch reads of one manifest"
+            ) && said.contains("split the jobs over several manifests"),
+            "{said}"
+        );
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("p.csv");
+        std::fs::write(&path, "prompt\na cat\n").expect("write");
+        assert_eq!(
+            read_manifest_file(&path, &file, 13).as_deref(),
+            Ok(&b"prompt\na cat\n"[..])
+        );
+        assert!(
+            read_manifest_file(&path, &file, 12).is_err(),
+            "one byte past the limit"
+        );
     }
 
     #[test]
