@@ -378,7 +378,10 @@ pub fn build(
             continue;
         }
         match key {
-            "model" => req.model = string(n, key, vars, diags).unwrap_or_default(),
+            // A model id never has spaces around it; a cell's stray ones are dropped.
+            "model" => {
+                req.model = string(n, key, vars, diags).map_or_else(String::new, |m| m.trim().to_string())
+            }
             "prompt" => req.prompt = string(n, key, vars, diags).unwrap_or_default(),
             "ratio" => req.ratio = choice(n, key, vars, diags, date_ratio_help),
             "resolution" => req.resolution = choice(n, key, vars, diags, no_help),

@@ -396,12 +396,12 @@ fn choices_read_through_stray_spaces_and_prompts_keep_theirs() {
         d.path(),
         "p.csv",
         "id,model,prompt,ratio,resolution,service_tier\n\
-         a,seedance-1.5-pro,  A cat surfing ,16:9\u{a0}, 720p,\tflex \n",
+         a, seedance-1.5-pro\u{a0},  A cat surfing ,16:9\u{a0}, 720p,\tflex \n",
     );
     let yaml = plan_of(
         d.path(),
         "m.yaml",
-        "version: 1\njobs:\n  - id: a\n    model: seedance-1.5-pro\n    prompt: \"  A cat surfing \"\n    \
+        "version: 1\njobs:\n  - id: a\n    model: \"seedance-1.5-pro \"\n    prompt: \"  A cat surfing \"\n    \
          ratio: \"\\u00a016:9\"\n    resolution: \"720p\\t\"\n    service_tier: \" flex\"\n",
     );
     for plan in [&csv, &yaml] {
@@ -414,6 +414,7 @@ fn choices_read_through_stray_spaces_and_prompts_keep_theirs() {
             ),
             (Some("16:9"), Some("720p"), Some("flex"))
         );
+        assert_eq!(r.model, "seedance-1.5-pro", "a model id has no spaces around it");
         assert_eq!(r.prompt, "  A cat surfing ", "a prompt is the user's text");
     }
     // the value a cell names is the one an error shows
