@@ -181,28 +181,17 @@ async fn every_error_class_is_classified() {
         Some(vidbatch_sim::RetryAfterFormat::Seconds),
         Some(vidbatch_sim::RetryAfterFormat::HttpDate),
     ] {
-        let limited = Sim::start(SimConfig {
-            rpm: 60,
-            rate_burst: Some(1),
+        let wait = wait_asked(SimConfig {
             retry_after,
             ..fast()
         })
-        .await
-        .unwrap();
-        let lc = client(&limited, "k");
-        lc.list_models().await.unwrap();
-        match lc.list_models().await.unwrap_err() {
-            ApiError::RateLimited { retry_after, .. } => {
-                let wait = retry_after.expect("the server's wait is read");
-                // The refusal is charged a token, so the wait is about 2 s; an HTTP date
-                // rounds up to the next whole second.
-                assert!(
-                    wait > Duration::from_secs(1) && wait <= Duration::from_secs(3),
-                    "{wait:?}"
-                );
-            }
-            other => panic!("{other:?}"),
-        }
+        .await;
+        // The refusal is charged a token, so the wait is about 2 s; an HTTP date rounds up to
+        // the next whole second.
+        assert!(
+            wait > Duration::from_secs(1) && wait <= Duration::from_secs(3),
+            "{wait:?}"
+        );
     }
 
     // 5xx on a read is transient; on a create it is an ambiguous create
@@ -305,31 +294,38 @@ async fn the_idempotency_key_is_sent_on_create() {
     assert_eq!(sim.stats().idempotent_replays, 1);
 }
 
+/// The wait the client reads off the 429 of a simulator at 60 requests a minute with a bucket of
+/// one (and `config`'s other settings), once one request has spent the bucket.
+async fn wait_asked(config: SimConfig) -> Duration {
+    let limited = Sim::start(SimConfig {
+        rpm: 60,
+        rate_burst: Some(1),
+        ..config
+    })
+    .await
+    .unwrap();
+    let lc = client(&limited, "k");
+    lc.list_models().await.unwrap();
+    match lc.list_models().await.unwrap_err() {
+        ApiError::RateLimited { retry_after, .. } => retry_after.expect("the server's wait is read"),
+        other => panic!("{other:?}"),
+    }
+}
+
 /// A `Retry-After` HTTP date is on the server's clock: a server two hours ahead (or behind)
 /// asks for the same short wait, not two hours (or none at all).
 #[tokio::test]
 async fn a_retry_after_date_is_read_on_the_servers_clock() {
     for clock_offset_secs in [7200.0, -7200.0] {
-        let limited = Sim::start(SimConfig {
-            rpm: 60,
-            rate_burst: Some(1),
+        let wait = wait_asked(SimConfig {
             retry_after: Some(vidbatch_sim::RetryAfterFormat::HttpDate),
             clock_offset_secs,
             ..fast()
         })
-        .await
-        .unwrap();
-        let lc = client(&limited, "k");
-        lc.list_models().await.unwrap();
-        match lc.list_models().await.unwrap_err() {
-            ApiError::RateLimited { retry_after, .. } => {
-                let wait = retry_after.expect("the server's wait is read");
-                assert!(
-                    wait > Duration::ZERO && wait <= Duration::from_secs(3),
-                    "server clock {clock_offset_secs:+} s: asked to wait {wait:?}"
-                );
-            }
-            other => panic!("{other:?}"),
-        }
+        .await;
+        assert!(
+            wait > Duration::ZERO && wait <= Duration::from_secs(3),
+            "server clock {clock_offset_secs:+} s: asked to wait {wait:?}"
+        );
     }
 }
