@@ -49,6 +49,14 @@ fn bench_dir() -> std::path::PathBuf {
 /// The `vidbatch` binary this benchmark was built with.
 const VIDBATCH: &str = env!("CARGO_BIN_EXE_vidbatch");
 
+/// The binaries a side-by-side scenario runs, each with its label: this build, then
+/// `VIDBATCH_BENCH_BASELINE` (an earlier build) when set.
+fn binaries() -> Vec<(&'static str, std::path::PathBuf)> {
+    std::iter::once(("", std::path::PathBuf::from(VIDBATCH)))
+        .chain(std::env::var_os("VIDBATCH_BENCH_BASELINE").map(|b| ("baseline ", b.into())))
+        .collect()
+}
+
 /// Runs `vidbatch run` of `jobs` distinct jobs under GNU time against `sim` and reads its report.
 fn run(sim: &SimHandle, jobs: usize, args: &[&str]) -> Outcome {
     run_manifest(sim, |dir| manifest(dir, jobs), args)
@@ -277,10 +285,7 @@ fn mixed_manifest(dir: &Path, small: usize, large: usize) -> std::path::PathBuf 
 /// Three runs, each followed by the same run of
 /// `VIDBATCH_BENCH_BASELINE` when set.
 async fn mixed() {
-    let baseline = std::env::var_os("VIDBATCH_BENCH_BASELINE").map(std::path::PathBuf::from);
-    let bins: Vec<(&str, &Path)> = std::iter::once(("", Path::new(VIDBATCH)))
-        .chain(baseline.as_deref().map(|b| ("baseline ", b)))
-        .collect();
+    let bins = binaries();
     for _ in 0..3 {
         for (label, bin) in &bins {
             let sim = start(SimConfig {
@@ -652,10 +657,7 @@ fn cpu_ticks() -> Option<(u64, u64)> {
 /// by side under the same load.
 async fn overhead() {
     let jobs = 10_000;
-    let baseline = std::env::var_os("VIDBATCH_BENCH_BASELINE").map(std::path::PathBuf::from);
-    let bins: Vec<(&str, &Path)> = std::iter::once(("", Path::new(VIDBATCH)))
-        .chain(baseline.as_deref().map(|b| ("baseline ", b)))
-        .collect();
+    let bins = binaries();
     // Kept until all runs are done: on ext4 without a journal, files deleted in the last
     // minutes slow the creation of new ones.
     let mut outcomes: Vec<Vec<Outcome>> = bins.iter().map(|_| Vec::new()).collect();
