@@ -219,7 +219,7 @@ impl Dispatcher {
             self.candidates.clear();
             return;
         }
-        let pages = &self.with_candidates_read(pages);
+        let pages = &*self.with_candidates_read(pages);
         let grace = self.lost_grace();
         let mut ids: Vec<(Instant, String)> = self.lost.iter().map(|(id, l)| (l.since, id.clone())).collect();
         ids.sort();
@@ -321,8 +321,12 @@ impl Dispatcher {
         }
     }
 
-    /// `pages` with each task a candidate read has shown in its read form, seed and all.
-    fn with_candidates_read(&self, pages: &[TaskList]) -> Vec<TaskList> {
+    /// `pages` with each task a candidate read has shown in its read form, seed and all (the
+    /// pages as they are while no candidate has been read).
+    fn with_candidates_read<'p>(&self, pages: &'p [TaskList]) -> std::borrow::Cow<'p, [TaskList]> {
+        if !self.candidates.values().any(Option::is_some) {
+            return std::borrow::Cow::Borrowed(pages);
+        }
         let read = |t: &Task| match self.candidates.get(&t.id) {
             Some(Some(seen)) => seen.clone(),
             _ => t.clone(),
