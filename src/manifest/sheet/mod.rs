@@ -430,22 +430,6 @@ pub fn read_manifest_file(path: &Path, file: &Arc<str>, limit: u64) -> Result<Ve
     Ok(bytes)
 }
 
-/// Reads a CSV file. `delimiter` `None` detects it from the first line.
-pub fn read_csv(
-    path: &Path,
-    file: &Arc<str>,
-    delimiter: Option<u8>,
-    diags: &mut Vec<Diagnostic>,
-) -> Option<Table> {
-    match read_manifest_file(path, file, MAX_MANIFEST_BYTES) {
-        Ok(data) => read_csv_bytes(&data, file, delimiter, diags),
-        Err(d) => {
-            diags.push(*d);
-            None
-        }
-    }
-}
-
 /// How to save a CSV so that [`decode`] reads it.
 const SAVE_CSV_AS_UTF8: &str =
     "save it as \"CSV UTF-8\" (Excel) or with the character set \"Unicode (UTF-8)\" (LibreOffice)";
@@ -528,7 +512,7 @@ pub(crate) fn decode<'a>(
     }
 }
 
-/// Reads CSV text (see [`read_csv`]).
+/// Reads the bytes of a CSV file (decoded as UTF-8, UTF-16 or with a named encoding error). `delimiter` `None` detects it from the first line.
 pub fn read_csv_bytes(
     data: &[u8],
     file: &Arc<str>,
